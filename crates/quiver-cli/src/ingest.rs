@@ -1,0 +1,362 @@
+//! `quiver ingest`: JSONL and Parquet into a collection.
+//!
+//! The whole input is parsed and validated first (types, dimensions, finiteness, duplicate ids);
+//! any error names the line (JSONL) or row (Parquet) and the field, and nothing is written. Then
+//! documents are upserted in batches; each batch is durable when its acknowledgement is printed
+//! (`--ack`: one `{"acked": N}` line per batch on stdout, N = input lines committed so far).
+
+use crate::ops::open_db;
+use crate::progress::{bar, Bars};
+use anyhow::{anyhow, bail, Context, Result};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array,
+    LargeListArray, LargeStringArray, ListArray, RecordBatch, StringArray, UInt64Array,
+};
+use clap::Args;
+use quiver::{DocId, Document, Schema};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Args, Debug)]
+pub struct IngestArgs {
+    /// Collection.
+    pub collection: String,
+    /// Input file (.jsonl / .ndjson / .parquet).
+    pub file: PathBuf,
+    /// Input format (default: from the file extension).
+    #[arg(long, value_parser = ["jsonl", "parquet"])]
+    pub format: Option<String>,
+    /// Documents per committed batch.
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: usize,
+    /// Print {"acked": N} on stdout after each durable batch.
+    #[arg(long)]
+    pub ack: bool,
+    /// Parquet: the id column.
+    #[arg(long, default_value = "id")]
+    pub id_column: String,
+}
+
+/// Where an input record came from, for error messages.
+fn at(line: usize, parquet: bool) -> String {
+    if parquet {
+        format!("row {line}")
+    } else {
+        format!("line {line}")
+    }
+}
+
+/// Converts one JSONL object into a document. Keys: `id`, `payload` (object), `vectors` (object of
+/// arrays), or `vector` (array) when the schema has exactly one dense field.
+pub fn doc_from_json(v: Value, schema: &Schema) -> std::result::Result<Document, (String, String)> {
+    let Value::Object(mut o) = v else {
+        return Err(("".into(), "each line must be a JSON object".into()));
+    };
+    let mut doc = Document::default();
+    let id = o
+        .remove("id")
+        .ok_or_else(|| ("id".to_string(), "missing id".to_string()))?;
+    doc.id = Some(DocId::from_json(&id).ok_or_else(|| {
+        (
+            "id".to_string(),
+            format!("id must be a non-negative integer or a non-empty string, got {id}"),
+        )
+    })?);
+    if let Some(p) = o.remove("payload") {
+        match p {
+            Value::Object(m) => doc.payload = m,
+            Value::Null => {}
+            other => {
+                return Err((
+                    "payload".into(),
+                    format!("payload must be an object, got {other}"),
+                ))
+            }
+        }
+    }
+    let dense = schema.dense_fields();
+    let mut raw: Vec<(String, Value)> = Vec::new();
+    if let Some(v) = o.remove("vector") {
+        match dense.as_slice() {
+            [one] => raw.push((one.name.clone(), v)),
+            _ => return Err(("vector".into(), "`vector` is only allowed when the schema has exactly one dense field; use `vectors`".into())),
+        }
+    }
+    if let Some(vs) = o.remove("vectors") {
+        let Value::Object(m) = vs else {
+            return Err((
+                "vectors".into(),
+                "vectors must be an object of field -> array".into(),
+            ));
+        };
+        raw.extend(m);
+    }
+    if let Some(k) = o.keys().next() {
+        return Err((
+            k.clone(),
+            "unknown key (expected id, payload, vectors, vector)".into(),
+        ));
+    }
+    for (name, v) in raw {
+        let arr = v.as_array().ok_or_else(|| {
+            (
+                format!("vectors.{name}"),
+                "must be an array of numbers".to_string(),
+            )
+        })?;
+        let mut out = Vec::with_capacity(arr.len());
+        for (i, x) in arr.iter().enumerate() {
+            let f = x.as_f64().ok_or_else(|| {
+                (
+                    format!("vectors.{name}"),
+                    format!("component {i} is not a number: {x}"),
+                )
+            })?;
+            out.push(f as f32);
+        }
+        doc.vectors.insert(name, out);
+    }
+    Ok(doc)
+}
+
+fn read_jsonl(path: &Path, schema: &Schema) -> Result<Vec<(usize, Document)>> {
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let pb = bar("parsing", size);
+    let mut reader = std::io::BufReader::new(f);
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    let mut line_no = 0;
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        pb.inc(n as u64);
+        let text = std::str::from_utf8(&buf)
+            .map_err(|_| anyhow!("{}: line {line_no}: not valid UTF-8", path.display()))?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(text)
+            .map_err(|e| anyhow!("{}: line {line_no}: malformed JSON: {e}", path.display()))?;
+        let doc = doc_from_json(v, schema).map_err(|(field, msg)| {
+            anyhow!("{}: line {line_no}, field {field:?}: {msg}", path.display())
+        })?;
+        out.push((line_no, doc));
+    }
+    pb.finish_and_clear();
+    Ok(out)
+}
+
+fn list_values(col: &ArrayRef, row: usize) -> Option<ArrayRef> {
+    if col.is_null(row) {
+        return None;
+    }
+    if let Some(l) = col.as_any().downcast_ref::<ListArray>() {
+        return Some(l.value(row));
+    }
+    col.as_any()
+        .downcast_ref::<LargeListArray>()
+        .map(|l| l.value(row))
+}
+
+fn floats(a: &ArrayRef) -> Option<Vec<f32>> {
+    if let Some(x) = a.as_any().downcast_ref::<Float32Array>() {
+        return Some(
+            (0..x.len())
+                .map(|i| if x.is_null(i) { f32::NAN } else { x.value(i) })
+                .collect(),
+        );
+    }
+    a.as_any().downcast_ref::<Float64Array>().map(|x| {
+        (0..x.len())
+            .map(|i| {
+                if x.is_null(i) {
+                    f32::NAN
+                } else {
+                    x.value(i) as f32
+                }
+            })
+            .collect()
+    })
+}
+
+fn scalar_json(col: &ArrayRef, row: usize) -> Option<Value> {
+    if col.is_null(row) {
+        return Some(Value::Null);
+    }
+    let a = col.as_any();
+    if let Some(x) = a.downcast_ref::<Int64Array>() {
+        return Some(x.value(row).into());
+    }
+    if let Some(x) = a.downcast_ref::<Int32Array>() {
+        return Some(x.value(row).into());
+    }
+    if let Some(x) = a.downcast_ref::<UInt64Array>() {
+        return Some(x.value(row).into());
+    }
+    if let Some(x) = a.downcast_ref::<Float64Array>() {
+        return serde_json::Number::from_f64(x.value(row)).map(Value::Number);
+    }
+    if let Some(x) = a.downcast_ref::<Float32Array>() {
+        return serde_json::Number::from_f64(x.value(row) as f64).map(Value::Number);
+    }
+    if let Some(x) = a.downcast_ref::<StringArray>() {
+        return Some(x.value(row).into());
+    }
+    if let Some(x) = a.downcast_ref::<LargeStringArray>() {
+        return Some(x.value(row).into());
+    }
+    a.downcast_ref::<BooleanArray>()
+        .map(|x| x.value(row).into())
+}
+
+fn read_parquet(path: &Path, schema: &Schema, id_column: &str) -> Result<Vec<(usize, Document)>> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(f)
+        .with_context(|| format!("{}: not a readable Parquet file", path.display()))?;
+    let total = builder.metadata().file_metadata().num_rows().max(0) as u64;
+    let reader = builder
+        .build()
+        .with_context(|| format!("reading {}", path.display()))?;
+    let pb = bar("parsing", total);
+    let dense: HashMap<String, usize> = schema
+        .dense_fields()
+        .into_iter()
+        .map(|f| (f.name, f.dim))
+        .collect();
+    let mut out = Vec::new();
+    let mut row_no = 0usize;
+    for batch in reader {
+        let batch: RecordBatch = batch.with_context(|| format!("reading {}", path.display()))?;
+        let names: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        if !names.iter().any(|n| n == id_column) {
+            bail!(
+                "{}: no id column {id_column:?} (columns: {}); use --id-column",
+                path.display(),
+                names.join(", ")
+            );
+        }
+        for r in 0..batch.num_rows() {
+            row_no += 1;
+            let mut doc = Document::default();
+            for (ci, name) in names.iter().enumerate() {
+                let col = batch.column(ci);
+                let err = |msg: String| {
+                    anyhow!("{}: row {row_no}, field {name:?}: {msg}", path.display())
+                };
+                if name == id_column {
+                    let v = scalar_json(col, r)
+                        .ok_or_else(|| err("unsupported id column type".into()))?;
+                    doc.id = Some(DocId::from_json(&v).ok_or_else(|| {
+                        err(format!(
+                            "id must be a non-negative integer or non-empty string, got {v}"
+                        ))
+                    })?);
+                } else if dense.contains_key(name) {
+                    let vals = list_values(col, r).ok_or_else(|| {
+                        err("vector column must be a non-null list<float>".into())
+                    })?;
+                    doc.vectors.insert(
+                        name.clone(),
+                        floats(&vals).ok_or_else(|| {
+                            err("vector column must be a list of float32 or float64".into())
+                        })?,
+                    );
+                } else {
+                    let v = scalar_json(col, r).ok_or_else(|| {
+                        err(format!(
+                            "unsupported payload column type {}",
+                            col.data_type()
+                        ))
+                    })?;
+                    if !v.is_null() {
+                        doc.payload.insert(name.clone(), v);
+                    }
+                }
+            }
+            out.push((row_no, doc));
+        }
+        pb.inc(batch.num_rows() as u64);
+    }
+    pb.finish_and_clear();
+    Ok(out)
+}
+
+pub fn run(db: &Path, as_json: bool, a: IngestArgs) -> Result<()> {
+    let d = open_db(db)?;
+    let c = d.collection(&a.collection)?;
+    let schema: Arc<Schema> = c.schema().clone();
+    let format = a.format.clone().unwrap_or_else(|| {
+        if a.file.extension().is_some_and(|e| e == "parquet") {
+            "parquet".into()
+        } else {
+            "jsonl".into()
+        }
+    });
+    let parquet = format == "parquet";
+    let t0 = std::time::Instant::now();
+    let docs = if parquet {
+        read_parquet(&a.file, &schema, &a.id_column)?
+    } else {
+        read_jsonl(&a.file, &schema)?
+    };
+    // Validate everything before writing anything.
+    let mut seen: HashMap<DocId, usize> = HashMap::with_capacity(docs.len());
+    for (line, doc) in &docs {
+        schema
+            .prepare(doc.clone())
+            .map_err(|e| anyhow!("{}: {}: {e}", a.file.display(), at(*line, parquet)))?;
+        if let Some(id) = &doc.id {
+            if let Some(first) = seen.insert(id.clone(), *line) {
+                bail!(
+                    "{}: {}, field \"id\": duplicate id {id} (first at {})",
+                    a.file.display(),
+                    at(*line, parquet),
+                    at(first, parquet)
+                );
+            }
+        }
+    }
+    c.set_progress(Arc::new(Bars::new()));
+    let pb = bar("ingesting", docs.len() as u64);
+    let mut written = 0usize;
+    let stdout = std::io::stdout();
+    for chunk in docs.chunks(a.batch_size.max(1)) {
+        let last_line = chunk.last().map_or(0, |x| x.0);
+        c.upsert(chunk.iter().map(|(_, d)| d.clone()).collect())?;
+        written += chunk.len();
+        pb.inc(chunk.len() as u64);
+        if a.ack {
+            let mut out = stdout.lock();
+            writeln!(out, "{}", json!({"acked": last_line}))?;
+            out.flush()?;
+        }
+    }
+    pb.finish_and_clear();
+    let secs = t0.elapsed().as_secs_f64();
+    let info = c.info();
+    if as_json {
+        println!(
+            "{}",
+            json!({"ingested": written, "collection": a.collection, "documents": info.documents, "seconds": secs, "docs_per_s": written as f64 / secs.max(1e-9)})
+        );
+    } else {
+        println!("ingested {written} documents into {} in {secs:.2}s ({:.0} docs/s); collection now holds {}", a.collection, written as f64 / secs.max(1e-9), info.documents);
+    }
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! `quiver`: the command-line face of the engine.
+//!
+//! Flags are parsed in two stages (ripgrep style): clap gives the raw arguments, each command turns
+//! them into typed requests (schemas, filters, documents) and reports errors that name the input.
+
+mod bench_ann;
+mod ingest;
+mod ops;
+mod progress;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Quiver: a retrieval engine for modern embeddings.
+#[derive(Parser, Debug)]
+#[command(name = "quiver", version, about)]
+pub struct Cli {
+    /// Database directory.
+    #[arg(
+        long,
+        global = true,
+        default_value = "./quiver-data",
+        env = "QUIVER_DB"
+    )]
+    pub db: PathBuf,
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Create the database directory.
+    Init,
+    /// Manage collections.
+    #[command(subcommand)]
+    Collection(ops::CollectionCmd),
+    /// Load documents from JSONL or Parquet.
+    Ingest(ingest::IngestArgs),
+    /// k-nearest-neighbour search.
+    Search(ops::SearchArgs),
+    /// Fetch documents by id.
+    Get(ops::GetArgs),
+    /// Delete documents by id or by filter.
+    Delete(ops::DeleteArgs),
+    /// Count documents (optionally matching a filter).
+    Count(ops::CountArgs),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCmd {
+    /// HNSW recall/QPS sweep on GloVe-6B-50d.
+    Ann(bench_ann::AnnArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let json = cli.json;
+    if let Err(e) = run(cli) {
+        if json {
+            println!("{}", serde_json::json!({"error": format!("{e:#}")}));
+        }
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Init => ops::init(&cli.db, cli.json),
+        Cmd::Collection(c) => ops::collection(&cli.db, cli.json, c),
+        Cmd::Ingest(a) => ingest::run(&cli.db, cli.json, a),
+        Cmd::Search(a) => ops::search_cmd(&cli.db, cli.json, a),
+        Cmd::Get(a) => ops::get(&cli.db, cli.json, a),
+        Cmd::Delete(a) => ops::delete(&cli.db, cli.json, a),
+        Cmd::Count(a) => ops::count(&cli.db, cli.json, a),
+        Cmd::Bench(BenchCmd::Ann(a)) => bench_ann::run(cli.json, a),
+    }
+}

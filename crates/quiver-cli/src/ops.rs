@@ -1,0 +1,340 @@
+//! init, collection management, search, get, delete, count.
+
+use crate::progress::Bars;
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Subcommand};
+use quiver::{search, Database, DocId, Filter, Schema, SearchRequest, Strategy};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub fn open_db(db: &Path) -> Result<Database> {
+    Database::open(db).with_context(|| format!("opening database {}", db.display()))
+}
+
+pub fn init(db: &Path, as_json: bool) -> Result<()> {
+    open_db(db)?;
+    if as_json {
+        println!(
+            "{}",
+            json!({"db": db.display().to_string(), "created": true})
+        );
+    } else {
+        println!("database ready at {}", db.display());
+    }
+    Ok(())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CollectionCmd {
+    /// Create a collection from a schema (TOML or JSON file, or inline JSON with --schema-json).
+    Create {
+        name: String,
+        #[arg(long, conflicts_with = "schema_json")]
+        schema: Option<PathBuf>,
+        #[arg(long)]
+        schema_json: Option<String>,
+    },
+    /// List collections.
+    List,
+    /// Counts, segments and sizes of a collection.
+    Info { name: String },
+    /// Delete a collection and its files.
+    Drop { name: String },
+    /// Seal the mutable segment now (builds its indexes).
+    Flush { name: String },
+    /// Merge all sealed segments into one, dropping deleted rows.
+    Compact { name: String },
+}
+
+pub fn collection(db: &Path, as_json: bool, cmd: CollectionCmd) -> Result<()> {
+    let d = open_db(db)?;
+    match cmd {
+        CollectionCmd::Create {
+            name,
+            schema,
+            schema_json,
+        } => {
+            let text = match (schema, schema_json) {
+                (Some(p), _) => std::fs::read_to_string(&p)
+                    .with_context(|| format!("reading schema {}", p.display()))?,
+                (None, Some(s)) => s,
+                (None, None) => bail!("give --schema FILE or --schema-json '{{...}}'"),
+            };
+            let schema = Schema::parse(&text)?;
+            d.create_collection(&name, &schema)?;
+            if as_json {
+                println!(
+                    "{}",
+                    json!({"created": name, "schema": serde_json::to_value(&schema)?})
+                );
+            } else {
+                println!("created collection {name}");
+            }
+        }
+        CollectionCmd::List => {
+            let names = d.list_collections()?;
+            if as_json {
+                println!("{}", json!({"collections": names}));
+            } else {
+                names.iter().for_each(|n| println!("{n}"));
+            }
+        }
+        CollectionCmd::Info { name } => {
+            let c = d.collection(&name)?;
+            let info = c.info();
+            let schema = c.schema();
+            let dense: Vec<Value> = schema
+                .dense_fields()
+                .iter()
+                .map(|f| {
+                    json!({"field": f.name, "dim": f.dim, "metric": f.metric.name(), "index": serde_json::to_value(f.index).unwrap_or(Value::Null),
+                           "bytes_per_vector_f32": f.dim * 4, "total_vector_bytes": f.dim * 4 * info.documents})
+                })
+                .collect();
+            let v = json!({"name": info.name, "documents": info.documents, "mutable_rows": info.mutable_rows,
+                "segments": info.segments.iter().map(|(n, r, l)| json!({"name": n, "rows": r, "live": l})).collect::<Vec<_>>(),
+                "graph_bytes": info.graph_bytes, "seq": info.seq, "dense_fields": dense, "schema": serde_json::to_value(schema.as_ref())?});
+            if as_json {
+                println!("{v}");
+            } else {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            }
+        }
+        CollectionCmd::Drop { name } => {
+            d.drop_collection(&name)?;
+            if as_json {
+                println!("{}", json!({"dropped": name}));
+            } else {
+                println!("dropped collection {name}");
+            }
+        }
+        CollectionCmd::Flush { name } => {
+            let c = d.collection(&name)?;
+            c.set_progress(Arc::new(Bars::new()));
+            c.flush()?;
+            let info = c.info();
+            if as_json {
+                println!(
+                    "{}",
+                    json!({"flushed": name, "segments": info.segments.len()})
+                );
+            } else {
+                println!("flushed {name}: {} sealed segments", info.segments.len());
+            }
+        }
+        CollectionCmd::Compact { name } => {
+            let c = d.collection(&name)?;
+            c.set_progress(Arc::new(Bars::new()));
+            c.compact()?;
+            let info = c.info();
+            if as_json {
+                println!(
+                    "{}",
+                    json!({"compacted": name, "segments": info.segments.len(), "documents": info.documents})
+                );
+            } else {
+                println!(
+                    "compacted {name}: {} documents in {} segments",
+                    info.documents,
+                    info.segments.len()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parses a command-line id: digits are integer ids, anything else a string id.
+pub fn parse_id(s: &str) -> DocId {
+    s.parse::<u64>()
+        .map(DocId::Int)
+        .unwrap_or_else(|_| DocId::Str(s.to_string()))
+}
+
+pub fn parse_filter(s: &str) -> Result<Filter> {
+    let v: Value =
+        serde_json::from_str(s).map_err(|e| anyhow!("--filter is not valid JSON: {e}"))?;
+    Ok(Filter::from_json(&v)?)
+}
+
+#[derive(Args, Debug)]
+pub struct SearchArgs {
+    /// Collection.
+    pub collection: String,
+    /// Query vector as a JSON array, e.g. '[0.1, 0.2]'.
+    #[arg(long, conflicts_with = "vector_file")]
+    pub vector: Option<String>,
+    /// File holding the query vector as a JSON array.
+    #[arg(long)]
+    pub vector_file: Option<PathBuf>,
+    /// Dense field (default: the only one).
+    #[arg(long)]
+    pub field: Option<String>,
+    /// Number of results.
+    #[arg(short = 'k', long, default_value_t = 10)]
+    pub k: usize,
+    /// HNSW beam width.
+    #[arg(long)]
+    pub ef: Option<usize>,
+    /// Payload filter as JSON.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Exact scan instead of the planner's choice.
+    #[arg(long)]
+    pub exact: bool,
+    /// Print the per-segment plan.
+    #[arg(long)]
+    pub explain: bool,
+}
+
+pub fn search_cmd(db: &Path, as_json: bool, a: SearchArgs) -> Result<()> {
+    let text = match (&a.vector, &a.vector_file) {
+        (Some(v), _) => v.clone(),
+        (None, Some(p)) => {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
+        }
+        (None, None) => bail!("give the query as --vector '[...]' or --vector-file FILE"),
+    };
+    let vector: Vec<f32> = serde_json::from_str::<Vec<f64>>(text.trim())
+        .map_err(|e| anyhow!("query vector must be a JSON array of numbers: {e}"))?
+        .into_iter()
+        .map(|x| x as f32)
+        .collect();
+    let d = open_db(db)?;
+    let c = d.collection(&a.collection)?;
+    let mut req = SearchRequest::new(vector, a.k);
+    req.field = a.field;
+    req.ef = a.ef;
+    req.filter = a.filter.as_deref().map(parse_filter).transpose()?;
+    req.strategy = if a.exact {
+        Strategy::Exact
+    } else {
+        Strategy::Auto
+    };
+    let t = std::time::Instant::now();
+    let res = search(&c.snapshot(), &req)?;
+    let took = t.elapsed().as_secs_f64() * 1e3;
+    if as_json {
+        let mut v = json!({"hits": res.hits, "took_ms": took});
+        if a.explain {
+            v["explain"] = serde_json::to_value(&res.explain)?;
+        }
+        println!("{v}");
+    } else {
+        for (i, h) in res.hits.iter().enumerate() {
+            println!(
+                "{:>3}. {:<24} {:>10.5}  {}",
+                i + 1,
+                h.id.to_string(),
+                h.score,
+                h.payload
+                    .as_ref()
+                    .map(|p| Value::Object(p.clone()).to_string())
+                    .unwrap_or_default()
+            );
+        }
+        if a.explain {
+            for p in &res.explain {
+                println!(
+                    "  {:<24} rows {:>8} allowed {:>8} {:<6} {} us",
+                    p.segment, p.rows, p.allowed, p.method, p.micros
+                );
+            }
+        }
+        eprintln!("{} hits in {took:.2} ms", res.hits.len());
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    pub collection: String,
+    /// Ids (digits are integer ids).
+    #[arg(required = true)]
+    pub ids: Vec<String>,
+    /// Include vectors.
+    #[arg(long)]
+    pub vectors: bool,
+}
+
+pub fn get(db: &Path, as_json: bool, a: GetArgs) -> Result<()> {
+    let d = open_db(db)?;
+    let c = d.collection(&a.collection)?;
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    for s in &a.ids {
+        let id = parse_id(s);
+        match c.get(&id) {
+            Some(doc) => found.push(doc.to_json(a.vectors)),
+            None => missing.push(id.to_json()),
+        }
+    }
+    if as_json {
+        println!("{}", json!({"documents": found, "missing": missing}));
+    } else {
+        found.iter().for_each(|d| println!("{d}"));
+        if !missing.is_empty() {
+            eprintln!(
+                "not found: {}",
+                missing
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    if found.is_empty() {
+        bail!("no document found");
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    pub collection: String,
+    /// Ids to delete.
+    pub ids: Vec<String>,
+    /// Delete every document matching this filter (JSON).
+    #[arg(long)]
+    pub filter: Option<String>,
+}
+
+pub fn delete(db: &Path, as_json: bool, a: DeleteArgs) -> Result<()> {
+    if a.ids.is_empty() == a.filter.is_none() {
+        bail!("give ids or --filter (exactly one of them)");
+    }
+    let d = open_db(db)?;
+    let c = d.collection(&a.collection)?;
+    let report = match &a.filter {
+        Some(f) => c.delete_by_filter(&parse_filter(f)?)?,
+        None => c.delete(&a.ids.iter().map(|s| parse_id(s)).collect::<Vec<_>>())?,
+    };
+    if as_json {
+        println!("{}", json!({"deleted": report.count}));
+    } else {
+        println!("deleted {} documents", report.count);
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct CountArgs {
+    pub collection: String,
+    #[arg(long)]
+    pub filter: Option<String>,
+}
+
+pub fn count(db: &Path, as_json: bool, a: CountArgs) -> Result<()> {
+    let d = open_db(db)?;
+    let c = d.collection(&a.collection)?;
+    let f = a.filter.as_deref().map(parse_filter).transpose()?;
+    let n = c.count(f.as_ref());
+    if as_json {
+        println!("{}", json!({"count": n}));
+    } else {
+        println!("{n}");
+    }
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! HNSW and flat search against the brute-force oracle. Seeds are printed.
+
+use quiver_eval::{brute_force_topk, gen, mean_recall};
+use quiver_index::{flat, AllRows, Bitset, Hnsw, HnswParams, Vectors};
+use quiver_linalg::Metric;
+use rand::Rng;
+
+fn flatten(v: &[Vec<f32>]) -> Vec<f32> {
+    v.iter().flatten().copied().collect()
+}
+
+fn ids(v: &[quiver_index::Neighbor]) -> Vec<u32> {
+    v.iter().map(|n| n.id).collect()
+}
+
+#[test]
+fn hnsw_recall_20k_default_ef() {
+    let seed = 20_000_u64;
+    println!("seed = {seed}");
+    let base = gen::clustered(seed, 20_000, 48, 512, 0.6, true);
+    let queries = gen::clustered(seed + 1, 200, 48, 512, 0.6, true);
+    let data = flatten(&base);
+    let vectors = Vectors::new(&data, 48);
+    let params = HnswParams::default();
+    let g = Hnsw::build(vectors, Metric::Cosine, params, seed);
+    assert_eq!(g.len(), 20_000);
+    let truth = brute_force_topk(&base, &queries, Metric::Cosine, 10, |_| true);
+    let found: Vec<Vec<u32>> = queries
+        .iter()
+        .map(|q| ids(&g.search(vectors, q, 10, params.ef_search, &AllRows)))
+        .collect();
+    let r = mean_recall(&found, &truth, 10);
+    println!("recall@10 at default ef={} : {r:.4}", params.ef_search);
+    assert!(r >= 0.95, "recall@10 {r}");
+}
+
+#[test]
+fn hnsw_l2_and_dot_metrics_and_persistence() {
+    let seed = 77_u64;
+    println!("seed = {seed}");
+    for metric in [Metric::L2, Metric::Dot] {
+        let base = gen::clustered(seed, 3_000, 17, 20, 0.5, false);
+        let queries = gen::clustered(seed + 9, 50, 17, 20, 0.5, false);
+        let data = flatten(&base);
+        let vectors = Vectors::new(&data, 17);
+        let g = Hnsw::build(
+            vectors,
+            metric,
+            HnswParams {
+                m: 12,
+                ef_construction: 100,
+                ef_search: 64,
+            },
+            seed,
+        );
+        let truth = brute_force_topk(&base, &queries, metric, 10, |_| true);
+        let found: Vec<Vec<u32>> = queries
+            .iter()
+            .map(|q| ids(&g.search(vectors, q, 10, 128, &AllRows)))
+            .collect();
+        let r = mean_recall(&found, &truth, 10);
+        println!("{metric:?} recall@10 = {r:.4}");
+        assert!(r >= 0.9, "{metric:?} recall {r}");
+        // Round trip: identical results after serialization.
+        let bytes = g.to_bytes();
+        let g2 = Hnsw::from_bytes(&bytes).expect("round trip");
+        for q in &queries {
+            assert_eq!(
+                g.search(vectors, q, 10, 64, &AllRows),
+                g2.search(vectors, q, 10, 64, &AllRows)
+            );
+        }
+        // Truncation and bit flips are reported, never served.
+        assert!(Hnsw::from_bytes(&bytes[..bytes.len() - 3]).is_err());
+        let mut bad = bytes.clone();
+        bad[0] ^= 0xff;
+        assert!(Hnsw::from_bytes(&bad).is_err());
+    }
+}
+
+#[test]
+fn incremental_inserts_between_searches() {
+    let seed = 4242_u64;
+    println!("seed = {seed}");
+    let base = gen::clustered(seed, 6_000, 24, 30, 0.5, true);
+    let data = flatten(&base);
+    let mut g = Hnsw::with_capacity(Metric::Cosine, HnswParams::default(), seed, 1_000);
+    let queries = gen::clustered(seed + 3, 50, 24, 30, 0.5, true);
+    for batch in 0..6usize {
+        let upto = (batch + 1) * 1_000;
+        g.reserve(upto);
+        let vectors = Vectors::new(&data[..upto * 24], 24);
+        for id in (batch * 1_000) as u32..upto as u32 {
+            g.insert(vectors, id);
+        }
+        let truth = brute_force_topk(&base[..upto], &queries, Metric::Cosine, 10, |_| true);
+        let found: Vec<Vec<u32>> = queries
+            .iter()
+            .map(|q| ids(&g.search(vectors, q, 10, 100, &AllRows)))
+            .collect();
+        let r = mean_recall(&found, &truth, 10);
+        println!("after {upto} rows: recall@10 = {r:.4}");
+        assert!(r >= 0.95, "recall {r} after {upto}");
+    }
+}
+
+#[test]
+fn filtered_search_never_returns_rejected_rows_and_flat_matches_oracle() {
+    let seed = 99_u64;
+    println!("seed = {seed}");
+    let base = gen::clustered(seed, 5_000, 32, 40, 0.5, true);
+    let data = flatten(&base);
+    let vectors = Vectors::new(&data, 32);
+    let g = Hnsw::build(vectors, Metric::Cosine, HnswParams::default(), seed);
+    let mut rng = gen::rng(seed);
+    let mut allowed = Bitset::new(5_000);
+    for i in 0..5_000u32 {
+        if rng.random_bool(0.3) {
+            allowed.insert(i);
+        }
+    }
+    let queries = gen::clustered(seed + 1, 50, 32, 40, 0.5, true);
+    let truth = brute_force_topk(&base, &queries, Metric::Cosine, 10, |i| {
+        allowed.contains(i as u32)
+    });
+    let mut found = Vec::new();
+    for (q, t) in queries.iter().zip(&truth) {
+        let hits = g.search(vectors, q, 10, 100, &allowed);
+        assert!(hits.iter().all(|h| allowed.contains(h.id)));
+        found.push(ids(&hits));
+        let exact = flat::search(vectors, Metric::Cosine, q, 10, &allowed);
+        assert_eq!(&ids(&exact), t, "flat scan equals oracle");
+        let exact_rows = flat::search_rows(vectors, Metric::Cosine, q, 10, allowed.iter());
+        assert_eq!(&ids(&exact_rows), t, "flat scan over rows equals oracle");
+    }
+    let r = mean_recall(&found, &truth, 10);
+    println!("30% filter recall@10 = {r:.4}");
+    assert!(r >= 0.95);
+}
+
+#[test]
+fn bitset_ops() {
+    let mut a = Bitset::new(130);
+    a.insert(0);
+    a.insert(64);
+    a.insert(129);
+    assert_eq!(a.iter().collect::<Vec<_>>(), vec![0, 64, 129]);
+    let mut b = a.clone();
+    b.negate();
+    assert_eq!(b.count(), 127);
+    b.and_with(&a);
+    assert_eq!(b.count(), 0);
+    assert_eq!(Bitset::full(130).count(), 130);
+}

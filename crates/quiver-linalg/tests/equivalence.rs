@@ -1,0 +1,64 @@
+//! Every SIMD kernel agrees with the scalar kernel on odd lengths and unaligned slices.
+
+use quiver_linalg::{dot, dot_at, l2sq, l2sq_at, Level, Metric};
+use rand::{Rng, SeedableRng};
+
+fn close(a: f32, b: f32, scale: f32) -> bool {
+    (a - b).abs() <= 1e-4 * scale.max(1.0)
+}
+
+#[test]
+fn simd_levels_match_scalar_on_odd_lengths() {
+    let seed = 0x5eed_0001_u64;
+    println!("seed = {seed}, detected level = {:?}", Level::detect());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let lengths: Vec<usize> = (0..=70)
+        .chain([95, 127, 128, 129, 255, 383, 384, 385, 767, 768, 1023, 1537])
+        .collect();
+    for &n in &lengths {
+        // +1 and slicing from 1 gives unaligned starting addresses.
+        let a: Vec<f32> = (0..n + 1).map(|_| rng.random_range(-2.0..2.0)).collect();
+        let b: Vec<f32> = (0..n + 1).map(|_| rng.random_range(-2.0..2.0)).collect();
+        let (a, b) = (&a[1..], &b[1..]);
+        let want_dot = dot_at(Level::Scalar, a, b).expect("scalar always available");
+        let want_l2 = l2sq_at(Level::Scalar, a, b).expect("scalar always available");
+        let naive_dot: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (*x as f64) * (*y as f64))
+            .sum();
+        assert!(
+            close(want_dot, naive_dot as f32, n as f32),
+            "scalar dot n={n}"
+        );
+        for level in [Level::Avx2, Level::Avx512] {
+            if let Some(got) = dot_at(level, a, b) {
+                assert!(
+                    close(got, want_dot, n as f32),
+                    "{level:?} dot n={n}: {got} vs {want_dot}"
+                );
+            }
+            if let Some(got) = l2sq_at(level, a, b) {
+                assert!(
+                    close(got, want_l2, n as f32),
+                    "{level:?} l2sq n={n}: {got} vs {want_l2}"
+                );
+            }
+        }
+        assert!(close(dot(a, b), want_dot, n as f32));
+        assert!(close(l2sq(a, b), want_l2, n as f32));
+        assert!(close(Metric::L2.score(a, b), -want_l2, n as f32));
+        assert!(close((Metric::Dot.scorer())(a, b), want_dot, n as f32));
+    }
+}
+
+#[test]
+fn normalize_and_cosine() {
+    let mut v = vec![3.0f32, 4.0];
+    assert!(quiver_linalg::normalize(&mut v));
+    assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
+    let mut z = vec![0.0f32; 5];
+    assert!(!quiver_linalg::normalize(&mut z));
+    assert_eq!(quiver_linalg::cosine(&[1.0, 0.0], &[0.0, 1.0]), 0.0);
+    assert!((quiver_linalg::cosine(&[1.0, 1.0], &[2.0, 2.0]) - 1.0).abs() < 1e-6);
+}

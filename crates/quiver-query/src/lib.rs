@@ -1,0 +1,274 @@
+//! # quiver-query: planning and executing searches over a snapshot
+//!
+//! *Given a query vector, a filter and k: which documents, and how do we find them cheaply?*
+//!
+//! - [`SearchRequest`]: field, query vector, `k`, optional `ef`, optional [`Filter`], [`Strategy`].
+//! - [`search`]: runs the request on a [`Snapshot`]: per sealed segment the planner picks an HNSW
+//!   walk with the filter checked during traversal, or an exact scan of the allowed rows when the
+//!   filter leaves few (cardinality from the payload indexes); the mutable segment is scanned
+//!   exactly; results are merged by score.
+//! - [`SearchResult::explain`]: what was chosen per segment and why.
+//!
+//! ```text
+//!   SearchRequest ──► for each sealed segment:  allowed = payload_index(filter) ∧ visible(snapshot)
+//!                        │   |allowed| small? ── yes ──► exact scan over allowed rows
+//!                        │                     └ no ──► HNSW(ef) with allowed checked in traversal
+//!                        └► mutable segment: exact scan (visible ∧ filter)
+//!                     merge by score ─► top k ─► ids, scores, payloads
+//! ```
+
+use quiver_index::{flat, Bitset, Neighbor};
+use quiver_storage::{DocId, Filter, Snapshot};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::time::Instant;
+
+/// Errors of query validation.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The field is not a dense field of the collection.
+    #[error("unknown dense field {0:?}")]
+    UnknownField(String),
+    /// The query vector does not fit the field.
+    #[error("query vector for field {field:?}: {msg}")]
+    BadVector {
+        /// Field.
+        field: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// The collection has several dense fields and the request names none.
+    #[error("the collection has several dense fields ({0}); choose one")]
+    AmbiguousField(String),
+}
+
+/// How segments are searched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// The planner decides per segment by filter cardinality.
+    #[default]
+    Auto,
+    /// Always walk the graph (where a segment has one).
+    Graph,
+    /// Always scan exactly.
+    Exact,
+}
+
+/// A k-nearest-neighbour request.
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    /// Dense field; `None` picks the only one.
+    pub field: Option<String>,
+    /// Query vector.
+    pub vector: Vec<f32>,
+    /// Results wanted.
+    pub k: usize,
+    /// Beam width for graph search (default: the field's `ef`).
+    pub ef: Option<usize>,
+    /// Payload filter.
+    pub filter: Option<Filter>,
+    /// Planner override.
+    pub strategy: Strategy,
+    /// Include payloads in hits.
+    pub with_payload: bool,
+}
+
+impl SearchRequest {
+    /// A plain request for the `k` nearest to `vector`.
+    pub fn new(vector: Vec<f32>, k: usize) -> Self {
+        SearchRequest {
+            field: None,
+            vector,
+            k,
+            ef: None,
+            filter: None,
+            strategy: Strategy::Auto,
+            with_payload: true,
+        }
+    }
+}
+
+/// One result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hit {
+    /// Document id.
+    pub id: DocId,
+    /// Score, higher is closer (negated squared distance for l2).
+    pub score: f32,
+    /// Payload, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Map<String, Value>>,
+}
+
+/// What the planner did on one segment.
+#[derive(Debug, Clone, Serialize)]
+pub struct SegmentPlan {
+    /// Segment name (`mutable` for the mutable segment).
+    pub segment: String,
+    /// Rows in the segment.
+    pub rows: usize,
+    /// Rows visible and allowed by the filter.
+    pub allowed: usize,
+    /// `graph` or `exact`.
+    pub method: &'static str,
+    /// Microseconds spent.
+    pub micros: u128,
+}
+
+/// Hits plus the per-segment plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchResult {
+    /// Best first.
+    pub hits: Vec<Hit>,
+    /// Per segment: what was done.
+    pub explain: Vec<SegmentPlan>,
+}
+
+/// The planner's rule: scan exactly when the allowed rows are few enough that scoring them all
+/// costs less than a filtered graph walk, which visits about `10·ef / selectivity` rows. With
+/// selectivity `s = allowed/rows` that is `allowed² <= 10·ef·rows`.
+pub fn prefer_exact(allowed: usize, rows: usize, ef: usize) -> bool {
+    (allowed as f64) * (allowed as f64) <= 10.0 * ef as f64 * rows as f64
+}
+
+/// Runs `req` against `snap`.
+pub fn search(snap: &Snapshot, req: &SearchRequest) -> Result<SearchResult, QueryError> {
+    let dense = snap.schema.dense_fields();
+    let field = match &req.field {
+        Some(f) => snap
+            .schema
+            .dense(f)
+            .ok_or_else(|| QueryError::UnknownField(f.clone()))?,
+        None => match dense.as_slice() {
+            [one] => one.clone(),
+            [] => {
+                return Err(QueryError::UnknownField(
+                    "<none: the collection has no dense field>".into(),
+                ))
+            }
+            many => {
+                return Err(QueryError::AmbiguousField(
+                    many.iter()
+                        .map(|f| f.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ))
+            }
+        },
+    };
+    let bad = |msg: String| QueryError::BadVector {
+        field: field.name.clone(),
+        msg,
+    };
+    if req.vector.len() != field.dim {
+        return Err(bad(format!(
+            "expected {} dimensions, got {}",
+            field.dim,
+            req.vector.len()
+        )));
+    }
+    if let Some(i) = req.vector.iter().position(|x| !x.is_finite()) {
+        return Err(bad(format!("component {i} is not finite")));
+    }
+    let mut q = req.vector.clone();
+    if field.metric.normalizes() && !quiver_linalg::normalize(&mut q) {
+        return Err(bad(
+            "zero vector cannot be used with the cosine metric".into()
+        ));
+    }
+    let default_ef = field.index.hnsw_params().map_or(128, |p| p.ef_search);
+    let ef = req.ef.unwrap_or(default_ef).max(req.k);
+    let mut all: Vec<(Neighbor, DocId, Option<Map<String, Value>>)> = Vec::new();
+    let mut explain = Vec::new();
+
+    for (s, seg) in snap.version.segments.iter().enumerate() {
+        let t = Instant::now();
+        let Some(vectors) = seg.vectors(&field.name) else {
+            continue;
+        };
+        let rows = seg.rows();
+        let (hits, allowed_n, method) = match &req.filter {
+            None => {
+                let vis = |r: u32| seg.visible(r, snap.seq);
+                match (seg.graph(&field.name), req.strategy) {
+                    (Some(g), Strategy::Auto | Strategy::Graph) => {
+                        (g.search(vectors, &q, req.k, ef, &vis), rows, "graph")
+                    }
+                    _ => (
+                        flat::search(vectors, field.metric, &q, req.k, &vis),
+                        rows,
+                        "exact",
+                    ),
+                }
+            }
+            Some(f) => {
+                let allowed: Bitset = snap.allowed(s, Some(f));
+                let n = allowed.count();
+                let graph = seg.graph(&field.name);
+                let use_graph = match req.strategy {
+                    Strategy::Exact => false,
+                    Strategy::Graph => graph.is_some(),
+                    Strategy::Auto => graph.is_some() && !prefer_exact(n, rows, ef),
+                };
+                match graph {
+                    Some(g) if use_graph => {
+                        (g.search(vectors, &q, req.k, ef, &allowed), n, "graph")
+                    }
+                    _ => (
+                        flat::search_rows(vectors, field.metric, &q, req.k, allowed.iter()),
+                        n,
+                        "exact",
+                    ),
+                }
+            }
+        };
+        for h in hits {
+            let payload = req.with_payload.then(|| seg.payload(h.id));
+            all.push((h, seg.id(h.id).clone(), payload));
+        }
+        explain.push(SegmentPlan {
+            segment: seg.name.clone(),
+            rows,
+            allowed: allowed_n,
+            method,
+            micros: t.elapsed().as_micros(),
+        });
+    }
+
+    let t = Instant::now();
+    let m = snap.version.mutable.read();
+    if let Some(vectors) = m.vectors(&field.name) {
+        let rows = m.rows();
+        let ok = |r: u32| {
+            m.visible(r, snap.seq) && req.filter.as_ref().is_none_or(|f| f.matches(m.payload(r)))
+        };
+        let allowed: Vec<u32> = (0..rows as u32).filter(|&r| ok(r)).collect();
+        let n = allowed.len();
+        for h in flat::search_rows(vectors, field.metric, &q, req.k, allowed) {
+            let payload = req.with_payload.then(|| m.payload(h.id).clone());
+            all.push((h, m.id(h.id).clone(), payload));
+        }
+        explain.push(SegmentPlan {
+            segment: "mutable".into(),
+            rows,
+            allowed: n,
+            method: "exact",
+            micros: t.elapsed().as_micros(),
+        });
+    }
+    drop(m);
+    all.sort_by(|a, b| b.0.score.total_cmp(&a.0.score).then_with(|| a.1.cmp(&b.1)));
+    all.truncate(req.k);
+    Ok(SearchResult {
+        hits: all
+            .into_iter()
+            .map(|(n, id, payload)| Hit {
+                id,
+                score: n.score,
+                payload,
+            })
+            .collect(),
+        explain,
+    })
+}

@@ -1,0 +1,282 @@
+//! Collection schemas: dense vector fields and indexed payload fields, read from TOML or JSON.
+//!
+//! ```toml
+//! [fields.emb]
+//! type = "dense"
+//! dim = 384
+//! metric = "cosine"                 # cosine | dot | l2
+//! index = { type = "hnsw", m = 16, ef_construction = 200 }   # or { type = "flat" }
+//!
+//! [fields.year]
+//! type = "integer"                  # keyword | integer | float | bool | datetime
+//! ```
+
+use crate::StorageError;
+use quiver_index::HnswParams;
+use quiver_linalg::Metric;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A collection's schema: named fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schema {
+    /// Fields by name.
+    pub fields: BTreeMap<String, FieldSpec>,
+    /// Rows kept in the mutable segment before it is sealed into an immutable segment.
+    #[serde(default = "default_segment_rows")]
+    pub mutable_max_rows: usize,
+}
+
+fn default_segment_rows() -> usize {
+    20_000
+}
+
+/// One field of a schema.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum FieldSpec {
+    /// One vector per document.
+    Dense {
+        /// Vector length.
+        dim: usize,
+        /// Similarity.
+        #[serde(default = "default_metric")]
+        metric: MetricName,
+        /// Index built for sealed segments.
+        #[serde(default)]
+        index: IndexSpec,
+    },
+    /// Exact-match strings (equality, in-set).
+    Keyword,
+    /// 64-bit integers (equality, in-set, range).
+    Integer,
+    /// Floats (range).
+    Float,
+    /// Booleans (equality).
+    Bool,
+    /// RFC 3339 timestamps (range, equality).
+    Datetime,
+}
+
+/// Metric name as written in schemas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricName {
+    /// Cosine similarity (vectors are normalised at ingest).
+    Cosine,
+    /// Inner product.
+    Dot,
+    /// Euclidean distance.
+    L2,
+}
+
+impl From<MetricName> for Metric {
+    fn from(m: MetricName) -> Metric {
+        match m {
+            MetricName::Cosine => Metric::Cosine,
+            MetricName::Dot => Metric::Dot,
+            MetricName::L2 => Metric::L2,
+        }
+    }
+}
+
+fn default_metric() -> MetricName {
+    MetricName::Cosine
+}
+
+/// The index a dense field gets in sealed segments.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum IndexSpec {
+    /// Exact scan.
+    Flat,
+    /// HNSW graph.
+    Hnsw {
+        /// Links per node.
+        #[serde(default = "default_m")]
+        m: usize,
+        /// Build beam width.
+        #[serde(default = "default_efc")]
+        ef_construction: usize,
+        /// Default query beam width.
+        #[serde(default = "default_ef")]
+        ef: usize,
+    },
+}
+
+impl Default for IndexSpec {
+    fn default() -> Self {
+        IndexSpec::Hnsw {
+            m: default_m(),
+            ef_construction: default_efc(),
+            ef: default_ef(),
+        }
+    }
+}
+
+fn default_m() -> usize {
+    16
+}
+fn default_efc() -> usize {
+    200
+}
+fn default_ef() -> usize {
+    128
+}
+
+impl IndexSpec {
+    /// HNSW parameters, if this is an HNSW index.
+    pub fn hnsw_params(&self) -> Option<HnswParams> {
+        match *self {
+            IndexSpec::Flat => None,
+            IndexSpec::Hnsw {
+                m,
+                ef_construction,
+                ef,
+            } => Some(HnswParams {
+                m,
+                ef_construction,
+                ef_search: ef,
+            }),
+        }
+    }
+}
+
+/// The payload index kinds, for fields that are not vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadKind {
+    /// See [`FieldSpec::Keyword`].
+    Keyword,
+    /// See [`FieldSpec::Integer`].
+    Integer,
+    /// See [`FieldSpec::Float`].
+    Float,
+    /// See [`FieldSpec::Bool`].
+    Bool,
+    /// See [`FieldSpec::Datetime`].
+    Datetime,
+}
+
+impl PayloadKind {
+    /// Schema name.
+    pub fn name(self) -> &'static str {
+        match self {
+            PayloadKind::Keyword => "keyword",
+            PayloadKind::Integer => "integer",
+            PayloadKind::Float => "float",
+            PayloadKind::Bool => "bool",
+            PayloadKind::Datetime => "datetime",
+        }
+    }
+}
+
+/// A dense field, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DenseField {
+    /// Field name.
+    pub name: String,
+    /// Vector length.
+    pub dim: usize,
+    /// Metric.
+    pub metric: Metric,
+    /// Index for sealed segments.
+    pub index: IndexSpec,
+}
+
+impl Schema {
+    /// Parses TOML or JSON (chosen by the first non-blank character) and validates.
+    pub fn parse(text: &str) -> Result<Schema, StorageError> {
+        let schema: Schema = if text.trim_start().starts_with('{') {
+            serde_json::from_str(text)
+                .map_err(|e| StorageError::Schema(format!("invalid JSON schema: {e}")))?
+        } else {
+            toml::from_str(text)
+                .map_err(|e| StorageError::Schema(format!("invalid TOML schema: {e}")))?
+        };
+        schema.validate()?;
+        Ok(schema)
+    }
+
+    /// Checks that the schema is usable: at least one field, names well-formed, dims and index
+    /// parameters in range.
+    pub fn validate(&self) -> Result<(), StorageError> {
+        if self.fields.is_empty() {
+            return Err(StorageError::Schema(
+                "a schema needs at least one field".into(),
+            ));
+        }
+        if self.mutable_max_rows == 0 {
+            return Err(StorageError::Schema("mutable_max_rows must be >= 1".into()));
+        }
+        for (name, f) in &self.fields {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+            {
+                return Err(StorageError::Schema(format!(
+                    "field name {name:?}: use letters, digits, '_', '-', '.'"
+                )));
+            }
+            if let FieldSpec::Dense { dim, index, .. } = f {
+                if *dim == 0 || *dim > 65_536 {
+                    return Err(StorageError::Schema(format!(
+                        "field {name:?}: dim must be in 1..=65536, got {dim}"
+                    )));
+                }
+                if let Some(p) = index.hnsw_params() {
+                    p.validate()
+                        .map_err(|e| StorageError::Schema(format!("field {name:?}: {e}")))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Dense fields in name order.
+    pub fn dense_fields(&self) -> Vec<DenseField> {
+        self.fields
+            .iter()
+            .filter_map(|(name, f)| match f {
+                FieldSpec::Dense { dim, metric, index } => Some(DenseField {
+                    name: name.clone(),
+                    dim: *dim,
+                    metric: (*metric).into(),
+                    index: *index,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The dense field called `name`.
+    pub fn dense(&self, name: &str) -> Option<DenseField> {
+        self.dense_fields().into_iter().find(|f| f.name == name)
+    }
+
+    /// Payload index kind of field `name`, if declared.
+    pub fn payload_kind(&self, name: &str) -> Option<PayloadKind> {
+        match self.fields.get(name)? {
+            FieldSpec::Dense { .. } => None,
+            FieldSpec::Keyword => Some(PayloadKind::Keyword),
+            FieldSpec::Integer => Some(PayloadKind::Integer),
+            FieldSpec::Float => Some(PayloadKind::Float),
+            FieldSpec::Bool => Some(PayloadKind::Bool),
+            FieldSpec::Datetime => Some(PayloadKind::Datetime),
+        }
+    }
+
+    /// Declared payload fields and their kinds.
+    pub fn payload_fields(&self) -> Vec<(String, PayloadKind)> {
+        self.fields
+            .keys()
+            .filter_map(|n| self.payload_kind(n).map(|k| (n.clone(), k)))
+            .collect()
+    }
+
+    /// JSON form (as stored in the collection directory).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}

@@ -1,0 +1,444 @@
+//! Sealed segments: immutable, self-describing directories.
+//!
+//! ```text
+//! segments/seg-000000000000002a/
+//!   meta.json        format, rows, and every other file's length and xxh3-64 checksum
+//!   ids.bin          per row: seq u64 | key_len u16 | key bytes            (see doc.rs for keys)
+//!   payload.bin      (rows+1) u64 offsets | concatenated JSON payloads
+//!   vec.<field>.f32  rows x dim f32, little-endian, mmap-ed
+//!   hnsw.<field>.bin HNSW graph (quiver-index format), for fields with an HNSW index
+//! ```
+//! A segment is written into `<name>.tmp`, fsynced, and renamed; only then does the manifest name
+//! it. On open every file is checked against `meta.json`; a mismatch is reported with the file's
+//! path and the segment is never served.
+
+use crate::doc::DocId;
+use crate::payload_index::PayloadIndex;
+use crate::schema::Schema;
+use crate::{io_err, StorageError};
+use memmap2::Mmap;
+use quiver_index::{Hnsw, Vectors};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Deleted-at marker for a live row.
+pub const LIVE: u64 = u64::MAX;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct FileMeta {
+    bytes: u64,
+    xxh3: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SegmentMeta {
+    format: u32,
+    rows: usize,
+    files: BTreeMap<String, FileMeta>,
+}
+
+/// What a new segment is made of (row order).
+pub struct SegmentData<'a> {
+    /// Ids.
+    pub ids: Vec<DocId>,
+    /// Sequence numbers.
+    pub seqs: Vec<u64>,
+    /// Payloads.
+    pub payloads: Vec<&'a Map<String, Value>>,
+    /// Row-major vectors per dense field.
+    pub vectors: BTreeMap<String, Vec<f32>>,
+}
+
+/// Receives progress of long work (index builds).
+pub trait Progress: Send + Sync {
+    /// A phase of `total` units starts.
+    fn start(&self, label: &str, total: u64);
+    /// `n` more units done.
+    fn inc(&self, n: u64);
+    /// The phase ended.
+    fn finish(&self);
+}
+
+/// A [`Progress`] that shows nothing.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&self, _: &str, _: u64) {}
+    fn inc(&self, _: u64) {}
+    fn finish(&self) {}
+}
+
+enum VecStore {
+    Mapped(Mmap),
+}
+
+/// An open sealed segment.
+pub struct Segment {
+    /// Directory name, e.g. `seg-000000000000002a`.
+    pub name: String,
+    dir: PathBuf,
+    ids: Vec<DocId>,
+    seqs: Vec<u64>,
+    /// Per row: the sequence number of the write that deleted or replaced it, or [`LIVE`].
+    deleted_at: Vec<AtomicU64>,
+    vectors: HashMap<String, (VecStore, usize)>,
+    graphs: HashMap<String, Hnsw>,
+    payload: Mmap,
+    payload_index: PayloadIndex,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("name", &self.name)
+            .field("rows", &self.ids.len())
+            .finish()
+    }
+}
+
+fn write_file(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    files: &mut BTreeMap<String, FileMeta>,
+) -> Result<(), StorageError> {
+    let path = dir.join(name);
+    let mut f = File::create(&path).map_err(io_err(&path))?;
+    f.write_all(bytes).map_err(io_err(&path))?;
+    f.sync_all().map_err(io_err(&path))?;
+    files.insert(
+        name.to_string(),
+        FileMeta {
+            bytes: bytes.len() as u64,
+            xxh3: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes)),
+        },
+    );
+    Ok(())
+}
+
+/// fsyncs a directory so that renames and creations in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(dir))
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn corrupt(path: &Path, msg: impl Into<String>) -> StorageError {
+    StorageError::Corrupt {
+        file: path.display().to_string(),
+        msg: msg.into(),
+    }
+}
+
+fn map_file(path: &Path) -> Result<Mmap, StorageError> {
+    let f = File::open(path).map_err(io_err(path))?;
+    // SAFETY: sealed segment files are never modified after they are renamed into place (they are
+    // only ever deleted, which keeps existing mappings valid on POSIX systems).
+    unsafe { Mmap::map(&f) }.map_err(io_err(path))
+}
+
+impl Segment {
+    /// Writes a segment directory `segments_dir/name` (via `name.tmp` + rename) and opens it.
+    pub fn write(
+        schema: &Schema,
+        segments_dir: &Path,
+        name: &str,
+        data: SegmentData<'_>,
+        progress: &dyn Progress,
+    ) -> Result<Segment, StorageError> {
+        let rows = data.ids.len();
+        let tmp = segments_dir.join(format!("{name}.tmp"));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+        let mut files = BTreeMap::new();
+
+        let mut ids = Vec::new();
+        for (id, seq) in data.ids.iter().zip(&data.seqs) {
+            let k = id.to_key();
+            ids.extend_from_slice(&seq.to_le_bytes());
+            ids.extend_from_slice(&(k.len() as u16).to_le_bytes());
+            ids.extend_from_slice(&k);
+        }
+        write_file(&tmp, "ids.bin", &ids, &mut files)?;
+
+        let mut offsets = Vec::with_capacity((rows + 1) * 8);
+        let mut body = Vec::new();
+        for p in &data.payloads {
+            offsets.extend_from_slice(&(body.len() as u64).to_le_bytes());
+            serde_json::to_writer(&mut body, p).map_err(|e| StorageError::Io {
+                path: tmp.display().to_string(),
+                source: std::io::Error::other(e),
+            })?;
+        }
+        offsets.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        offsets.extend_from_slice(&body);
+        write_file(&tmp, "payload.bin", &offsets, &mut files)?;
+
+        for f in schema.dense_fields() {
+            let v = data
+                .vectors
+                .get(&f.name)
+                .map(|v| v.as_slice())
+                .unwrap_or(&[]);
+            if v.len() != rows * f.dim {
+                return Err(StorageError::Corrupt {
+                    file: tmp.display().to_string(),
+                    msg: format!("field {}: {} floats for {rows} rows", f.name, v.len()),
+                });
+            }
+            write_file(
+                &tmp,
+                &format!("vec.{}.f32", f.name),
+                &f32_bytes(v),
+                &mut files,
+            )?;
+            if let Some(params) = f.index.hnsw_params() {
+                progress.start(&format!("HNSW {} ({rows} vectors)", f.name), rows as u64);
+                let g = Hnsw::build_with_progress(
+                    Vectors::new(v, f.dim),
+                    f.metric,
+                    params,
+                    0x5157_4552 ^ rows as u64,
+                    &|n| progress.inc(n),
+                );
+                progress.finish();
+                write_file(
+                    &tmp,
+                    &format!("hnsw.{}.bin", f.name),
+                    &g.to_bytes(),
+                    &mut files,
+                )?;
+            }
+        }
+        let meta = SegmentMeta {
+            format: 1,
+            rows,
+            files,
+        };
+        let meta_json = serde_json::to_vec_pretty(&meta).map_err(|e| StorageError::Io {
+            path: tmp.display().to_string(),
+            source: std::io::Error::other(e),
+        })?;
+        let mut unused = BTreeMap::new();
+        write_file(&tmp, "meta.json", &meta_json, &mut unused)?;
+        sync_dir(&tmp)?;
+        let dest = segments_dir.join(name);
+        std::fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
+        sync_dir(segments_dir)?;
+        Segment::open(schema, segments_dir, name)
+    }
+
+    /// Opens and verifies a segment directory.
+    pub fn open(schema: &Schema, segments_dir: &Path, name: &str) -> Result<Segment, StorageError> {
+        let dir = segments_dir.join(name);
+        let meta_path = dir.join("meta.json");
+        let meta_bytes = std::fs::read(&meta_path).map_err(io_err(&meta_path))?;
+        let meta: SegmentMeta = serde_json::from_slice(&meta_bytes)
+            .map_err(|e| corrupt(&meta_path, format!("unreadable: {e}")))?;
+        if meta.format != 1 {
+            return Err(corrupt(
+                &meta_path,
+                format!("unsupported segment format {}", meta.format),
+            ));
+        }
+        let mut maps: HashMap<String, Mmap> = HashMap::new();
+        for (fname, fm) in &meta.files {
+            let path = dir.join(fname);
+            let len = std::fs::metadata(&path).map_err(io_err(&path))?.len();
+            if len != fm.bytes {
+                return Err(corrupt(
+                    &path,
+                    format!("truncated or resized: {len} bytes, expected {}", fm.bytes),
+                ));
+            }
+            let m = if len == 0 {
+                None
+            } else {
+                Some(map_file(&path)?)
+            };
+            let sum = format!(
+                "{:016x}",
+                xxhash_rust::xxh3::xxh3_64(m.as_deref().unwrap_or(&[]))
+            );
+            if sum != fm.xxh3 {
+                return Err(corrupt(
+                    &path,
+                    format!("checksum mismatch: {sum}, expected {}", fm.xxh3),
+                ));
+            }
+            if let Some(m) = m {
+                maps.insert(fname.clone(), m);
+            }
+        }
+        let rows = meta.rows;
+        let ids_path = dir.join("ids.bin");
+        let ids_raw = maps
+            .get("ids.bin")
+            .ok_or_else(|| corrupt(&ids_path, "missing from segment"))?;
+        let (mut ids, mut seqs) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
+        let mut pos = 0usize;
+        for _ in 0..rows {
+            let h = ids_raw
+                .get(pos..pos + 10)
+                .ok_or_else(|| corrupt(&ids_path, "truncated"))?;
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&h[..8]);
+            let klen = u16::from_le_bytes([h[8], h[9]]) as usize;
+            let key = ids_raw
+                .get(pos + 10..pos + 10 + klen)
+                .ok_or_else(|| corrupt(&ids_path, "truncated key"))?;
+            seqs.push(u64::from_le_bytes(a));
+            ids.push(DocId::from_key(key).map_err(|_| corrupt(&ids_path, "bad id key"))?);
+            pos += 10 + klen;
+        }
+        if pos != ids_raw.len() {
+            return Err(corrupt(&ids_path, "trailing bytes"));
+        }
+
+        let mut vectors = HashMap::new();
+        let mut graphs = HashMap::new();
+        for f in schema.dense_fields() {
+            let fname = format!("vec.{}.f32", f.name);
+            let path = dir.join(&fname);
+            let m = maps
+                .remove(&fname)
+                .ok_or_else(|| corrupt(&path, "missing from segment"))?;
+            if m.len() != rows * f.dim * 4 {
+                return Err(corrupt(
+                    &path,
+                    format!("{} bytes for {rows} rows of dim {}", m.len(), f.dim),
+                ));
+            }
+            if f.index.hnsw_params().is_some() {
+                let gname = format!("hnsw.{}.bin", f.name);
+                let gpath = dir.join(&gname);
+                let raw = maps
+                    .get(&gname)
+                    .ok_or_else(|| corrupt(&gpath, "missing from segment"))?;
+                let g = Hnsw::from_bytes(raw).map_err(|e| corrupt(&gpath, e.to_string()))?;
+                if g.capacity() != rows {
+                    return Err(corrupt(
+                        &gpath,
+                        format!("graph of {} nodes for {rows} rows", g.capacity()),
+                    ));
+                }
+                graphs.insert(f.name.clone(), g);
+            }
+            vectors.insert(f.name.clone(), (VecStore::Mapped(m), f.dim));
+        }
+
+        let payload = maps
+            .remove("payload.bin")
+            .ok_or_else(|| corrupt(&dir.join("payload.bin"), "missing from segment"))?;
+        let seg = Segment {
+            name: name.to_string(),
+            dir: dir.clone(),
+            ids,
+            seqs,
+            deleted_at: (0..rows).map(|_| AtomicU64::new(LIVE)).collect(),
+            vectors,
+            graphs,
+            payload,
+            payload_index: PayloadIndex::build(schema, &[]),
+        };
+        let payloads: Vec<Map<String, Value>> = (0..rows as u32)
+            .map(|r| seg.payload_checked(r))
+            .collect::<Result<_, _>>()?;
+        let payload_index = PayloadIndex::build(schema, &payloads);
+        Ok(Segment {
+            payload_index,
+            ..seg
+        })
+    }
+
+    fn payload_checked(&self, row: u32) -> Result<Map<String, Value>, StorageError> {
+        let path = self.dir.join("payload.bin");
+        let n = self.ids.len();
+        let off = |i: usize| -> Option<usize> {
+            let b = self.payload.get(i * 8..i * 8 + 8)?;
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            Some(u64::from_le_bytes(a) as usize)
+        };
+        let base = (n + 1) * 8;
+        let (s, e) = (
+            off(row as usize).ok_or_else(|| corrupt(&path, "offsets truncated"))?,
+            off(row as usize + 1).ok_or_else(|| corrupt(&path, "offsets truncated"))?,
+        );
+        let bytes = self
+            .payload
+            .get(base + s..base + e)
+            .filter(|_| s <= e)
+            .ok_or_else(|| corrupt(&path, format!("row {row}: payload offsets out of range")))?;
+        serde_json::from_slice(bytes).map_err(|e| corrupt(&path, format!("row {row}: {e}")))
+    }
+
+    /// Row count (live or not).
+    pub fn rows(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Id of `row`.
+    pub fn id(&self, row: u32) -> &DocId {
+        &self.ids[row as usize]
+    }
+
+    /// Sequence number of `row`.
+    pub fn seq(&self, row: u32) -> u64 {
+        self.seqs[row as usize]
+    }
+
+    /// Payload of `row` (empty if unreadable; integrity was checked at open).
+    pub fn payload(&self, row: u32) -> Map<String, Value> {
+        self.payload_checked(row).unwrap_or_default()
+    }
+
+    /// Vectors of a dense field.
+    pub fn vectors(&self, field: &str) -> Option<Vectors<'_>> {
+        self.vectors.get(field).map(|(VecStore::Mapped(m), dim)| {
+            // SAFETY: the mapping is page-aligned (so 4-byte aligned), its length was checked to be
+            // rows*dim*4 at open, f32 has no invalid bit patterns, and files are little-endian which
+            // is asserted at compile time for this crate (see lib.rs).
+            let floats =
+                unsafe { std::slice::from_raw_parts(m.as_ptr() as *const f32, m.len() / 4) };
+            Vectors::new(floats, *dim)
+        })
+    }
+
+    /// HNSW graph of a dense field, if it has one.
+    pub fn graph(&self, field: &str) -> Option<&Hnsw> {
+        self.graphs.get(field)
+    }
+
+    /// Payload indexes.
+    pub fn payload_index(&self) -> &PayloadIndex {
+        &self.payload_index
+    }
+
+    /// Whether `row` is visible in a snapshot taken at sequence number `at`.
+    #[inline]
+    pub fn visible(&self, row: u32, at: u64) -> bool {
+        self.deleted_at[row as usize].load(Relaxed) > at
+    }
+
+    /// Marks `row` deleted (or replaced) by the write with sequence number `seq`.
+    pub(crate) fn mark_deleted(&self, row: u32, seq: u64) {
+        self.deleted_at[row as usize].fetch_min(seq, Relaxed);
+    }
+
+    /// Bytes of index structures held in memory (graphs), for reporting.
+    pub fn graph_bytes(&self) -> usize {
+        self.graphs.values().map(|g| g.stats().bytes).sum()
+    }
+}

@@ -1,0 +1,261 @@
+//! Storage behaviour across reopen, seal, compaction, corruption and concurrent readers.
+
+use quiver_storage::{Database, DocId, Document, Filter, Schema, StorageError};
+use serde_json::json;
+
+fn schema(rows: usize) -> Schema {
+    Schema::parse(&format!(
+        "mutable_max_rows = {rows}\n[fields.emb]\ntype = \"dense\"\ndim = 4\nmetric = \"l2\"\nindex = {{ type = \"hnsw\", m = 8, ef_construction = 50 }}\n[fields.year]\ntype = \"integer\"\n[fields.lang]\ntype = \"keyword\"\n[fields.when]\ntype = \"datetime\"\n"
+    ))
+    .expect("schema")
+}
+
+fn doc(i: u64) -> Document {
+    let mut d = Document {
+        id: Some(DocId::Int(i)),
+        ..Default::default()
+    };
+    d.vectors.insert(
+        "emb".into(),
+        vec![i as f32, (i % 7) as f32, 0.5, -(i as f32)],
+    );
+    d.payload.insert("year".into(), json!(2000 + (i % 25)));
+    d.payload
+        .insert("lang".into(), json!(if i % 2 == 0 { "en" } else { "de" }));
+    d.payload.insert(
+        "when".into(),
+        json!(format!("2024-01-{:02}T00:00:00Z", 1 + i % 28)),
+    );
+    d
+}
+
+#[test]
+fn reopen_keeps_everything_across_seals_deletes_and_compaction() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let db = Database::open(dir.path()).expect("open");
+        let c = db.create_collection("c", &schema(100)).expect("create");
+        for b in 0..5u64 {
+            c.upsert((b * 100..b * 100 + 100).map(doc).collect())
+                .expect("upsert");
+        }
+        c.upsert((500..550).map(doc).collect())
+            .expect("upsert tail");
+        // Replace a sealed and a mutable document, delete a few, delete by filter.
+        let mut d = doc(3);
+        d.payload.insert("year".into(), json!(1999));
+        c.upsert(vec![d]).expect("replace sealed");
+        let mut d = doc(510);
+        d.payload.insert("year".into(), json!(1998));
+        c.upsert(vec![d]).expect("replace mutable");
+        assert_eq!(
+            c.delete(&[DocId::Int(10), DocId::Int(520), DocId::Int(9999)])
+                .expect("delete")
+                .count,
+            2
+        );
+        let f = Filter::from_json(&json!({"field": "year", "eq": 2024})).expect("filter");
+        let n = c.count(Some(&f));
+        assert_eq!(c.delete_by_filter(&f).expect("delete by filter").count, n);
+        assert_eq!(c.count(Some(&f)), 0);
+        assert_eq!(c.count(None), 550 - 2 - n);
+    }
+    let expected_after = {
+        let db = Database::open(dir.path()).expect("reopen");
+        let c = db.collection("c").expect("collection");
+        let f = Filter::from_json(&json!({"field": "year", "eq": 2024})).expect("filter");
+        assert_eq!(c.count(Some(&f)), 0);
+        assert!(c.get(&DocId::Int(10)).is_none());
+        assert!(c.get(&DocId::Int(520)).is_none());
+        assert_eq!(
+            c.get(&DocId::Int(3)).expect("3").payload["year"],
+            json!(1999)
+        );
+        assert_eq!(
+            c.get(&DocId::Int(510)).expect("510").payload["year"],
+            json!(1998)
+        );
+        assert_eq!(
+            c.get(&DocId::Int(7)).expect("7").vectors["emb"],
+            doc(7).vectors["emb"]
+        );
+        let before = c.count(None);
+        c.compact().expect("compact");
+        assert_eq!(c.info().segments.len(), 1);
+        assert_eq!(c.count(None), before);
+        before
+    };
+    let db = Database::open(dir.path()).expect("reopen 2");
+    let c = db.collection("c").expect("collection");
+    assert_eq!(c.count(None), expected_after);
+    assert_eq!(
+        c.get(&DocId::Int(3)).expect("3").payload["year"],
+        json!(1999)
+    );
+    // Scroll pages through everything in id order exactly once.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let (page, next) = c.scroll(after.as_ref(), 37, None);
+        seen.extend(page.into_iter().map(|d| d.id));
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), expected_after);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[test]
+fn second_writer_gets_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _db = Database::open(dir.path()).expect("open");
+    match Database::open(dir.path()) {
+        Err(StorageError::Locked { .. }) => {}
+        other => panic!("expected Locked, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_documents_change_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Database::open(dir.path()).expect("open");
+    let c = db.create_collection("c", &schema(1000)).expect("create");
+    c.upsert(vec![doc(1)]).expect("upsert");
+    let mut wrong_dim = doc(2);
+    wrong_dim.vectors.insert("emb".into(), vec![1.0]);
+    let mut nan = doc(3);
+    nan.vectors
+        .insert("emb".into(), vec![1.0, f32::NAN, 0.0, 0.0]);
+    let mut unknown = doc(4);
+    unknown.vectors.insert("nope".into(), vec![1.0]);
+    let mut mismatch = doc(5);
+    mismatch.payload.insert("year".into(), json!("nineteen"));
+    let mut bad_date = doc(6);
+    bad_date.payload.insert("when".into(), json!("yesterday"));
+    let mut replaced = doc(1);
+    replaced.payload.insert("year".into(), json!(1));
+    for (bad, needle) in [
+        (wrong_dim, "dimension"),
+        (nan, "NaN"),
+        (unknown, "unknown vector field"),
+        (mismatch, "expected integer"),
+        (bad_date, "datetime"),
+    ] {
+        let err = c
+            .upsert(vec![replaced.clone(), bad])
+            .expect_err("must fail")
+            .to_string();
+        assert!(err.contains(needle), "{err}");
+        assert!(err.contains("batch position 1"), "{err}");
+    }
+    let err = c
+        .upsert(vec![doc(7), doc(7)])
+        .expect_err("duplicate")
+        .to_string();
+    assert!(err.contains("duplicate id 7"), "{err}");
+    assert_eq!(c.count(None), 1);
+    let stored = c.get(&DocId::Int(1)).expect("1");
+    assert_eq!(
+        stored.payload,
+        doc(1).payload,
+        "the valid document of a failed batch must not replace the stored one"
+    );
+}
+
+#[test]
+fn corrupt_or_truncated_segment_files_are_reported_by_name() {
+    for (file, truncate) in [
+        ("vec.emb.f32", false),
+        ("hnsw.emb.bin", true),
+        ("payload.bin", false),
+        ("ids.bin", true),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let seg_dir = {
+            let db = Database::open(dir.path()).expect("open");
+            let c = db.create_collection("c", &schema(1000)).expect("create");
+            c.upsert((0..50).map(doc).collect()).expect("upsert");
+            c.flush().expect("flush");
+            let seg = c.info().segments[0].0.clone();
+            dir.path().join("collections/c/segments").join(seg)
+        };
+        let path = seg_dir.join(file);
+        let mut bytes = std::fs::read(&path).expect("read");
+        if truncate {
+            bytes.truncate(bytes.len() - 5);
+        } else {
+            let mid = bytes.len() / 2;
+            bytes[mid] ^= 0x40;
+        }
+        std::fs::write(&path, bytes).expect("write");
+        let db = Database::open(dir.path()).expect("open");
+        let err = db
+            .collection("c")
+            .expect_err("must refuse corrupt segment")
+            .to_string();
+        assert!(
+            err.contains(file) && err.contains("corrupt"),
+            "{file}: {err}"
+        );
+    }
+}
+
+#[test]
+fn orphan_segments_are_removed_on_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let db = Database::open(dir.path()).expect("open");
+        let c = db.create_collection("c", &schema(1000)).expect("create");
+        c.upsert((0..20).map(doc).collect()).expect("upsert");
+        c.flush().expect("flush");
+    }
+    let segs = dir.path().join("collections/c/segments");
+    std::fs::create_dir_all(segs.join("seg-00000000000000ff")).expect("orphan");
+    std::fs::create_dir_all(segs.join("seg-0000000000000100.tmp")).expect("orphan tmp");
+    let db = Database::open(dir.path()).expect("open");
+    let c = db.collection("c").expect("collection");
+    assert_eq!(c.count(None), 20);
+    let names: Vec<String> = std::fs::read_dir(&segs)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+}
+
+#[test]
+fn snapshots_do_not_see_later_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Database::open(dir.path()).expect("open");
+    let c = db.create_collection("c", &schema(30)).expect("create");
+    c.upsert((0..20).map(doc).collect()).expect("upsert");
+    let snap = c.snapshot();
+    let count_at = |s: &quiver_storage::Snapshot| {
+        let mut n = 0;
+        s.for_each_visible(None, |_| n += 1);
+        n
+    };
+    c.upsert((20..60).map(doc).collect())
+        .expect("upsert more (seals)");
+    c.delete(&[DocId::Int(0), DocId::Int(1)]).expect("delete");
+    assert_eq!(count_at(&snap), 20);
+    assert_eq!(count_at(&c.snapshot()), 58);
+    // Concurrent readers while a writer ingests: every snapshot sees a prefix-consistent count.
+    std::thread::scope(|s| {
+        let w = s.spawn(|| {
+            for b in 0..20u64 {
+                c.upsert((1000 + b * 10..1000 + b * 10 + 10).map(doc).collect())
+                    .expect("upsert");
+            }
+        });
+        for _ in 0..200 {
+            let n = count_at(&c.snapshot());
+            assert!(
+                (58..=258).contains(&n) && (n - 58) % 10 == 0,
+                "torn snapshot: {n}"
+            );
+        }
+        w.join().expect("writer");
+    });
+}

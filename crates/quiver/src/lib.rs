@@ -1,0 +1,42 @@
+//! # Quiver: a retrieval engine for modern embeddings
+//!
+//! The facade: everything a library user needs, re-exported from the layered crates.
+//!
+//! - [`Database`] (a directory) holds [`Collection`]s, each with a [`Schema`].
+//! - [`Collection::upsert`], [`Collection::delete`], [`Collection::get`], [`Collection::count`],
+//!   [`Collection::scroll`] manage documents; [`search`] answers k-NN queries with filters on a
+//!   [`Collection::snapshot`].
+//!
+//! ```
+//! use quiver::{Database, Schema, Document, DocId, SearchRequest, search};
+//! let dir = tempfile::tempdir().unwrap();
+//! let db = Database::open(dir.path()).unwrap();
+//! let schema = Schema::parse(r#"{"fields": {"emb": {"type": "dense", "dim": 3, "metric": "cosine"}}}"#).unwrap();
+//! let c = db.create_collection("notes", &schema).unwrap();
+//! let docs = (0..10u64).map(|i| {
+//!     let mut d = Document { id: Some(DocId::Int(i)), ..Default::default() };
+//!     d.vectors.insert("emb".into(), vec![1.0, i as f32, 0.5]);
+//!     d
+//! }).collect();
+//! c.upsert(docs).unwrap();
+//! let res = search(&c.snapshot(), &SearchRequest::new(vec![1.0, 9.0, 0.5], 3)).unwrap();
+//! assert_eq!(res.hits[0].id, DocId::Int(9));
+//! ```
+
+/// Oracles and test data generators are in `quiver-eval`; index internals here.
+pub use quiver_index as index;
+pub use quiver_index::{flat, AllRows, Bitset, Hnsw, HnswParams, Neighbor, RowFilter, Vectors};
+/// Distance kernels.
+pub use quiver_linalg as linalg;
+pub use quiver_linalg::Metric;
+pub use quiver_query::{
+    prefer_exact, search, Hit, QueryError, SearchRequest, SearchResult, SegmentPlan, Strategy,
+};
+pub use quiver_storage::{
+    parse_datetime, Collection, CollectionInfo, Database, DenseField, DocId, Document, FieldSpec,
+    Filter, IndexSpec, NoProgress, PayloadKind, Progress, Schema, Snapshot, StorageError,
+    StoredDoc, WriteReport,
+};
+
+/// Crate versions, for `--version` output and reports.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
