@@ -1,5 +1,5 @@
-//! Minimal `.npy` (NumPy format version 1.0) reader and writer for little-endian `<f4` and `<i4`
-//! C-ordered 2-D arrays: the exchange format between `quiver bench` and the peers in `bench/compare`.
+//! Minimal `.npy` (NumPy format versions 1–3) reader and writer for little-endian `<f4` and `<i4`
+//! 2-D arrays (C or Fortran order on read; C order on write): the exchange format between `quiver bench` and the peers in `bench/compare`.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -50,7 +50,10 @@ fn fmt_err(path: &Path, msg: impl Into<String>) -> NpyError {
     }
 }
 
-fn read_raw(path: &Path, want_descr: &str) -> Result<(usize, usize, Vec<u8>), NpyError> {
+/// Rows, columns, whether the data is column-major (Fortran order), and the raw data bytes.
+type Raw = (usize, usize, bool, Vec<u8>);
+
+fn read_raw(path: &Path, want_descr: &str) -> Result<Raw, NpyError> {
     let mut f = std::fs::File::open(path).map_err(io_err(path))?;
     let mut bytes = Vec::new();
     f.read_to_end(&mut bytes).map_err(io_err(path))?;
@@ -75,9 +78,7 @@ fn read_raw(path: &Path, want_descr: &str) -> Result<(usize, usize, Vec<u8>), Np
             format!("expected dtype {want_descr}, header is {header}"),
         ));
     }
-    if header.contains("'fortran_order': True") {
-        return Err(fmt_err(path, "fortran-ordered arrays are not supported"));
-    }
+    let fortran = header.contains("'fortran_order': True");
     let shape_start = header
         .find("'shape': (")
         .ok_or_else(|| fmt_err(path, "no shape in header"))?
@@ -115,26 +116,35 @@ fn read_raw(path: &Path, want_descr: &str) -> Result<(usize, usize, Vec<u8>), Np
             ),
         ));
     }
-    Ok((rows, cols, data))
+    Ok((rows, cols, fortran, data))
+}
+
+/// Decodes 4-byte little-endian elements into row-major order.
+fn decode<T: Copy + Default>(rows: usize, cols: usize, fortran: bool, raw: &[u8], f: impl Fn([u8; 4]) -> T) -> Vec<T> {
+    let vals: Vec<T> = raw.chunks_exact(4).map(|c| f([c[0], c[1], c[2], c[3]])).collect();
+    if !fortran {
+        return vals;
+    }
+    let mut out = vec![T::default(); rows * cols];
+    for c in 0..cols {
+        for r in 0..rows {
+            out[r * cols + c] = vals[c * rows + r];
+        }
+    }
+    out
 }
 
 /// Reads a float32 2-D array.
 pub fn read_f32(path: &Path) -> Result<Array2<f32>, NpyError> {
-    let (rows, cols, raw) = read_raw(path, "<f4")?;
-    let data = raw
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
+    let (rows, cols, fortran, raw) = read_raw(path, "<f4")?;
+    let data = decode(rows, cols, fortran, &raw, f32::from_le_bytes);
     Ok(Array2 { rows, cols, data })
 }
 
 /// Reads an int32 2-D array.
 pub fn read_i32(path: &Path) -> Result<Array2<i32>, NpyError> {
-    let (rows, cols, raw) = read_raw(path, "<i4")?;
-    let data = raw
-        .chunks_exact(4)
-        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
+    let (rows, cols, fortran, raw) = read_raw(path, "<i4")?;
+    let data = decode(rows, cols, fortran, &raw, i32::from_le_bytes);
     Ok(Array2 { rows, cols, data })
 }
 
