@@ -49,6 +49,10 @@ pub struct AnnArgs {
     /// Timed passes per ef (the best is kept).
     #[arg(long, default_value_t = 3)]
     pub reps: usize,
+    /// Development aid: load the graph from this file if it exists (build_s is then null), else
+    /// build it and save it there.
+    #[arg(long)]
+    pub graph_cache: Option<PathBuf>,
 }
 
 /// Quiver's cache directory: $QUIVER_CACHE, else $XDG_CACHE_HOME/quiver, else ~/.cache/quiver.
@@ -220,12 +224,23 @@ pub fn run(as_json: bool, a: AnnArgs) -> Result<()> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()?;
-    let pb = bar("HNSW build", base.rows as u64);
-    let t = Instant::now();
-    let g = pool
-        .install(|| Hnsw::build_with_progress(vectors, Metric::Cosine, params, 42, &|n| pb.inc(n)));
-    let build_s = t.elapsed().as_secs_f64();
-    pb.finish_and_clear();
+    let cached = a.graph_cache.as_ref().filter(|p| p.exists());
+    let (g, build_s) = match cached {
+        Some(p) => (Hnsw::from_bytes(&std::fs::read(p)?)?, None),
+        None => {
+            let pb = bar("HNSW build", base.rows as u64);
+            let t = Instant::now();
+            let g = pool.install(|| {
+                Hnsw::build_with_progress(vectors, Metric::Cosine, params, 42, &|n| pb.inc(n))
+            });
+            let s = t.elapsed().as_secs_f64();
+            pb.finish_and_clear();
+            if let Some(p) = &a.graph_cache {
+                std::fs::write(p, g.to_bytes())?;
+            }
+            (g, Some(s))
+        }
+    };
     let stats = g.stats();
     let index_bytes = stats.bytes + base.data.len() * 4;
     if !as_json {
@@ -234,7 +249,8 @@ pub fn run(as_json: bool, a: AnnArgs) -> Result<()> {
             base.rows, queries.rows, base.cols, a.m, a.ef_construction
         );
         println!(
-            "build {build_s:.2}s on {threads} threads; graph {:.1} MiB + vectors {:.1} MiB",
+            "build {} on {threads} threads; graph {:.1} MiB + vectors {:.1} MiB",
+            build_s.map_or("loaded from --graph-cache".to_string(), |s| format!("{s:.2}s")),
             stats.bytes as f64 / 1048576.0,
             (base.data.len() * 4) as f64 / 1048576.0
         );

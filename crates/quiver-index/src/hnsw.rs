@@ -99,9 +99,11 @@ impl std::fmt::Debug for Hnsw {
     }
 }
 
+/// Generation-stamped visited set: u16 stamps keep it small (cache-friendly); it is wiped once
+/// every 65,535 searches.
 struct Visited {
-    marks: Vec<u32>,
-    generation: u32,
+    marks: Vec<u16>,
+    generation: u16,
 }
 
 impl Visited {
@@ -130,22 +132,33 @@ thread_local! {
     static VISITED: RefCell<Visited> = const { RefCell::new(Visited { marks: Vec::new(), generation: 0 }) };
 }
 
+/// Asks the CPU to pull a row's cache lines in ahead of scoring it.
 #[inline]
 fn prefetch(v: &[f32]) {
+    prefetch_bytes(v.as_ptr() as *const u8, v.len() * 4);
+}
+
+/// Prefetch hints for `bytes` bytes (at most 512) from `p`. Only hints are issued: nothing is read,
+/// so `p` may point into memory that other threads write atomically.
+#[inline]
+fn prefetch_bytes(p: *const u8, bytes: usize) {
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY: prefetch is a hint and never faults; the pointer comes from a live slice.
-        unsafe {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let p = v.as_ptr() as *const i8;
-            _mm_prefetch(p, _MM_HINT_T0);
-            if v.len() > 16 {
-                _mm_prefetch(p.add(64), _MM_HINT_T0);
-            }
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let p = p as *const i8;
+        let bytes = bytes.min(512);
+        let mut off = 0;
+        while off < bytes {
+            // SAFETY: prefetch is only a hint and never faults or reads memory architecturally.
+            unsafe { _mm_prefetch(p.wrapping_add(off), _MM_HINT_T0) };
+            off += 64;
         }
+        // The last line, when the range straddles one more line than its length suggests.
+        // SAFETY: as above.
+        unsafe { _mm_prefetch(p.wrapping_add(bytes.saturating_sub(1)), _MM_HINT_T0) };
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = v;
+    let _ = (p, bytes);
 }
 
 fn splitmix64(mut x: u64) -> u64 {
@@ -282,6 +295,16 @@ impl Hnsw {
         self.m0 + 1
     }
 
+    /// Prefetches the layer-0 link list of `id` (it is read when `id` is expanded next).
+    #[inline]
+    fn prefetch_links0(&self, id: u32) {
+        let base = id as usize * self.stride();
+        if let Some(slot) = self.links0.get(base) {
+            let n = self.stride().min(self.links0.len() - base);
+            prefetch_bytes(slot.as_ptr() as *const u8, n * 4);
+        }
+    }
+
     /// Calls `f` on each layer-0 neighbour of `id`.
     #[inline]
     fn for_neighbors0(&self, id: u32, mut f: impl FnMut(u32)) {
@@ -374,6 +397,11 @@ impl Hnsw {
             while let Some(ByScore(c)) = cands.pop() {
                 if results.is_full() && c.score < results.threshold() {
                     break;
+                }
+                if layer == 0 {
+                    if let Some(next) = cands.peek() {
+                        self.prefetch_links0(next.0.id);
+                    }
                 }
                 scratch.clear();
                 if layer == 0 {

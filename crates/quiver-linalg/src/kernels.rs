@@ -30,6 +30,12 @@ impl Level {
         Level::Scalar
     }
 
+    /// [`Level::detect`], cached after the first call.
+    pub fn best() -> Level {
+        static BEST: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
+        *BEST.get_or_init(Level::detect)
+    }
+
     /// Lower-case name.
     pub fn name(self) -> &'static str {
         match self {
@@ -42,7 +48,7 @@ impl Level {
 
 /// Inner product at a forced level; `None` if this CPU lacks it.
 pub fn dot_at(level: Level, a: &[f32], b: &[f32]) -> Option<f32> {
-    if level > Level::detect() {
+    if level > Level::best() {
         return None;
     }
     Some(match level {
@@ -54,7 +60,7 @@ pub fn dot_at(level: Level, a: &[f32], b: &[f32]) -> Option<f32> {
 
 /// Squared L2 distance at a forced level; `None` if this CPU lacks it.
 pub fn l2sq_at(level: Level, a: &[f32], b: &[f32]) -> Option<f32> {
-    if level > Level::detect() {
+    if level > Level::best() {
         return None;
     }
     Some(match level {

@@ -461,6 +461,10 @@ impl Collection {
     /// Deletes documents by id (ids that do not exist are skipped). Durable when this returns.
     pub fn delete(&self, doc_ids: &[DocId]) -> Result<WriteReport, StorageError> {
         let mut w = self.writer.lock();
+        self.delete_locked(&mut w, doc_ids)
+    }
+
+    fn delete_locked(&self, w: &mut Writer, doc_ids: &[DocId]) -> Result<WriteReport, StorageError> {
         let present: Vec<DocId> = {
             let ids = self.ids.read();
             let mut seen = HashSet::new();
@@ -507,10 +511,12 @@ impl Collection {
 
     /// Deletes every document matching `filter`.
     pub fn delete_by_filter(&self, filter: &Filter) -> Result<WriteReport, StorageError> {
-        let snap = self.snapshot();
+        // The writer lock is held from evaluation to commit, so no write in between can change
+        // which documents match.
+        let mut w = self.writer.lock();
         let mut victims = Vec::new();
-        snap.for_each_visible(Some(filter), |id| victims.push(id.clone()));
-        self.delete(&victims)
+        self.snapshot().for_each_visible(Some(filter), |id| victims.push(id.clone()));
+        self.delete_locked(&mut w, &victims)
     }
 
     /// The current version of a document.

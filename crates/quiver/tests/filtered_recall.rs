@@ -92,3 +92,50 @@ fn filtered_recall_at_selectivities() {
         }
     }
 }
+
+#[test]
+fn deletes_are_honoured_by_graph_search() {
+    let seed = 0xDE1E_u64;
+    println!("seed = {seed}");
+    let n = 6_000;
+    let dim = 24;
+    let base = gen::clustered(seed, n, dim, 128, 0.6, true);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Database::open(dir.path()).expect("open");
+    let schema = Schema::parse(&format!("mutable_max_rows = 2500\n[fields.emb]\ntype = \"dense\"\ndim = {dim}\n")).expect("schema");
+    let c = db.create_collection("d", &schema).expect("create");
+    let docs = (0..n)
+        .map(|i| {
+            let mut d = Document { id: Some(DocId::Int(i as u64)), ..Default::default() };
+            d.vectors.insert("emb".into(), base[i].clone());
+            d
+        })
+        .collect();
+    c.upsert(docs).expect("upsert");
+    c.flush().expect("flush");
+    // Delete every third document (all in sealed segments, so the graph still links them).
+    let victims: Vec<DocId> = (0..n).filter(|i| i % 3 == 0).map(|i| DocId::Int(i as u64)).collect();
+    c.delete(&victims).expect("delete");
+    let queries = gen::clustered(seed + 1, 100, dim, 128, 0.6, true);
+    let truth = brute_force_topk(&base, &queries, Metric::Cosine, 10, |i| i % 3 != 0);
+    let snap = c.snapshot();
+    let found: Vec<Vec<u32>> = queries
+        .iter()
+        .map(|q| {
+            let res = search(&snap, &SearchRequest::new(q.clone(), 10)).expect("search");
+            res.hits
+                .iter()
+                .map(|h| match h.id {
+                    DocId::Int(i) => {
+                        assert!(i % 3 != 0, "deleted document {i} returned");
+                        i as u32
+                    }
+                    DocId::Str(_) => u32::MAX,
+                })
+                .collect()
+        })
+        .collect();
+    let r = mean_recall(&found, &truth, 10);
+    println!("recall@10 after deleting 1/3: {r:.4}");
+    assert!(r >= 0.95, "recall {r}");
+}
