@@ -116,7 +116,9 @@ impl Hnsw {
         let seed = r.u64()?;
         let cap = r.u64()? as usize;
         let inserted = r.u64()? as usize;
-        if cap > buf.len() || inserted > cap {
+        let m0 = 2 * params.m;
+        let min_len = cap.saturating_mul(1 + (m0 + 1) * 4);
+        if min_len > buf.len() || inserted > cap {
             return Err(IndexError::Corrupt(format!(
                 "capacity {cap} / inserted {inserted} inconsistent with {} bytes",
                 buf.len()

@@ -178,7 +178,11 @@ pub fn search(snap: &Snapshot, req: &SearchRequest) -> Result<SearchResult, Quer
         ));
     }
     let default_ef = field.index.hnsw_params().map_or(128, |p| p.ef_search);
-    let ef = req.ef.unwrap_or(default_ef).max(req.k);
+    // No segment can return more rows than it holds: clamping keeps absurd k/ef from sizing heaps.
+    let total_rows: usize = snap.version.segments.iter().map(|s| s.rows()).sum::<usize>()
+        + snap.version.mutable.read().rows();
+    let k = req.k.min(total_rows);
+    let ef = req.ef.unwrap_or(default_ef).max(k).min(total_rows.max(1));
     let mut all: Vec<(Neighbor, DocId, Option<Map<String, Value>>)> = Vec::new();
     let mut explain = Vec::new();
 
@@ -193,10 +197,10 @@ pub fn search(snap: &Snapshot, req: &SearchRequest) -> Result<SearchResult, Quer
                 let vis = |r: u32| seg.visible(r, snap.seq);
                 match (seg.graph(&field.name), req.strategy) {
                     (Some(g), Strategy::Auto | Strategy::Graph) => {
-                        (g.search(vectors, &q, req.k, ef, &vis), rows, "graph")
+                        (g.search(vectors, &q, k, ef, &vis), rows, "graph")
                     }
                     _ => (
-                        flat::search(vectors, field.metric, &q, req.k, &vis),
+                        flat::search(vectors, field.metric, &q, k, &vis),
                         rows,
                         "exact",
                     ),
@@ -213,10 +217,10 @@ pub fn search(snap: &Snapshot, req: &SearchRequest) -> Result<SearchResult, Quer
                 };
                 match graph {
                     Some(g) if use_graph => {
-                        (g.search(vectors, &q, req.k, ef, &allowed), n, "graph")
+                        (g.search(vectors, &q, k, ef, &allowed), n, "graph")
                     }
                     _ => (
-                        flat::search_rows(vectors, field.metric, &q, req.k, allowed.iter()),
+                        flat::search_rows(vectors, field.metric, &q, k, allowed.iter()),
                         n,
                         "exact",
                     ),
@@ -245,7 +249,7 @@ pub fn search(snap: &Snapshot, req: &SearchRequest) -> Result<SearchResult, Quer
         };
         let allowed: Vec<u32> = (0..rows as u32).filter(|&r| ok(r)).collect();
         let n = allowed.len();
-        for h in flat::search_rows(vectors, field.metric, &q, req.k, allowed) {
+        for h in flat::search_rows(vectors, field.metric, &q, k, allowed) {
             let payload = req.with_payload.then(|| m.payload(h.id).clone());
             all.push((h, m.id(h.id).clone(), payload));
         }
@@ -259,7 +263,7 @@ pub fn search(snap: &Snapshot, req: &SearchRequest) -> Result<SearchResult, Quer
     }
     drop(m);
     all.sort_by(|a, b| b.0.score.total_cmp(&a.0.score).then_with(|| a.1.cmp(&b.1)));
-    all.truncate(req.k);
+    all.truncate(k);
     Ok(SearchResult {
         hits: all
             .into_iter()

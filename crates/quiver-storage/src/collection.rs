@@ -87,12 +87,15 @@ struct Writer {
 }
 
 /// Result of a write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteReport {
     /// Documents written or deleted.
     pub count: usize,
     /// Sequence number of the last write (visible to snapshots from now on).
     pub seq: u64,
+    /// The write is durable, but the seal or compaction it triggered failed (it is retried on
+    /// the next write that crosses the threshold, and on `flush`).
+    pub maintenance_error: Option<String>,
 }
 
 /// Sizes, for `collection info`.
@@ -122,6 +125,7 @@ pub struct Collection {
     ids: RwLock<HashMap<DocId, Loc>>,
     writer: Mutex<Writer>,
     progress: RwLock<Arc<dyn Progress>>,
+    dropped: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Collection {
@@ -188,10 +192,23 @@ impl Collection {
                 file: mp.display().to_string(),
                 msg: e.to_string(),
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Manifest {
-                format: 1,
-                ..Default::default()
-            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // The manifest is created with the collection and only ever replaced atomically:
+                // if it is gone while sealed data exists, that is damage, not an empty collection.
+                let has_segments = std::fs::read_dir(dir.join("segments"))
+                    .map(|mut d| d.next().is_some())
+                    .unwrap_or(false);
+                if has_segments {
+                    return Err(StorageError::Corrupt {
+                        file: mp.display().to_string(),
+                        msg: "missing, but segments/ holds data; refusing to guess".into(),
+                    });
+                }
+                Manifest {
+                    format: 1,
+                    ..Default::default()
+                }
+            }
             Err(e) => {
                 return Err(StorageError::Io {
                     path: mp.display().to_string(),
@@ -209,7 +226,9 @@ impl Collection {
             let entry = entry.map_err(io_err(&seg_dir))?;
             let n = entry.file_name().to_string_lossy().to_string();
             if !listed.contains(n.as_str()) {
-                std::fs::remove_dir_all(entry.path()).map_err(io_err(&entry.path()))?;
+                let p = entry.path();
+                let r = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+                r.map_err(io_err(&p))?;
             }
         }
         let segments: Vec<Arc<Segment>> = manifest
@@ -349,6 +368,7 @@ impl Collection {
             ids: RwLock::new(ids.into_iter().map(|(k, (_, l))| (k, l)).collect()),
             writer: Mutex::new(Writer { next_seq, manifest }),
             progress: RwLock::new(Arc::new(NoProgress)),
+            dropped: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -360,6 +380,21 @@ impl Collection {
     /// Schema.
     pub fn schema(&self) -> &Arc<Schema> {
         &self.schema
+    }
+
+    /// Marks this handle dropped (its files are about to be removed): every later write fails with
+    /// [`StorageError::CollectionNotFound`], so a stale handle can never write into a new
+    /// collection created under the same name.
+    pub(crate) fn mark_dropped(&self) {
+        let _w = self.writer.lock();
+        self.dropped.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn check_live(&self) -> Result<(), StorageError> {
+        if self.dropped.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StorageError::CollectionNotFound(format!("{} (dropped)", self.name)));
+        }
+        Ok(())
     }
 
     /// Where index-build progress is reported.
@@ -389,6 +424,7 @@ impl Collection {
     /// document (by position in the batch and id) and field.
     pub fn upsert(&self, docs: Vec<Document>) -> Result<WriteReport, StorageError> {
         let mut w = self.writer.lock();
+        self.check_live()?;
         let mut prepared = Vec::with_capacity(docs.len());
         let mut seen: HashMap<DocId, usize> = HashMap::with_capacity(docs.len());
         for (i, d) in docs.into_iter().enumerate() {
@@ -411,6 +447,7 @@ impl Collection {
             return Ok(WriteReport {
                 count: 0,
                 seq: w.next_seq - 1,
+                maintenance_error: None,
             });
         }
         let seq0 = w.next_seq;
@@ -448,14 +485,21 @@ impl Collection {
             }
         }
         cur.1 = last;
-        let live = version.mutable.read().live_rows();
+        let (live, rows) = {
+            let m = version.mutable.read();
+            (m.live_rows(), m.rows())
+        };
         drop(cur);
         drop(ids);
         let count = (last + 1 - seq0) as usize;
-        if live >= self.schema.mutable_max_rows {
-            self.seal_locked(&mut w)?;
+        // Seal on live rows, or on all rows when the same ids are rewritten over and over.
+        let mut maintenance_error = None;
+        if live >= self.schema.mutable_max_rows || rows >= 2 * self.schema.mutable_max_rows {
+            if let Err(e) = self.seal_locked(&mut w) {
+                maintenance_error = Some(e.to_string());
+            }
         }
-        Ok(WriteReport { count, seq: last })
+        Ok(WriteReport { count, seq: last, maintenance_error })
     }
 
     /// Deletes documents by id (ids that do not exist are skipped). Durable when this returns.
@@ -465,6 +509,7 @@ impl Collection {
     }
 
     fn delete_locked(&self, w: &mut Writer, doc_ids: &[DocId]) -> Result<WriteReport, StorageError> {
+        self.check_live()?;
         let present: Vec<DocId> = {
             let ids = self.ids.read();
             let mut seen = HashSet::new();
@@ -478,6 +523,7 @@ impl Collection {
             return Ok(WriteReport {
                 count: 0,
                 seq: w.next_seq - 1,
+                maintenance_error: None,
             });
         }
         let seq = w.next_seq;
@@ -506,6 +552,7 @@ impl Collection {
         Ok(WriteReport {
             count: present.len(),
             seq,
+            maintenance_error: None,
         })
     }
 
@@ -609,6 +656,7 @@ impl Collection {
     }
 
     fn seal_locked(&self, w: &mut Writer) -> Result<(), StorageError> {
+        self.check_live()?;
         let (version, seq) = self.current.read().clone();
         let live: Vec<u32> = {
             let m = version.mutable.read();
@@ -629,6 +677,8 @@ impl Collection {
         if !ids.is_empty() {
             let name = format!("seg-{:016x}", manifest.next_segment);
             manifest.next_segment += 1;
+            // Never reuse a name, even if this seal fails half-way.
+            w.manifest.next_segment = manifest.next_segment;
             let data = SegmentData {
                 ids: ids.clone(),
                 seqs,
@@ -674,6 +724,7 @@ impl Collection {
     }
 
     fn compact_locked(&self, w: &mut Writer) -> Result<(), StorageError> {
+        self.check_live()?;
         let (version, seq) = self.current.read().clone();
         if version.segments.is_empty() {
             return Ok(());
@@ -696,6 +747,8 @@ impl Collection {
         if !ids.is_empty() {
             let name = format!("seg-{:016x}", manifest.next_segment);
             manifest.next_segment += 1;
+            // Never reuse a name, even if this seal fails half-way.
+            w.manifest.next_segment = manifest.next_segment;
             let data = SegmentData {
                 ids: ids.clone(),
                 seqs,

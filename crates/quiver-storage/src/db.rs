@@ -157,7 +157,9 @@ impl Database {
         if !dir.exists() {
             return Err(StorageError::CollectionNotFound(name.to_string()));
         }
-        self.open.lock().remove(name);
+        if let Some(c) = self.open.lock().remove(name) {
+            c.mark_dropped();
+        }
         let tomb = self
             .dir
             .join("collections")

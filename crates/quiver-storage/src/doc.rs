@@ -13,6 +13,9 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::fmt;
 
+/// Longest string id accepted, in bytes.
+pub const MAX_ID_BYTES: usize = 1024;
+
 /// A document's user-facing id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -187,6 +190,12 @@ impl Schema {
             .id
             .clone()
             .ok_or_else(|| invalid(&None, "id", "missing id"))?;
+        if let DocId::Str(s) = &id {
+            if s.len() > MAX_ID_BYTES {
+                let msg = format!("string id of {} bytes; the limit is {MAX_ID_BYTES}", s.len());
+                return Err(invalid(&None, "id", msg));
+            }
+        }
         for name in doc.vectors.keys() {
             if self.dense(name).is_none() {
                 return Err(invalid(

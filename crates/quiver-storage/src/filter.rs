@@ -206,7 +206,7 @@ impl Filter {
             Filter::Exists { field, exists } => {
                 let present = match payload.get(field) {
                     None | Some(Value::Null) => false,
-                    Some(Value::Array(a)) => !a.is_empty(),
+                    Some(Value::Array(a)) => a.iter().any(|x| !x.is_null()),
                     Some(_) => true,
                 };
                 present == *exists

@@ -39,7 +39,7 @@ mod segment;
 
 pub use collection::{Collection, CollectionInfo, Snapshot, Version, WriteReport};
 pub use db::Database;
-pub use doc::{parse_datetime, DocId, Document, StoredDoc};
+pub use doc::{parse_datetime, DocId, Document, StoredDoc, MAX_ID_BYTES};
 pub use filter::{Filter, Range};
 pub use mutable::MutableSegment;
 pub use payload_index::PayloadIndex;

@@ -234,6 +234,10 @@ impl Segment {
         write_file(&tmp, "meta.json", &meta_json, &mut unused)?;
         sync_dir(&tmp)?;
         let dest = segments_dir.join(name);
+        if dest.exists() {
+            // Left by an earlier failed attempt and never named by a manifest.
+            std::fs::remove_dir_all(&dest).map_err(io_err(&dest))?;
+        }
         std::fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
         sync_dir(segments_dir)?;
         Segment::open(schema, segments_dir, name)
@@ -282,6 +286,12 @@ impl Segment {
             }
         }
         let rows = meta.rows;
+        // meta.json has no checksum of its own: bound `rows` by the checked ids file (>= 10 bytes
+        // per row) before sizing anything by it.
+        let ids_len = maps.get("ids.bin").map_or(0, |m| m.len());
+        if rows > ids_len / 10 {
+            return Err(corrupt(&meta_path, format!("{rows} rows cannot fit in ids.bin of {ids_len} bytes")));
+        }
         let ids_path = dir.join("ids.bin");
         let ids_raw = maps
             .get("ids.bin")

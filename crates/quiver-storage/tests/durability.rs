@@ -259,3 +259,46 @@ fn snapshots_do_not_see_later_writes() {
         w.join().expect("writer");
     });
 }
+
+#[test]
+fn stale_handle_cannot_write_into_a_recreated_collection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Database::open(dir.path()).expect("open");
+    let old = db.create_collection("a", &schema(10)).expect("create");
+    old.upsert((0..5).map(doc).collect()).expect("upsert");
+    db.drop_collection("a").expect("drop");
+    let new = db.create_collection("a", &schema(10)).expect("recreate");
+    new.upsert((100..120).map(doc).collect()).expect("upsert new");
+    assert!(old.upsert(vec![doc(1)]).is_err(), "dropped handle must refuse writes");
+    assert!(old.flush().is_err());
+    drop((db, old, new));
+    let db = Database::open(dir.path()).expect("reopen");
+    assert_eq!(db.collection("a").expect("a").count(None), 20);
+}
+
+#[test]
+fn overlong_string_ids_are_rejected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Database::open(dir.path()).expect("open");
+    let c = db.create_collection("c", &schema(10)).expect("create");
+    let mut d = doc(1);
+    d.id = Some(DocId::Str("x".repeat(quiver_storage::MAX_ID_BYTES + 1)));
+    let err = c.upsert(vec![d]).expect_err("too long").to_string();
+    assert!(err.contains("limit"), "{err}");
+}
+
+#[test]
+fn missing_manifest_with_segments_is_an_error_not_an_empty_collection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let db = Database::open(dir.path()).expect("open");
+        let c = db.create_collection("c", &schema(1000)).expect("create");
+        c.upsert((0..20).map(doc).collect()).expect("upsert");
+        c.flush().expect("flush");
+    }
+    std::fs::remove_file(dir.path().join("collections/c/manifest.json")).expect("rm");
+    let db = Database::open(dir.path()).expect("open");
+    let err = db.collection("c").expect_err("must refuse").to_string();
+    assert!(err.contains("manifest.json"), "{err}");
+    assert!(dir.path().join("collections/c/segments").read_dir().expect("ls").next().is_some(), "data must not be deleted");
+}
