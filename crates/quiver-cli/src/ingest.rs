@@ -13,7 +13,7 @@ use arrow_array::{
     LargeListArray, LargeStringArray, ListArray, RecordBatch, StringArray, UInt64Array,
 };
 use clap::Args;
-use quiver::{DocId, Document, Schema};
+use quiver::{Collection, DocId, Document, Schema};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
@@ -24,7 +24,8 @@ use std::sync::Arc;
 pub struct IngestArgs {
     /// Collection.
     pub collection: String,
-    /// Input file (.jsonl / .ndjson / .parquet).
+    /// Input: a .jsonl / .ndjson / .parquet file, or a folder of .md / .txt files (chunked by
+    /// section; payload fields `path`, `title`, `text`, `chunk`).
     pub file: PathBuf,
     /// Input format (default: from the file extension).
     #[arg(long, value_parser = ["jsonl", "parquet"])]
@@ -310,11 +311,28 @@ pub fn run(db: &Path, as_json: bool, a: IngestArgs) -> Result<()> {
     });
     let parquet = format == "parquet";
     let t0 = std::time::Instant::now();
-    let docs = if parquet {
+    let folder = a.file.is_dir();
+    let mut docs = if folder {
+        crate::text::read_folder(&a.file)?
+    } else if parquet {
         read_parquet(&a.file, &schema, &a.id_column)?
     } else {
         read_jsonl(&a.file, &schema)?
     };
+    let label = a.file.display().to_string();
+    let where_ = |line: usize| {
+        if folder {
+            format!("{label}: document {line}")
+        } else {
+            format!("{label}: {}", at(line, parquet))
+        }
+    };
+    crate::text::fill_vectors(
+        &schema,
+        &mut docs,
+        &mut crate::text::Models::default(),
+        &where_,
+    )?;
     // Validate everything before writing anything.
     let mut seen: HashMap<DocId, usize> = HashMap::with_capacity(docs.len());
     for (line, doc) in &docs {
@@ -332,22 +350,7 @@ pub fn run(db: &Path, as_json: bool, a: IngestArgs) -> Result<()> {
             }
         }
     }
-    c.set_progress(Arc::new(Bars::new()));
-    let pb = bar("ingesting", docs.len() as u64);
-    let mut written = 0usize;
-    let stdout = std::io::stdout();
-    for chunk in docs.chunks(a.batch_size.max(1)) {
-        let last_line = chunk.last().map_or(0, |x| x.0);
-        c.upsert(chunk.iter().map(|(_, d)| d.clone()).collect())?;
-        written += chunk.len();
-        pb.inc(chunk.len() as u64);
-        if a.ack {
-            let mut out = stdout.lock();
-            writeln!(out, "{}", json!({"acked": last_line}))?;
-            out.flush()?;
-        }
-    }
-    pb.finish_and_clear();
+    let written = write_batches(&c, docs, a.batch_size, a.ack)?;
     let secs = t0.elapsed().as_secs_f64();
     let info = c.info();
     if as_json {
@@ -359,4 +362,34 @@ pub fn run(db: &Path, as_json: bool, a: IngestArgs) -> Result<()> {
         println!("ingested {written} documents into {} in {secs:.2}s ({:.0} docs/s); collection now holds {}", a.collection, written as f64 / secs.max(1e-9), info.documents);
     }
     Ok(())
+}
+
+/// Upserts validated documents in batches of `batch_size`, each durable before the next; with
+/// `ack`, prints `{"acked": LINE}` after each. Returns the number written.
+pub fn write_batches(
+    c: &Collection,
+    docs: Vec<(usize, Document)>,
+    batch_size: usize,
+    ack: bool,
+) -> Result<usize> {
+    c.set_progress(Arc::new(Bars::new()));
+    let pb = bar("ingesting", docs.len() as u64);
+    let mut written = 0usize;
+    let stdout = std::io::stdout();
+    for chunk in docs.chunks(batch_size.max(1)) {
+        let last_line = chunk.last().map_or(0, |x| x.0);
+        let report = c.upsert(chunk.iter().map(|(_, d)| d.clone()).collect())?;
+        if let Some(e) = &report.maintenance_error {
+            eprintln!("warning: batch stored, but sealing the mutable segment failed: {e}");
+        }
+        written += chunk.len();
+        pb.inc(chunk.len() as u64);
+        if ack {
+            let mut out = stdout.lock();
+            writeln!(out, "{}", json!({"acked": last_line}))?;
+            out.flush()?;
+        }
+    }
+    pb.finish_and_clear();
+    Ok(written)
 }

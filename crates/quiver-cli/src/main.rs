@@ -4,9 +4,12 @@
 //! them into typed requests (schemas, filters, documents) and reports errors that name the input.
 
 mod bench_ann;
+mod demo;
+mod embed_cmd;
 mod ingest;
 mod ops;
 mod progress;
+mod text;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -33,12 +36,14 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
+    /// The main job: index Quiver's own documentation with all-MiniLM-L6-v2 and answer a question.
+    Demo(demo::DemoArgs),
     /// Create the database directory.
     Init,
     /// Manage collections.
     #[command(subcommand)]
     Collection(ops::CollectionCmd),
-    /// Load documents from JSONL or Parquet.
+    /// Load documents from JSONL, Parquet, or a folder of Markdown/text files.
     Ingest(ingest::IngestArgs),
     /// k-nearest-neighbour search.
     Search(ops::SearchArgs),
@@ -48,6 +53,10 @@ pub enum Cmd {
     Delete(ops::DeleteArgs),
     /// Count documents (optionally matching a filter).
     Count(ops::CountArgs),
+    /// Embed texts (arguments, --input file, or stdin lines) and print JSON lines.
+    Embed(embed_cmd::EmbedArgs),
+    /// List, pull and verify embedding models.
+    Models(embed_cmd::ModelsArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -57,6 +66,8 @@ pub enum Cmd {
 pub enum BenchCmd {
     /// HNSW recall/QPS sweep on GloVe-6B-50d.
     Ann(bench_ann::AnnArgs),
+    /// Embedding throughput on SciFact (long documents and short queries).
+    Embed(embed_cmd::BenchEmbedArgs),
 }
 
 fn main() {
@@ -73,6 +84,7 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
+        Cmd::Demo(a) => demo::run(&cli.db, cli.json, a),
         Cmd::Init => ops::init(&cli.db, cli.json),
         Cmd::Collection(c) => ops::collection(&cli.db, cli.json, c),
         Cmd::Ingest(a) => ingest::run(&cli.db, cli.json, a),
@@ -81,5 +93,8 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Delete(a) => ops::delete(&cli.db, cli.json, a),
         Cmd::Count(a) => ops::count(&cli.db, cli.json, a),
         Cmd::Bench(BenchCmd::Ann(a)) => bench_ann::run(cli.json, a),
+        Cmd::Bench(BenchCmd::Embed(a)) => embed_cmd::run_bench_embed(a, cli.json),
+        Cmd::Embed(a) => embed_cmd::run_embed(a),
+        Cmd::Models(a) => embed_cmd::run_models(a, cli.json),
     }
 }

@@ -162,6 +162,8 @@ pub fn parse_filter(s: &str) -> Result<Filter> {
 pub struct SearchArgs {
     /// Collection.
     pub collection: String,
+    /// Query text, embedded with the field's model (or give --vector).
+    pub query: Option<String>,
     /// Query vector as a JSON array, e.g. '[0.1, 0.2]'.
     #[arg(long, conflicts_with = "vector_file")]
     pub vector: Option<String>,
@@ -189,22 +191,84 @@ pub struct SearchArgs {
 }
 
 pub fn search_cmd(db: &Path, as_json: bool, a: SearchArgs) -> Result<()> {
-    let text = match (&a.vector, &a.vector_file) {
-        (Some(v), _) => v.clone(),
-        (None, Some(p)) => {
-            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
+    let d = open_db(db)?;
+    let c = d.collection(&a.collection)?;
+    let (vector, field) = match (&a.vector, &a.vector_file, &a.query) {
+        (Some(v), _, None) => (parse_vector(v)?, a.field.clone()),
+        (None, Some(p), None) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            (parse_vector(&text)?, a.field.clone())
         }
-        (None, None) => bail!("give the query as --vector '[...]' or --vector-file FILE"),
+        (None, None, Some(text)) => {
+            let schema = c.schema();
+            let dense = schema.dense_fields();
+            let field = match &a.field {
+                Some(f) => schema
+                    .dense(f)
+                    .ok_or_else(|| anyhow!("unknown dense field {f:?}"))?,
+                None => dense
+                    .iter()
+                    .find(|f| f.embedding.model.is_some())
+                    .cloned()
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "no dense field of {:?} has a model; pass --vector",
+                            a.collection
+                        )
+                    })?,
+            };
+            let v = crate::text::embed_query(&field, text, &mut crate::text::Models::default())?;
+            (v, Some(field.name))
+        }
+        (None, None, None) => bail!(
+            "give a query text, or the query vector as --vector '[...]' or --vector-file FILE"
+        ),
+        _ => bail!("give exactly one of: query text, --vector, --vector-file"),
     };
-    let vector: Vec<f32> = serde_json::from_str::<Vec<f64>>(text.trim())
+    search_with(&c, as_json, &a, vector, field)
+}
+
+/// One line for a hit: `title — text snippet` for text documents, else the payload as JSON.
+fn describe(payload: Option<&serde_json::Map<String, Value>>) -> String {
+    let Some(p) = payload else {
+        return String::new();
+    };
+    match p.get("text").and_then(Value::as_str) {
+        Some(text) => {
+            let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            let snippet: String = flat.chars().take(110).collect();
+            let more = if flat.chars().count() > 110 {
+                "…"
+            } else {
+                ""
+            };
+            match p.get("title").and_then(Value::as_str) {
+                Some(t) => format!("{t} — {snippet}{more}"),
+                None => format!("{snippet}{more}"),
+            }
+        }
+        None => Value::Object(p.clone()).to_string(),
+    }
+}
+
+fn parse_vector(text: &str) -> Result<Vec<f32>> {
+    Ok(serde_json::from_str::<Vec<f64>>(text.trim())
         .map_err(|e| anyhow!("query vector must be a JSON array of numbers: {e}"))?
         .into_iter()
         .map(|x| x as f32)
-        .collect();
-    let d = open_db(db)?;
-    let c = d.collection(&a.collection)?;
+        .collect())
+}
+
+fn search_with(
+    c: &quiver::Collection,
+    as_json: bool,
+    a: &SearchArgs,
+    vector: Vec<f32>,
+    field: Option<String>,
+) -> Result<()> {
     let mut req = SearchRequest::new(vector, a.k);
-    req.field = a.field;
+    req.field = field;
     req.ef = a.ef;
     req.filter = a.filter.as_deref().map(parse_filter).transpose()?;
     req.strategy = if a.exact {
@@ -228,10 +292,7 @@ pub fn search_cmd(db: &Path, as_json: bool, a: SearchArgs) -> Result<()> {
                 i + 1,
                 h.id.to_string(),
                 h.score,
-                h.payload
-                    .as_ref()
-                    .map(|p| Value::Object(p.clone()).to_string())
-                    .unwrap_or_default()
+                describe(h.payload.as_ref())
             );
         }
         if a.explain {

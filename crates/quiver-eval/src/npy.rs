@@ -120,8 +120,17 @@ fn read_raw(path: &Path, want_descr: &str) -> Result<Raw, NpyError> {
 }
 
 /// Decodes 4-byte little-endian elements into row-major order.
-fn decode<T: Copy + Default>(rows: usize, cols: usize, fortran: bool, raw: &[u8], f: impl Fn([u8; 4]) -> T) -> Vec<T> {
-    let vals: Vec<T> = raw.chunks_exact(4).map(|c| f([c[0], c[1], c[2], c[3]])).collect();
+fn decode<T: Copy + Default>(
+    rows: usize,
+    cols: usize,
+    fortran: bool,
+    raw: &[u8],
+    f: impl Fn([u8; 4]) -> T,
+) -> Vec<T> {
+    let vals: Vec<T> = raw
+        .chunks_exact(4)
+        .map(|c| f([c[0], c[1], c[2], c[3]]))
+        .collect();
     if !fortran {
         return vals;
     }

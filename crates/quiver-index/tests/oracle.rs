@@ -152,3 +152,42 @@ fn bitset_ops() {
     assert_eq!(b.count(), 0);
     assert_eq!(Bitset::full(130).count(), 130);
 }
+
+#[test]
+fn bfs_reordering_preserves_results() {
+    let seed = 31_u64;
+    println!("seed = {seed}");
+    let base = gen::clustered(seed, 3_000, 16, 30, 0.5, true);
+    let data = flatten(&base);
+    let vectors = Vectors::new(&data, 16);
+    let g = Hnsw::build(vectors, Metric::Cosine, HnswParams::default(), seed);
+    let order = g.bfs_order();
+    let mut sorted = order.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        (0..3_000u32).collect::<Vec<_>>(),
+        "bfs_order is a permutation"
+    );
+    let p = g.permuted(&order).expect("permutation");
+    let pdata: Vec<f32> = order
+        .iter()
+        .flat_map(|&o| base[o as usize].clone())
+        .collect();
+    let pvectors = Vectors::new(&pdata, 16);
+    let queries = gen::clustered(seed + 1, 30, 16, 30, 0.5, true);
+    for q in &queries {
+        let a: Vec<u32> = g
+            .search(vectors, q, 10, 64, &AllRows)
+            .iter()
+            .map(|n| n.id)
+            .collect();
+        let b: Vec<u32> = p
+            .search(pvectors, q, 10, 64, &AllRows)
+            .iter()
+            .map(|n| order[n.id as usize])
+            .collect();
+        assert_eq!(a, b);
+    }
+    assert!(g.permuted(&order[1..]).is_none());
+}

@@ -179,7 +179,12 @@ pub fn search(snap: &Snapshot, req: &SearchRequest) -> Result<SearchResult, Quer
     }
     let default_ef = field.index.hnsw_params().map_or(128, |p| p.ef_search);
     // No segment can return more rows than it holds: clamping keeps absurd k/ef from sizing heaps.
-    let total_rows: usize = snap.version.segments.iter().map(|s| s.rows()).sum::<usize>()
+    let total_rows: usize = snap
+        .version
+        .segments
+        .iter()
+        .map(|s| s.rows())
+        .sum::<usize>()
         + snap.version.mutable.read().rows();
     let k = req.k.min(total_rows);
     let ef = req.ef.unwrap_or(default_ef).max(k).min(total_rows.max(1));
@@ -216,9 +221,7 @@ pub fn search(snap: &Snapshot, req: &SearchRequest) -> Result<SearchResult, Quer
                     Strategy::Auto => graph.is_some() && !prefer_exact(n, rows, ef),
                 };
                 match graph {
-                    Some(g) if use_graph => {
-                        (g.search(vectors, &q, k, ef, &allowed), n, "graph")
-                    }
+                    Some(g) if use_graph => (g.search(vectors, &q, k, ef, &allowed), n, "graph"),
                     _ => (
                         flat::search_rows(vectors, field.metric, &q, k, allowed.iter()),
                         n,

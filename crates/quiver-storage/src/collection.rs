@@ -227,7 +227,11 @@ impl Collection {
             let n = entry.file_name().to_string_lossy().to_string();
             if !listed.contains(n.as_str()) {
                 let p = entry.path();
-                let r = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+                let r = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
                 r.map_err(io_err(&p))?;
             }
         }
@@ -387,12 +391,16 @@ impl Collection {
     /// collection created under the same name.
     pub(crate) fn mark_dropped(&self) {
         let _w = self.writer.lock();
-        self.dropped.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.dropped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn check_live(&self) -> Result<(), StorageError> {
         if self.dropped.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(StorageError::CollectionNotFound(format!("{} (dropped)", self.name)));
+            return Err(StorageError::CollectionNotFound(format!(
+                "{} (dropped)",
+                self.name
+            )));
         }
         Ok(())
     }
@@ -499,7 +507,11 @@ impl Collection {
                 maintenance_error = Some(e.to_string());
             }
         }
-        Ok(WriteReport { count, seq: last, maintenance_error })
+        Ok(WriteReport {
+            count,
+            seq: last,
+            maintenance_error,
+        })
     }
 
     /// Deletes documents by id (ids that do not exist are skipped). Durable when this returns.
@@ -508,7 +520,11 @@ impl Collection {
         self.delete_locked(&mut w, doc_ids)
     }
 
-    fn delete_locked(&self, w: &mut Writer, doc_ids: &[DocId]) -> Result<WriteReport, StorageError> {
+    fn delete_locked(
+        &self,
+        w: &mut Writer,
+        doc_ids: &[DocId],
+    ) -> Result<WriteReport, StorageError> {
         self.check_live()?;
         let present: Vec<DocId> = {
             let ids = self.ids.read();
@@ -562,7 +578,8 @@ impl Collection {
         // which documents match.
         let mut w = self.writer.lock();
         let mut victims = Vec::new();
-        self.snapshot().for_each_visible(Some(filter), |id| victims.push(id.clone()));
+        self.snapshot()
+            .for_each_visible(Some(filter), |id| victims.push(id.clone()));
         self.delete_locked(&mut w, &victims)
     }
 
@@ -712,8 +729,11 @@ impl Collection {
         {
             let mut idmap = self.ids.write();
             let mut cur = self.current.write();
-            for (j, id) in ids.into_iter().enumerate() {
-                idmap.insert(id, Loc::Sealed(new_index, j as u32));
+            // Row numbers come from the segment itself: it stores rows in its own (graph) order.
+            if let (false, Some(seg)) = (ids.is_empty(), new_version.segments.get(new_index)) {
+                for r in 0..seg.rows() as u32 {
+                    idmap.insert(seg.id(r).clone(), Loc::Sealed(new_index, r));
+                }
             }
             *cur = (new_version, seq);
         }
@@ -778,9 +798,11 @@ impl Collection {
             let mut idmap = self.ids.write();
             let mut cur = self.current.write();
             idmap.retain(|_, l| matches!(l, Loc::Mutable(_)));
-            for (j, id) in ids.into_iter().enumerate() {
-                // A newer version in the mutable segment wins.
-                idmap.entry(id).or_insert(Loc::Sealed(0, j as u32));
+            if let Some(seg) = new_version.segments.first() {
+                for r in 0..seg.rows() as u32 {
+                    // A newer version in the mutable segment wins.
+                    idmap.entry(seg.id(r).clone()).or_insert(Loc::Sealed(0, r));
+                }
             }
             // Rows of the new segment already replaced by mutable rows must stay invisible.
             if let Some(seg) = new_version.segments.first() {

@@ -192,7 +192,10 @@ impl Schema {
             .ok_or_else(|| invalid(&None, "id", "missing id"))?;
         if let DocId::Str(s) = &id {
             if s.len() > MAX_ID_BYTES {
-                let msg = format!("string id of {} bytes; the limit is {MAX_ID_BYTES}", s.len());
+                let msg = format!(
+                    "string id of {} bytes; the limit is {MAX_ID_BYTES}",
+                    s.len()
+                );
                 return Err(invalid(&None, "id", msg));
             }
         }

@@ -43,7 +43,7 @@ pub use doc::{parse_datetime, DocId, Document, StoredDoc, MAX_ID_BYTES};
 pub use filter::{Filter, Range};
 pub use mutable::MutableSegment;
 pub use payload_index::PayloadIndex;
-pub use schema::{DenseField, FieldSpec, IndexSpec, MetricName, PayloadKind, Schema};
+pub use schema::{DenseField, Embedding, FieldSpec, IndexSpec, MetricName, PayloadKind, Schema};
 pub use segment::{NoProgress, Progress, Segment, LIVE};
 
 #[cfg(not(target_endian = "little"))]

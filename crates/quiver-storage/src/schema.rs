@@ -46,6 +46,18 @@ pub enum FieldSpec {
         /// Index built for sealed segments.
         #[serde(default)]
         index: IndexSpec,
+        /// Embedding model that computes the vectors (see [`Embedding`]); absent: vectors are supplied.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
+        /// Payload text fields embedded by `model`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        embed: Vec<String>,
+        /// Prefix for query texts.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        query_prefix: String,
+        /// Prefix for document texts.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        document_prefix: String,
     },
     /// Exact-match strings (equality, in-set).
     Keyword,
@@ -57,6 +69,22 @@ pub enum FieldSpec {
     Bool,
     /// RFC 3339 timestamps (range, equality).
     Datetime,
+}
+
+/// A dense field's embedding model: when `model` is set, documents carry text in the payload
+/// fields listed in `embed` (joined with a blank line) and the vectors are computed from them at
+/// ingest; text queries are embedded with the same model. Storage only records this; the model
+/// runs in the embedding layer (`quiver-embed`) above it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Embedding {
+    /// Registry name of the model (e.g. `all-MiniLM-L6-v2`), or a local model directory.
+    pub model: Option<String>,
+    /// Payload text fields the vector is computed from.
+    pub embed: Vec<String>,
+    /// Prepended to query texts (e.g. `"query: "` for E5-style models).
+    pub query_prefix: String,
+    /// Prepended to document texts (e.g. `"passage: "`).
+    pub document_prefix: String,
 }
 
 /// Metric name as written in schemas.
@@ -182,6 +210,8 @@ pub struct DenseField {
     pub metric: Metric,
     /// Index for sealed segments.
     pub index: IndexSpec,
+    /// Embedding model, if vectors are computed from text.
+    pub embedding: Embedding,
 }
 
 impl Schema {
@@ -219,7 +249,26 @@ impl Schema {
                     "field name {name:?}: use letters, digits, '_', '-', '.'"
                 )));
             }
-            if let FieldSpec::Dense { dim, index, .. } = f {
+            if let FieldSpec::Dense {
+                dim,
+                index,
+                model,
+                embed,
+                ..
+            } = f
+            {
+                if model.is_some() != !embed.is_empty() {
+                    return Err(StorageError::Schema(format!(
+                        "field {name:?}: `model` and `embed` (the text fields to embed) go together"
+                    )));
+                }
+                for t in embed {
+                    if self.fields.contains_key(t) {
+                        return Err(StorageError::Schema(format!(
+                            "field {name:?}: text field {t:?} must be a plain payload field, not a declared index field"
+                        )));
+                    }
+                }
                 if *dim == 0 || *dim > 65_536 {
                     return Err(StorageError::Schema(format!(
                         "field {name:?}: dim must be in 1..=65536, got {dim}"
@@ -239,11 +288,25 @@ impl Schema {
         self.fields
             .iter()
             .filter_map(|(name, f)| match f {
-                FieldSpec::Dense { dim, metric, index } => Some(DenseField {
+                FieldSpec::Dense {
+                    dim,
+                    metric,
+                    index,
+                    model,
+                    embed,
+                    query_prefix,
+                    document_prefix,
+                } => Some(DenseField {
                     name: name.clone(),
                     dim: *dim,
                     metric: (*metric).into(),
                     index: *index,
+                    embedding: Embedding {
+                        model: model.clone(),
+                        embed: embed.clone(),
+                        query_prefix: query_prefix.clone(),
+                        document_prefix: document_prefix.clone(),
+                    },
                 }),
                 _ => None,
             })

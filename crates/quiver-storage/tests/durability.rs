@@ -268,8 +268,12 @@ fn stale_handle_cannot_write_into_a_recreated_collection() {
     old.upsert((0..5).map(doc).collect()).expect("upsert");
     db.drop_collection("a").expect("drop");
     let new = db.create_collection("a", &schema(10)).expect("recreate");
-    new.upsert((100..120).map(doc).collect()).expect("upsert new");
-    assert!(old.upsert(vec![doc(1)]).is_err(), "dropped handle must refuse writes");
+    new.upsert((100..120).map(doc).collect())
+        .expect("upsert new");
+    assert!(
+        old.upsert(vec![doc(1)]).is_err(),
+        "dropped handle must refuse writes"
+    );
     assert!(old.flush().is_err());
     drop((db, old, new));
     let db = Database::open(dir.path()).expect("reopen");
@@ -300,5 +304,13 @@ fn missing_manifest_with_segments_is_an_error_not_an_empty_collection() {
     let db = Database::open(dir.path()).expect("open");
     let err = db.collection("c").expect_err("must refuse").to_string();
     assert!(err.contains("manifest.json"), "{err}");
-    assert!(dir.path().join("collections/c/segments").read_dir().expect("ls").next().is_some(), "data must not be deleted");
+    assert!(
+        dir.path()
+            .join("collections/c/segments")
+            .read_dir()
+            .expect("ls")
+            .next()
+            .is_some(),
+        "data must not be deleted"
+    );
 }

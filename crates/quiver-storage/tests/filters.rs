@@ -13,8 +13,14 @@ fn parse_errors_name_the_problem() {
         (json!([1]), "must be a JSON object"),
         (json!({"and": {"field": "a"}}), "list of filters"),
         (json!({"field": "a"}), "no operator"),
-        (json!({"field": "a", "between": 1}), "unknown operator `between`"),
-        (json!({"field": "a", "gte": "not a date"}), "neither a number nor an RFC 3339"),
+        (
+            json!({"field": "a", "between": 1}),
+            "unknown operator `between`",
+        ),
+        (
+            json!({"field": "a", "gte": "not a date"}),
+            "neither a number nor an RFC 3339",
+        ),
         (json!({"field": "a", "in": 3}), "`in` takes a list"),
         (json!({"eq": 3}), "string `field`"),
         (json!({"field": "a", "exists": "yes"}), "true or false"),
@@ -65,8 +71,13 @@ fn index_and_payload_evaluation_agree() {
     for f in filters {
         let parsed = Filter::from_json(&f).expect("parse");
         let bits = index.evaluate(&parsed, &|r| payloads.get(r as usize).cloned());
-        let want: Vec<u32> = (0..200u32).filter(|&r| parsed.matches(&payloads[r as usize])).collect();
+        let want: Vec<u32> = (0..200u32)
+            .filter(|&r| parsed.matches(&payloads[r as usize]))
+            .collect();
         assert_eq!(bits.iter().collect::<Vec<_>>(), want, "{f}");
-        assert!(!want.is_empty() || f["field"] == "never", "{f} matched nothing; test is weak");
+        assert!(
+            !want.is_empty() || f["field"] == "never",
+            "{f} matched nothing; test is weak"
+        );
     }
 }

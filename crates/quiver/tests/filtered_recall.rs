@@ -102,11 +102,17 @@ fn deletes_are_honoured_by_graph_search() {
     let base = gen::clustered(seed, n, dim, 128, 0.6, true);
     let dir = tempfile::tempdir().expect("tempdir");
     let db = Database::open(dir.path()).expect("open");
-    let schema = Schema::parse(&format!("mutable_max_rows = 2500\n[fields.emb]\ntype = \"dense\"\ndim = {dim}\n")).expect("schema");
+    let schema = Schema::parse(&format!(
+        "mutable_max_rows = 2500\n[fields.emb]\ntype = \"dense\"\ndim = {dim}\n"
+    ))
+    .expect("schema");
     let c = db.create_collection("d", &schema).expect("create");
     let docs = (0..n)
         .map(|i| {
-            let mut d = Document { id: Some(DocId::Int(i as u64)), ..Default::default() };
+            let mut d = Document {
+                id: Some(DocId::Int(i as u64)),
+                ..Default::default()
+            };
             d.vectors.insert("emb".into(), base[i].clone());
             d
         })
@@ -114,7 +120,10 @@ fn deletes_are_honoured_by_graph_search() {
     c.upsert(docs).expect("upsert");
     c.flush().expect("flush");
     // Delete every third document (all in sealed segments, so the graph still links them).
-    let victims: Vec<DocId> = (0..n).filter(|i| i % 3 == 0).map(|i| DocId::Int(i as u64)).collect();
+    let victims: Vec<DocId> = (0..n)
+        .filter(|i| i % 3 == 0)
+        .map(|i| DocId::Int(i as u64))
+        .collect();
     c.delete(&victims).expect("delete");
     let queries = gen::clustered(seed + 1, 100, dim, 128, 0.6, true);
     let truth = brute_force_topk(&base, &queries, Metric::Cosine, 10, |i| i % 3 != 0);

@@ -1,0 +1,242 @@
+//! The [`Embedder`] trait, its options and outputs, and [`load_model`].
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{Family, ModelLayout};
+use crate::error::{EmbedError, Result};
+use crate::pooling::Pooling;
+use crate::tokenize::TokenizedText;
+
+/// Static description of a loaded model.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelInfo {
+    /// Display name (registry name, or the directory name).
+    pub name: String,
+    /// Model family.
+    pub family: Family,
+    /// Width of sentence and token vectors.
+    pub dim: usize,
+    /// Longest input in tokens (special tokens included); longer inputs are truncated.
+    pub max_seq_length: usize,
+    /// Encoder layers (0 for static models); valid `layers` options are `1..=num_layers`.
+    pub num_layers: usize,
+    /// Pooling used for sentence vectors.
+    pub pooling: Pooling,
+    /// Whether sentence vectors are L2-normalised.
+    pub normalize: bool,
+    /// Directory the model was loaded from.
+    pub dir: PathBuf,
+}
+
+/// Options fixed when a model is loaded.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// CPU threads for inference and tokenization (default: all cores). Work runs on a dedicated
+    /// rayon pool of this size, which also bounds candle's matrix-multiply threads.
+    pub threads: Option<usize>,
+    /// Name reported in [`ModelInfo::name`] (default: the directory name).
+    pub name: Option<String>,
+    /// Lower the truncation length below the model's `max_seq_length`.
+    pub max_seq_length: Option<usize>,
+}
+
+/// Per-call options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbedOptions {
+    /// Matryoshka: keep the first `dims` components and renormalise (when the model normalises).
+    /// Applies to token vectors too (truncated, not normalised).
+    pub dims: Option<usize>,
+    /// Early exit: run only the first `layers` encoder layers (transformer models only).
+    pub layers: Option<usize>,
+    /// Texts per forward pass (after sorting by length). Default 32.
+    pub batch_size: usize,
+    /// Embed empty or whitespace-only texts instead of failing with
+    /// [`EmbedError::EmptyInput`]. They then get what the reference library gives them:
+    /// `[CLS] [SEP]` for BERT models, the zero vector for static models.
+    pub allow_empty: bool,
+}
+
+impl Default for EmbedOptions {
+    fn default() -> Self {
+        EmbedOptions {
+            dims: None,
+            layers: None,
+            batch_size: 32,
+            allow_empty: false,
+        }
+    }
+}
+
+/// Sentence vectors, one row per input, stored row-major in one buffer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    dim: usize,
+    data: Vec<f32>,
+}
+
+impl Embeddings {
+    /// Build from a row-major buffer (`data.len()` must be a multiple of `dim`).
+    pub fn from_flat(dim: usize, data: Vec<f32>) -> Result<Self> {
+        if dim == 0 || !data.len().is_multiple_of(dim) {
+            return Err(EmbedError::InvalidOption(format!(
+                "buffer of {} floats is not a whole number of {dim}-dim rows",
+                data.len()
+            )));
+        }
+        Ok(Embeddings { dim, data })
+    }
+
+    /// Width of each row.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.data.len() / self.dim.max(1)
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// Row `i` (panics if out of range, like slice indexing).
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// Iterate over rows.
+    pub fn rows(&self) -> std::slice::ChunksExact<'_, f32> {
+        self.data.chunks_exact(self.dim.max(1))
+    }
+
+    /// The row-major buffer.
+    pub fn as_flat(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// One `Vec` per row.
+    pub fn into_vecs(self) -> Vec<Vec<f32>> {
+        self.rows().map(<[f32]>::to_vec).collect()
+    }
+}
+
+/// Token vectors of one text: the encoder's last (or early-exit) hidden state per token.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TokenEmbeddings {
+    /// Token ids.
+    pub ids: Vec<u32>,
+    /// `true` for special tokens (`[CLS]`, `[SEP]`); filter them out for ColBERT-style use.
+    pub special: Vec<bool>,
+    /// Width of each vector.
+    pub dim: usize,
+    /// Row-major `ids.len() x dim` (not normalised).
+    pub data: Vec<f32>,
+}
+
+impl TokenEmbeddings {
+    /// Vector of token `i`.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+}
+
+/// A text embedding model. Object-safe: hold it as `Box<dyn Embedder>` / `Arc<dyn Embedder>`.
+///
+/// All methods take a batch; order of outputs equals order of inputs.
+pub trait Embedder: Send + Sync {
+    /// What the model is.
+    fn info(&self) -> &ModelInfo;
+
+    /// Token ids the model sees for each text (after truncation).
+    fn tokenize(&self, texts: &[&str]) -> Result<Vec<TokenizedText>>;
+
+    /// Sentence vectors (pooled, normalised per the model's config, optionally truncated).
+    fn embed(&self, texts: &[&str], options: &EmbedOptions) -> Result<Embeddings>;
+
+    /// Per-token vectors, special tokens flagged.
+    fn embed_tokens(&self, texts: &[&str], options: &EmbedOptions) -> Result<Vec<TokenEmbeddings>>;
+}
+
+impl std::fmt::Debug for dyn Embedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedder")
+            .field("info", self.info())
+            .finish()
+    }
+}
+
+/// Load the model in `dir`, choosing the family from its config files.
+pub fn load_model(dir: &Path, options: &LoadOptions) -> Result<Box<dyn Embedder>> {
+    let layout = ModelLayout::read(dir)?;
+    match layout.family {
+        Family::Bert => Ok(Box::new(crate::transformer::TransformerEmbedder::load(
+            &layout, options,
+        )?)),
+        Family::Static => Ok(Box::new(crate::static_model::StaticEmbedder::load(
+            &layout, options,
+        )?)),
+    }
+}
+
+/// Default display name of a model directory.
+pub(crate) fn default_name(dir: &Path, options: &LoadOptions) -> String {
+    options.name.clone().unwrap_or_else(|| {
+        dir.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into())
+    })
+}
+
+/// A rayon pool of the requested size.
+pub(crate) fn make_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
+    let mut b = rayon::ThreadPoolBuilder::new().thread_name(|i| format!("quiver-embed-{i}"));
+    if let Some(t) = threads {
+        if t == 0 {
+            return Err(EmbedError::InvalidOption(
+                "threads must be at least 1".into(),
+            ));
+        }
+        b = b.num_threads(t);
+    }
+    b.build()
+        .map_err(|e| EmbedError::InvalidOption(format!("cannot start thread pool: {e}")))
+}
+
+/// Check inputs and options shared by all families.
+pub(crate) fn validate(info: &ModelInfo, texts: &[&str], options: &EmbedOptions) -> Result<()> {
+    if options.batch_size == 0 {
+        return Err(EmbedError::InvalidOption(
+            "batch_size must be at least 1".into(),
+        ));
+    }
+    if let Some(d) = options.dims {
+        if d == 0 || d > info.dim {
+            return Err(EmbedError::InvalidOption(format!(
+                "dims must be in 1..={} for {}, got {d}",
+                info.dim, info.name
+            )));
+        }
+    }
+    if let Some(l) = options.layers {
+        if info.num_layers == 0 {
+            return Err(EmbedError::InvalidOption(format!(
+                "{} is a static model and has no layers to exit early from",
+                info.name
+            )));
+        }
+        if l == 0 || l > info.num_layers {
+            return Err(EmbedError::InvalidOption(format!(
+                "layers must be in 1..={} for {}, got {l}",
+                info.num_layers, info.name
+            )));
+        }
+    }
+    if !options.allow_empty {
+        if let Some(index) = texts.iter().position(|t| t.trim().is_empty()) {
+            return Err(EmbedError::EmptyInput { index });
+        }
+    }
+    Ok(())
+}

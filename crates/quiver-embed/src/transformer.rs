@@ -1,0 +1,218 @@
+//! The pipeline shared by transformer families: tokenize, bucket by length, pad per batch,
+//! encode, cut padding off, pool, normalise, truncate. A new family implements [`Encoder`] in one
+//! file and adds one arm to `load`.
+
+use candle_core::Device;
+
+use crate::batching::length_buckets;
+use crate::bert::{BertConfig, BertEncoder};
+use crate::config::{require, Family, ModelLayout};
+use crate::embedder::{
+    default_name, make_pool, validate, EmbedOptions, Embedder, Embeddings, LoadOptions, ModelInfo,
+    TokenEmbeddings,
+};
+use crate::error::{EmbedError, Result};
+use crate::pooling::{normalize, truncate_dims, Pooling};
+use crate::tokenize::{TextTokenizer, TokenizedText};
+
+/// A right-padded batch of token ids.
+#[derive(Debug, Clone)]
+pub(crate) struct PaddedBatch {
+    /// Number of sequences.
+    pub batch: usize,
+    /// Padded length (longest sequence in this batch).
+    pub seq_len: usize,
+    /// `batch x seq_len` token ids.
+    pub ids: Vec<u32>,
+    /// `batch x seq_len` token type ids.
+    pub type_ids: Vec<u32>,
+    /// Real length of each sequence.
+    pub lengths: Vec<usize>,
+}
+
+impl PaddedBatch {
+    fn new(items: &[&TokenizedText], pad_id: u32) -> Self {
+        let seq_len = items.iter().map(|t| t.len()).max().unwrap_or(0).max(1);
+        let batch = items.len();
+        let mut ids = vec![pad_id; batch * seq_len];
+        let mut type_ids = vec![0u32; batch * seq_len];
+        let mut lengths = Vec::with_capacity(batch);
+        for (i, t) in items.iter().enumerate() {
+            ids[i * seq_len..i * seq_len + t.len()].copy_from_slice(&t.ids);
+            type_ids[i * seq_len..i * seq_len + t.len()].copy_from_slice(&t.type_ids);
+            lengths.push(t.len());
+        }
+        PaddedBatch {
+            batch,
+            seq_len,
+            ids,
+            type_ids,
+            lengths,
+        }
+    }
+}
+
+/// Receives `(input index, its tokens, its real-token hidden states)` from the pipeline.
+type Sink<'a> = dyn FnMut(usize, &TokenizedText, &[f32]) -> Result<()> + Send + 'a;
+
+/// A transformer body: token ids in, hidden states out.
+pub(crate) trait Encoder: Send + Sync {
+    /// Width of hidden states.
+    fn hidden_size(&self) -> usize;
+    /// Number of layers.
+    fn num_layers(&self) -> usize;
+    /// Longest sequence the position embeddings allow.
+    fn max_positions(&self) -> usize;
+    /// Hidden states after the first `layers` layers, row-major `[batch, seq_len, hidden]`.
+    fn forward(&self, batch: &PaddedBatch, layers: usize) -> Result<Vec<f32>>;
+}
+
+/// A transformer model with its tokenizer and pooling.
+pub(crate) struct TransformerEmbedder {
+    info: ModelInfo,
+    tokenizer: TextTokenizer,
+    encoder: Box<dyn Encoder>,
+    pad_id: u32,
+    pool: rayon::ThreadPool,
+}
+
+impl TransformerEmbedder {
+    pub(crate) fn load(layout: &ModelLayout, options: &LoadOptions) -> Result<Self> {
+        let dir = &layout.dir;
+        let config_path = dir.join("config.json");
+        let (encoder, pad_id, vocab): (Box<dyn Encoder>, u32, usize) = match layout.family {
+            Family::Bert => {
+                let cfg: BertConfig =
+                    serde_json::from_value(layout.config.clone()).map_err(|e| {
+                        EmbedError::Config {
+                            path: config_path.clone(),
+                            message: e.to_string(),
+                        }
+                    })?;
+                let weights = require(dir.join("model.safetensors"))?;
+                let tensors =
+                    candle_core::safetensors::load(&weights, &Device::Cpu).map_err(|e| {
+                        EmbedError::Config {
+                            path: weights.clone(),
+                            message: format!("cannot read safetensors: {e}"),
+                        }
+                    })?;
+                (
+                    Box::new(BertEncoder::load(&cfg, tensors)?),
+                    cfg.pad_token_id,
+                    cfg.vocab_size,
+                )
+            }
+            Family::Static => {
+                return Err(EmbedError::UnsupportedFamily(
+                    "static (not a transformer)".into(),
+                ))
+            }
+        };
+        let mut max_len = layout
+            .max_seq_length
+            .unwrap_or(encoder.max_positions())
+            .min(encoder.max_positions());
+        if let Some(m) = options.max_seq_length {
+            max_len = max_len.min(m.max(2));
+        }
+        let tokenizer =
+            TextTokenizer::from_file(&require(dir.join("tokenizer.json"))?, Some(max_len), true)?;
+        if tokenizer.vocab_size() > vocab {
+            return Err(EmbedError::Config {
+                path: dir.join("tokenizer.json"),
+                message: format!(
+                    "tokenizer has {} tokens but the model only {vocab}",
+                    tokenizer.vocab_size()
+                ),
+            });
+        }
+        let info = ModelInfo {
+            name: default_name(dir, options),
+            family: layout.family,
+            dim: encoder.hidden_size(),
+            max_seq_length: max_len,
+            num_layers: encoder.num_layers(),
+            pooling: layout.pooling,
+            normalize: layout.normalize,
+            dir: dir.clone(),
+        };
+        Ok(TransformerEmbedder {
+            info,
+            tokenizer,
+            encoder,
+            pad_id,
+            pool: make_pool(options.threads)?,
+        })
+    }
+
+    /// Run the encoder over `texts` in length buckets and hand each text's real-token hidden
+    /// states (`len x hidden`, padding already cut off) to `sink` with its input index.
+    fn run(&self, texts: &[&str], options: &EmbedOptions, sink: &mut Sink<'_>) -> Result<()> {
+        validate(&self.info, texts, options)?;
+        let layers = options.layers.unwrap_or(self.info.num_layers);
+        let hidden = self.info.dim;
+        self.pool.install(|| {
+            let tokens = self.tokenizer.encode_batch(texts)?;
+            let lengths: Vec<usize> = tokens.iter().map(TokenizedText::len).collect();
+            for bucket in length_buckets(&lengths, options.batch_size) {
+                let items: Vec<&TokenizedText> = bucket.iter().map(|i| &tokens[*i]).collect();
+                let batch = PaddedBatch::new(&items, self.pad_id);
+                let out = self.encoder.forward(&batch, layers)?;
+                for (row, idx) in bucket.iter().enumerate() {
+                    let start = row * batch.seq_len * hidden;
+                    let n = batch.lengths[row];
+                    sink(*idx, &tokens[*idx], &out[start..start + n * hidden])?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Embedder for TransformerEmbedder {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn tokenize(&self, texts: &[&str]) -> Result<Vec<TokenizedText>> {
+        self.pool.install(|| self.tokenizer.encode_batch(texts))
+    }
+
+    fn embed(&self, texts: &[&str], options: &EmbedOptions) -> Result<Embeddings> {
+        let dim = options.dims.unwrap_or(self.info.dim);
+        let mut data = vec![0f32; texts.len() * dim];
+        let (pooling, norm): (Pooling, bool) = (self.info.pooling, self.info.normalize);
+        let full = self.info.dim;
+        self.run(texts, options, &mut |idx, tok, hidden| {
+            let mut v = pooling.pool(hidden, tok.len(), full);
+            if norm {
+                normalize(&mut v);
+            }
+            truncate_dims(&mut v, dim, norm);
+            data[idx * dim..(idx + 1) * dim].copy_from_slice(&v[..dim]);
+            Ok(())
+        })?;
+        Embeddings::from_flat(dim, data)
+    }
+
+    fn embed_tokens(&self, texts: &[&str], options: &EmbedOptions) -> Result<Vec<TokenEmbeddings>> {
+        let dim = options.dims.unwrap_or(self.info.dim);
+        let full = self.info.dim;
+        let mut out: Vec<Option<TokenEmbeddings>> = vec![None; texts.len()];
+        self.run(texts, options, &mut |idx, tok, hidden| {
+            let data = hidden
+                .chunks_exact(full)
+                .flat_map(|r| r[..dim].iter().copied())
+                .collect();
+            out[idx] = Some(TokenEmbeddings {
+                ids: tok.ids.clone(),
+                special: tok.special.clone(),
+                dim,
+                data,
+            });
+            Ok(())
+        })?;
+        Ok(out.into_iter().map(Option::unwrap_or_default).collect())
+    }
+}
