@@ -20,13 +20,11 @@ Peers live only here: nothing of them goes into the Quiver binary.
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.realpath(__file__))
-REPO = os.path.dirname(HERE)
+from _common import HERE, REPO, CompareError, cached_venv, logger, mark_venv_ready, quiver_bin, run_checked
 
 # Pinned peer stack (installs on CPython 3.11 / x86_64 Linux: numpy and
 # faiss-cpu from wheels, hnswlib 0.8.0 builds from its sdist with g++).
@@ -43,12 +41,7 @@ TARGET_LEVEL, TARGET_RATIO = "0.95", 1.3
 DEFAULT_M, DEFAULT_EF_CONSTRUCTION, DEFAULT_REPS = 16, 200, 3
 
 
-def log(msg):
-    print(f"[compare ann] {msg}", file=sys.stderr, flush=True)
-
-
-class CompareError(Exception):
-    pass
+log = logger("ann")
 
 
 # ---------------------------------------------------------------- venv
@@ -59,63 +52,22 @@ def venv_dir():
     return os.path.abspath(os.path.expanduser(d))
 
 
-def venv_python(d):
-    return os.path.join(d, "bin", "python")
-
-
 def ensure_venv():
     """Make (or reuse) the peer virtualenv and return its python."""
     d = venv_dir()
-    py = venv_python(d)
-    stamp = os.path.join(d, ".quiver-bench-requirements")
-    wanted = "\n".join(PEER_REQUIREMENTS) + "\n"
-    if os.path.exists(py) and os.path.exists(stamp):
-        with open(stamp) as f:
-            if f.read() == wanted:
-                return py
-    if not os.path.exists(py):
-        log(f"creating peer virtualenv at {d}")
-        os.makedirs(os.path.dirname(d), exist_ok=True)
-        run_checked([sys.executable, "-m", "venv", d], "python3 -m venv")
+    py, ready = cached_venv(d, PEER_REQUIREMENTS, log)
+    if ready:
+        return py
     log(f"installing {' '.join(PEER_REQUIREMENTS)} into {d} (hnswlib may compile; a minute or two)")
     run_checked([py, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
                  *PEER_REQUIREMENTS], "pip install")
     probe = "import numpy, hnswlib, faiss; print(faiss.__version__)"
     run_checked([py, "-c", probe], "importing the peers in the virtualenv")
-    with open(stamp, "w") as f:
-        f.write(wanted)
+    mark_venv_ready(d, PEER_REQUIREMENTS)
     return py
 
 
-def run_checked(cmd, what, cwd=None):
-    # Child stdout goes to our stderr: this process's stdout carries only results.
-    r = subprocess.run(cmd, cwd=cwd, stdout=sys.stderr, stderr=sys.stderr)
-    if r.returncode != 0:
-        raise CompareError(f"{what} failed (exit {r.returncode}): {' '.join(cmd)}")
-
-
 # ---------------------------------------------------------------- quiver
-
-
-def quiver_bin(build=True):
-    env = os.environ.get("QUIVER_BIN")
-    if env:
-        path = os.path.abspath(os.path.expanduser(env))
-        if not os.path.exists(path):
-            raise CompareError(f"QUIVER_BIN={env} does not exist")
-        return path
-    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target")
-    path = os.path.join(os.path.abspath(target), "release", "quiver")
-    if not os.path.exists(path):
-        if not build:
-            raise CompareError(f"{path} does not exist")
-        if not shutil.which("cargo"):
-            raise CompareError(f"{path} does not exist and cargo is not on PATH")
-        log("building quiver: cargo build --release -p quiver-cli")
-        run_checked(["cargo", "build", "--release", "-p", "quiver-cli"], "cargo build", cwd=REPO)
-        if not os.path.exists(path):
-            raise CompareError(f"cargo build succeeded but {path} is still missing")
-    return path
 
 
 def run_json(cmd, what, cwd=None):
@@ -339,7 +291,7 @@ def print_table(report, out=sys.stdout):
         p(f"{r['engine']:<9}{r['ef']:>6}{r['recall_at_10']:>11.4f}{r['qps']:>11.0f}"
           f"{fmt(r['build_s'], '.1f'):>10}")
     p()
-    p(f"QPS at recall@10 (interpolated on each curve's upper envelope):")
+    p("QPS at recall@10 (interpolated on each curve's upper envelope):")
     p(f"{'engine':<9}" + "".join(f"{lv:>10}" for lv in LEVELS))
     for eng, d2 in report["qps_at_recall"].items():
         p(f"{eng:<9}" + "".join(f"{fmt(d2[lv], '.0f'):>10}" for lv in LEVELS))
@@ -440,7 +392,7 @@ def run(args, peers, efs, reps):
             "other work on this machine will distort build times and QPS")
     # Peers first checked/installed, so a broken venv fails before the long runs.
     py = ensure_venv() if peers else None
-    qbin = quiver_bin()
+    qbin = quiver_bin(log)
     prep = run_json([qbin, "bench", "ann", "--prepare-only", "--json"], "quiver data preparation",
                     cwd=REPO)
     for key in ("base", "queries", "gt"):

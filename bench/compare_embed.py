@@ -28,15 +28,13 @@ venv's python. Peers never go into the Quiver binary.
 import argparse
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.realpath(__file__))
-REPO = os.path.dirname(HERE)
+from _common import REPO, CompareError, cached_venv, logger, mark_venv_ready, quiver_bin, run_checked
 
 # Pinned peer stack (verified on CPython 3.11 / x86_64 Linux).
 PEER_REQUIREMENTS = [
@@ -53,12 +51,7 @@ MODELS = [
 PARITY_TEXTS = 64
 
 
-def log(msg):
-    print(f"[compare embed] {msg}", file=sys.stderr, flush=True)
-
-
-class CompareError(Exception):
-    pass
+log = logger("embed")
 
 
 # ---------------------------------------------------------------- venv
@@ -67,13 +60,6 @@ class CompareError(Exception):
 def venv_dir():
     d = os.environ.get("QUIVER_BENCH_EMBED_VENV") or os.path.join("~", ".cache", "quiver", "bench-venv-embed")
     return os.path.abspath(os.path.expanduser(d))
-
-
-def run_checked(cmd, what, cwd=None, env=None):
-    # Child stdout goes to our stderr: this process's stdout carries only results.
-    r = subprocess.run(cmd, cwd=cwd, stdout=sys.stderr, stderr=sys.stderr, env=env)
-    if r.returncode != 0:
-        raise CompareError(f"{what} failed (exit {r.returncode}): {' '.join(cmd)}")
 
 
 def reachable(url, timeout=3.0):
@@ -88,17 +74,9 @@ def reachable(url, timeout=3.0):
 def ensure_venv():
     """Make (or reuse) the peer virtualenv and return its python."""
     d = venv_dir()
-    py = os.path.join(d, "bin", "python")
-    stamp = os.path.join(d, ".quiver-bench-requirements")
-    wanted = "\n".join(PEER_REQUIREMENTS) + "\n"
-    if os.path.exists(py) and os.path.exists(stamp):
-        with open(stamp) as f:
-            if f.read() == wanted:
-                return py
-    if not os.path.exists(py):
-        log(f"creating peer virtualenv at {d}")
-        os.makedirs(os.path.dirname(d), exist_ok=True)
-        run_checked([sys.executable, "-m", "venv", d], "python3 -m venv")
+    py, ready = cached_venv(d, PEER_REQUIREMENTS, log)
+    if ready:
+        return py
     torch_req = [r for r in PEER_REQUIREMENTS if r.startswith("torch==")]
     if reachable(TORCH_CPU_INDEX):
         log(f"installing {torch_req[0]} from {TORCH_CPU_INDEX}")
@@ -111,31 +89,11 @@ def ensure_venv():
         log(f"{TORCH_CPU_INDEX} is unreachable; torch comes from PyPI (larger download)")
     log(f"installing {' '.join(PEER_REQUIREMENTS)} into {d} (a few minutes the first time)")
     run_checked([py, "-m", "pip", "install", "-q", *PEER_REQUIREMENTS], "pip install")
-    with open(stamp, "w") as f:
-        f.write(wanted)
+    mark_venv_ready(d, PEER_REQUIREMENTS)
     return py
 
 
 # ---------------------------------------------------------------- quiver
-
-
-def quiver_bin():
-    env = os.environ.get("QUIVER_BIN")
-    if env:
-        path = os.path.abspath(os.path.expanduser(env))
-        if not os.path.exists(path):
-            raise CompareError(f"QUIVER_BIN={env} does not exist")
-        return path
-    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target")
-    path = os.path.join(os.path.abspath(target), "release", "quiver")
-    if not os.path.exists(path):
-        if not shutil.which("cargo"):
-            raise CompareError(f"{path} does not exist and cargo is not on PATH")
-        log("building quiver: cargo build --release -p quiver-cli")
-        run_checked(["cargo", "build", "--release", "-p", "quiver-cli"], "cargo build", cwd=REPO)
-        if not os.path.exists(path):
-            raise CompareError(f"cargo build succeeded but {path} is still missing")
-    return path
 
 
 def run_stdout(cmd, what, stdin_text=None):
@@ -292,7 +250,7 @@ def compare(a):
     unknown = [m for m in wanted if m not in dict(MODELS)]
     if unknown:
         raise CompareError(f"unknown model(s) {unknown}")
-    qb = quiver_bin()
+    qb = quiver_bin(log)
     py = ensure_venv()
     long, short = scifact_inputs(a.data, a.docs)
     # Newlines would split a text on `quiver embed`'s stdin; both engines get the same flattened text.

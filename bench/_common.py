@@ -1,0 +1,76 @@
+"""Pieces every `bench/compare` target shares: logging to stderr, running commands, finding (or
+building) the quiver binary, and making a pinned private virtualenv for the peers."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.realpath(__file__))
+REPO = os.path.dirname(HERE)
+
+
+class CompareError(Exception):
+    pass
+
+
+def logger(target):
+    """A `log(msg)` that writes `[compare TARGET] msg` to stderr."""
+    def log(msg):
+        print(f"[compare {target}] {msg}", file=sys.stderr, flush=True)
+    return log
+
+
+def run_checked(cmd, what, cwd=None, env=None):
+    # Child stdout goes to our stderr: this process's stdout carries only results.
+    r = subprocess.run(cmd, cwd=cwd, stdout=sys.stderr, stderr=sys.stderr, env=env)
+    if r.returncode != 0:
+        raise CompareError(f"{what} failed (exit {r.returncode}): {' '.join(cmd)}")
+
+
+def quiver_bin(log, build=True):
+    """$QUIVER_BIN, else ${CARGO_TARGET_DIR:-target}/release/quiver (built if missing)."""
+    env = os.environ.get("QUIVER_BIN")
+    if env:
+        path = os.path.abspath(os.path.expanduser(env))
+        if not os.path.exists(path):
+            raise CompareError(f"QUIVER_BIN={env} does not exist")
+        return path
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target")
+    path = os.path.join(os.path.abspath(target), "release", "quiver")
+    if not os.path.exists(path):
+        if not build:
+            raise CompareError(f"{path} does not exist")
+        if not shutil.which("cargo"):
+            raise CompareError(f"{path} does not exist and cargo is not on PATH")
+        log("building quiver: cargo build --release -p quiver-cli")
+        run_checked(["cargo", "build", "--release", "-p", "quiver-cli"], "cargo build", cwd=REPO)
+        if not os.path.exists(path):
+            raise CompareError(f"cargo build succeeded but {path} is still missing")
+    return path
+
+
+def venv_python(d):
+    return os.path.join(d, "bin", "python")
+
+
+def cached_venv(d, requirements, log):
+    """(python, ready): the venv's python, and whether it already holds exactly `requirements`
+    (recorded in a stamp file). Creates the venv if it does not exist."""
+    py = venv_python(d)
+    stamp = os.path.join(d, ".quiver-bench-requirements")
+    wanted = "\n".join(requirements) + "\n"
+    if os.path.exists(py) and os.path.exists(stamp):
+        with open(stamp) as f:
+            if f.read() == wanted:
+                return py, True
+    if not os.path.exists(py):
+        log(f"creating peer virtualenv at {d}")
+        os.makedirs(os.path.dirname(d), exist_ok=True)
+        run_checked([sys.executable, "-m", "venv", d], "python3 -m venv")
+    return py, False
+
+
+def mark_venv_ready(d, requirements):
+    with open(os.path.join(d, ".quiver-bench-requirements"), "w") as f:
+        f.write("\n".join(requirements) + "\n")
