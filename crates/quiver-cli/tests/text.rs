@@ -112,8 +112,13 @@ fn demo_answers_from_quivers_own_docs() {
         ],
     );
     assert!(r["documents"].as_u64() > Some(10), "{r}");
-    let top = &r["hits"][0]["payload"];
-    assert_eq!(top["path"], json!("ARCHITECTURE.md"), "{r}");
+    // The storage section of ARCHITECTURE.md (crash-safety table) is among the first hits.
+    let hits = r["hits"].as_array().expect("hits");
+    assert!(
+        hits.iter().take(3).any(|h| h["payload"]["path"] == json!("ARCHITECTURE.md")
+            && h["payload"]["title"].as_str().is_some_and(|t| t.contains("quiver-storage"))),
+        "{r}"
+    );
     // Running it again replaces the collection rather than duplicating it.
     let again = ok_json(&db, &["demo"]);
     assert_eq!(again["documents"], r["documents"]);
