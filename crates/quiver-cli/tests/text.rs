@@ -115,8 +115,12 @@ fn demo_answers_from_quivers_own_docs() {
     // The storage section of ARCHITECTURE.md (crash-safety table) is among the first hits.
     let hits = r["hits"].as_array().expect("hits");
     assert!(
-        hits.iter().take(3).any(|h| h["payload"]["path"] == json!("ARCHITECTURE.md")
-            && h["payload"]["title"].as_str().is_some_and(|t| t.contains("quiver-storage"))),
+        hits.iter()
+            .take(3)
+            .any(|h| h["payload"]["path"] == json!("ARCHITECTURE.md")
+                && h["payload"]["title"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("quiver-storage"))),
         "{r}"
     );
     // Running it again replaces the collection rather than duplicating it.
