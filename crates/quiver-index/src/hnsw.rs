@@ -423,6 +423,10 @@ impl Hnsw {
                     }
                     let s = score(q, vectors.row(nb));
                     if !results.is_full() || s > results.threshold() {
+                        if layer == 0 {
+                            // Likely expanded soon: start fetching its link list now.
+                            self.prefetch_links0(nb);
+                        }
                         cands.push(ByScore(Neighbor { id: nb, score: s }));
                         if filter.allows(nb) {
                             results.push(Neighbor { id: nb, score: s });
