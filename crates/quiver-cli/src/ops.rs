@@ -236,16 +236,10 @@ fn describe(payload: Option<&serde_json::Map<String, Value>>) -> String {
     };
     match p.get("text").and_then(Value::as_str) {
         Some(text) => {
-            let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-            let snippet: String = flat.chars().take(110).collect();
-            let more = if flat.chars().count() > 110 {
-                "…"
-            } else {
-                ""
-            };
+            let snippet = crate::text::snippet(text, 110);
             match p.get("title").and_then(Value::as_str) {
-                Some(t) => format!("{t} — {snippet}{more}"),
-                None => format!("{snippet}{more}"),
+                Some(t) => format!("{t} — {snippet}"),
+                None => snippet,
             }
         }
         None => Value::Object(p.clone()).to_string(),

@@ -142,6 +142,15 @@ pub fn embed_query(field: &DenseField, text: &str, models: &mut Models) -> Resul
     Ok(out.row(0).to_vec())
 }
 
+/// `text` on one line (whitespace collapsed), cut to `max_chars` characters with an ellipsis.
+pub fn snippet(text: &str, max_chars: usize) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(max_chars) {
+        Some((cut, _)) => format!("{}…", &flat[..cut]),
+        None => flat,
+    }
+}
+
 /// Splits Markdown or plain text into retrieval-sized chunks: one per section (a heading and the
 /// text under it), long sections cut at paragraph breaks to at most `max_chars` (a 256-token model
 /// reads about 1,000 characters). Returns (title, text) pairs; the title is the nearest heading.

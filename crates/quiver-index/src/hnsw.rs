@@ -315,18 +315,22 @@ impl Hnsw {
         }
     }
 
-    fn neighbors(&self, id: u32, layer: u8) -> Vec<u32> {
+    /// Calls `f` on each neighbour of `id` on `layer` (upper layers under their read lock, which
+    /// `f` must not re-take). No allocation: this runs in every search.
+    #[inline]
+    fn for_neighbors(&self, id: u32, layer: u8, mut f: impl FnMut(u32)) {
         if layer == 0 {
-            let mut v = Vec::with_capacity(self.m0);
-            self.for_neighbors0(id, |n| v.push(n));
-            v
-        } else {
-            self.upper[id as usize]
-                .read()
-                .get(layer as usize - 1)
-                .cloned()
-                .unwrap_or_default()
+            self.for_neighbors0(id, f);
+        } else if let Some(list) = self.upper[id as usize].read().get(layer as usize - 1) {
+            list.iter().for_each(|&n| f(n));
         }
+    }
+
+    /// An owned copy of `id`'s list on `layer` (for inserts, which rewrite it).
+    fn neighbors(&self, id: u32, layer: u8) -> Vec<u32> {
+        let mut v = Vec::with_capacity(self.m0);
+        self.for_neighbors(id, layer, |n| v.push(n));
+        v
     }
 
     fn set_neighbors(&self, id: u32, layer: u8, list: &[u32]) {
@@ -357,15 +361,14 @@ impl Hnsw {
         score: fn(&[f32], &[f32]) -> f32,
     ) -> Neighbor {
         loop {
-            let mut changed = false;
-            for nb in self.neighbors(cur.id, layer) {
+            let start = cur.id;
+            self.for_neighbors(start, layer, |nb| {
                 let s = score(q, vectors.row(nb));
                 if s > cur.score {
                     cur = Neighbor { id: nb, score: s };
-                    changed = true;
                 }
-            }
-            if !changed {
+            });
+            if cur.id == start {
                 return cur;
             }
         }
@@ -404,19 +407,11 @@ impl Hnsw {
                     }
                 }
                 scratch.clear();
-                if layer == 0 {
-                    self.for_neighbors0(c.id, |n| {
-                        if !visited.test_and_set(n) {
-                            scratch.push(n);
-                        }
-                    });
-                } else {
-                    for n in self.neighbors(c.id, layer) {
-                        if !visited.test_and_set(n) {
-                            scratch.push(n);
-                        }
+                self.for_neighbors(c.id, layer, |n| {
+                    if !visited.test_and_set(n) {
+                        scratch.push(n);
                     }
-                }
+                });
                 for (j, &nb) in scratch.iter().enumerate() {
                     if let Some(&next) = scratch.get(j + 1) {
                         prefetch(vectors.row(next));

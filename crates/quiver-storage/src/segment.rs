@@ -145,6 +145,30 @@ fn write_file(
     Ok(())
 }
 
+/// Payload of `row` from a `payload.bin` image of `rows` rows: `(rows+1)` u64 offsets, then JSON.
+fn read_payload(
+    payload: &[u8],
+    rows: usize,
+    row: u32,
+    path: &Path,
+) -> Result<Map<String, Value>, StorageError> {
+    let off = |i: usize| -> Result<usize, StorageError> {
+        let b = payload
+            .get(i * 8..i * 8 + 8)
+            .ok_or_else(|| corrupt(path, "offsets truncated"))?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a) as usize)
+    };
+    let base = (rows + 1) * 8;
+    let (s, e) = (off(row as usize)?, off(row as usize + 1)?);
+    let bytes = payload
+        .get(base + s..base + e)
+        .filter(|_| s <= e)
+        .ok_or_else(|| corrupt(path, format!("row {row}: payload offsets out of range")))?;
+    serde_json::from_slice(bytes).map_err(|e| corrupt(path, format!("row {row}: {e}")))
+}
+
 /// fsyncs a directory so that renames and creations in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     File::open(dir)
@@ -407,7 +431,12 @@ impl Segment {
         let payload = maps
             .remove("payload.bin")
             .ok_or_else(|| corrupt(&dir.join("payload.bin"), "missing from segment"))?;
-        let seg = Segment {
+        let payload_path = dir.join("payload.bin");
+        let payloads: Vec<Map<String, Value>> = (0..rows as u32)
+            .map(|r| read_payload(&payload, rows, r, &payload_path))
+            .collect::<Result<_, _>>()?;
+        let payload_index = PayloadIndex::build(schema, &payloads);
+        Ok(Segment {
             name: name.to_string(),
             dir: dir.clone(),
             ids,
@@ -416,38 +445,17 @@ impl Segment {
             vectors,
             graphs,
             payload,
-            payload_index: PayloadIndex::build(schema, &[]),
-        };
-        let payloads: Vec<Map<String, Value>> = (0..rows as u32)
-            .map(|r| seg.payload_checked(r))
-            .collect::<Result<_, _>>()?;
-        let payload_index = PayloadIndex::build(schema, &payloads);
-        Ok(Segment {
             payload_index,
-            ..seg
         })
     }
 
     fn payload_checked(&self, row: u32) -> Result<Map<String, Value>, StorageError> {
-        let path = self.dir.join("payload.bin");
-        let n = self.ids.len();
-        let off = |i: usize| -> Option<usize> {
-            let b = self.payload.get(i * 8..i * 8 + 8)?;
-            let mut a = [0u8; 8];
-            a.copy_from_slice(b);
-            Some(u64::from_le_bytes(a) as usize)
-        };
-        let base = (n + 1) * 8;
-        let (s, e) = (
-            off(row as usize).ok_or_else(|| corrupt(&path, "offsets truncated"))?,
-            off(row as usize + 1).ok_or_else(|| corrupt(&path, "offsets truncated"))?,
-        );
-        let bytes = self
-            .payload
-            .get(base + s..base + e)
-            .filter(|_| s <= e)
-            .ok_or_else(|| corrupt(&path, format!("row {row}: payload offsets out of range")))?;
-        serde_json::from_slice(bytes).map_err(|e| corrupt(&path, format!("row {row}: {e}")))
+        read_payload(
+            &self.payload,
+            self.ids.len(),
+            row,
+            &self.dir.join("payload.bin"),
+        )
     }
 
     /// Row count (live or not).
