@@ -9,6 +9,7 @@ mod embed_cmd;
 mod ingest;
 mod ops;
 mod progress;
+mod search_text;
 mod text;
 
 use anyhow::Result;
@@ -45,7 +46,7 @@ pub enum Cmd {
     Collection(ops::CollectionCmd),
     /// Load documents from JSONL, Parquet, or a folder of Markdown/text files.
     Ingest(ingest::IngestArgs),
-    /// k-nearest-neighbour search.
+    /// Search: dense k-NN, BM25 (--mode bm25) or hybrid (--mode hybrid).
     Search(ops::SearchArgs),
     /// Fetch documents by id.
     Get(ops::GetArgs),

@@ -17,6 +17,12 @@
 //!                     merge by score ─► top k ─► ids, scores, payloads
 //! ```
 
+pub mod bm25;
+pub mod fusion;
+
+pub use bm25::{bm25_search, bm25_search_stats, resolve_text_field, Bm25Request};
+pub use fusion::{fuse, rrf, score_fusion, Fusion, Normalization, DEFAULT_RRF_K};
+
 use quiver_index::{flat, Bitset, Neighbor};
 use quiver_storage::{DocId, Filter, Snapshot};
 use serde::Serialize;
@@ -40,6 +46,18 @@ pub enum QueryError {
     /// The collection has several dense fields and the request names none.
     #[error("the collection has several dense fields ({0}); choose one")]
     AmbiguousField(String),
+    /// The field is not a text field of the collection.
+    #[error("unknown text field {0:?}")]
+    UnknownTextField(String),
+    /// The collection has several text fields and the request names none.
+    #[error("the collection has several text fields ({0}); choose one")]
+    AmbiguousTextField(String),
+    /// A text index failed while searching.
+    #[error("text search: {0}")]
+    Text(String),
+    /// Fusion parameters are invalid.
+    #[error("fusion: {0}")]
+    BadFusion(String),
 }
 
 /// How segments are searched.

@@ -36,6 +36,7 @@ mod mutable;
 mod payload_index;
 mod schema;
 mod segment;
+mod text;
 
 pub use collection::{Collection, CollectionInfo, Snapshot, Version, WriteReport};
 pub use db::Database;
@@ -45,6 +46,7 @@ pub use mutable::MutableSegment;
 pub use payload_index::PayloadIndex;
 pub use schema::{DenseField, Embedding, FieldSpec, IndexSpec, MetricName, PayloadKind, Schema};
 pub use segment::{NoProgress, Progress, Segment, LIVE};
+pub use text::{TextField, TextFieldStats};
 
 #[cfg(not(target_endian = "little"))]
 compile_error!(

@@ -114,6 +114,8 @@ pub struct Segment {
     graphs: HashMap<String, Hnsw>,
     payload: Mmap,
     payload_index: PayloadIndex,
+    /// Text indexes by text field (see `text.rs`).
+    pub(crate) text: BTreeMap<String, quiver_text::SealedText>,
 }
 
 impl std::fmt::Debug for Segment {
@@ -298,6 +300,9 @@ impl Segment {
                 )?;
             }
         }
+        for (fname, bytes, xxh3) in crate::text::write_text_indexes(schema, &tmp, &data.payloads)? {
+            files.insert(fname, FileMeta { bytes, xxh3 });
+        }
         let meta = SegmentMeta {
             format: 1,
             rows,
@@ -436,6 +441,7 @@ impl Segment {
             .map(|r| read_payload(&payload, rows, r, &payload_path))
             .collect::<Result<_, _>>()?;
         let payload_index = PayloadIndex::build(schema, &payloads);
+        let text = crate::text::open_text_indexes(schema, &dir, rows)?;
         Ok(Segment {
             name: name.to_string(),
             dir: dir.clone(),
@@ -446,6 +452,7 @@ impl Segment {
             graphs,
             payload,
             payload_index,
+            text,
         })
     }
 

@@ -29,6 +29,11 @@ pub use quiver_index::{flat, AllRows, Bitset, Hnsw, HnswParams, Neighbor, RowFil
 /// Distance kernels.
 pub use quiver_linalg as linalg;
 pub use quiver_linalg::Metric;
+/// BM25 search and fusion.
+pub use quiver_query::{
+    bm25_search, bm25_search_stats, fuse, rrf, score_fusion, Bm25Request, Fusion, Normalization,
+    DEFAULT_RRF_K,
+};
 pub use quiver_query::{
     prefer_exact, search, Hit, QueryError, SearchRequest, SearchResult, SegmentPlan, Strategy,
 };
@@ -37,6 +42,9 @@ pub use quiver_storage::{
     Filter, IndexSpec, NoProgress, PayloadKind, Progress, Schema, Snapshot, StorageError,
     StoredDoc, WriteReport,
 };
+/// Analyzers and BM25 internals.
+pub use quiver_storage::{TextField, TextFieldStats};
+pub use quiver_text as text;
 
 /// Crate versions, for `--version` output and reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
