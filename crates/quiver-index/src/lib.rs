@@ -25,7 +25,7 @@ mod heap;
 mod hnsw;
 mod persist;
 
-pub use heap::Neighbor;
+pub use heap::{Neighbor, TopK};
 pub use hnsw::{Hnsw, HnswParams, HnswStats};
 
 /// Errors of index persistence.

@@ -37,7 +37,7 @@ mod payload_index;
 mod schema;
 mod segment;
 
-pub use collection::{Collection, CollectionInfo, Snapshot, Version, WriteReport};
+pub use collection::{Collection, CollectionInfo, Loc, Snapshot, Version, WriteReport};
 pub use db::Database;
 pub use doc::{parse_datetime, DocId, Document, StoredDoc, MAX_ID_BYTES};
 pub use filter::{Filter, Range};
