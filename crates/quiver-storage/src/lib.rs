@@ -36,6 +36,7 @@ mod mutable;
 mod payload_index;
 mod schema;
 mod segment;
+pub mod tiers;
 
 pub use collection::{Collection, CollectionInfo, Loc, Snapshot, Version, WriteReport};
 pub use db::Database;
@@ -45,6 +46,7 @@ pub use mutable::MutableSegment;
 pub use payload_index::PayloadIndex;
 pub use schema::{DenseField, Embedding, FieldSpec, IndexSpec, MetricName, PayloadKind, Schema};
 pub use segment::{NoProgress, Progress, Segment, LIVE};
+pub use tiers::{CodecConfig, CodecKind, VectorTier};
 
 #[cfg(not(target_endian = "little"))]
 compile_error!(
