@@ -90,6 +90,16 @@ impl KMeans {
 #[inline]
 fn nearest(centroids: &[f32], dim: usize, v: &[f32]) -> (u32, f32) {
     let mut best = (0u32, f32::INFINITY);
+    if dim <= 16 {
+        // Short rows (PQ sub-spaces): an inlined loop beats a call into the dispatched kernel.
+        for (i, c) in centroids.chunks_exact(dim).enumerate() {
+            let d: f32 = c.iter().zip(v).map(|(a, b)| (a - b) * (a - b)).sum();
+            if d < best.1 {
+                best = (i as u32, d);
+            }
+        }
+        return best;
+    }
     for (i, c) in centroids.chunks_exact(dim).enumerate() {
         let d = l2sq(v, c);
         if d < best.1 {
@@ -104,7 +114,7 @@ pub(crate) fn check_matrix(data: &[f32], dim: usize) -> Result<usize, LinalgErro
     if dim == 0 {
         return Err(LinalgError::InvalidInput("dimension must be >= 1".into()));
     }
-    if data.len() % dim != 0 {
+    if !data.len().is_multiple_of(dim) {
         return Err(LinalgError::InvalidInput(format!(
             "data length {} is not a multiple of dimension {dim}",
             data.len()
@@ -119,8 +129,9 @@ pub(crate) fn check_matrix(data: &[f32], dim: usize) -> Result<usize, LinalgErro
     Ok(data.len() / dim)
 }
 
-/// Rows `0..n` or a seeded uniform sample of `max` of them (sorted, without repetition).
-pub(crate) fn sample_rows(n: usize, max: usize, seed: u64) -> Vec<usize> {
+/// Rows `0..n`, or a seeded uniform sample of `max` of them (sorted, without repetition) when
+/// `0 < max < n`. The sample [`kmeans`] and [`crate::Pca::fit`] train on.
+pub fn sample_rows(n: usize, max: usize, seed: u64) -> Vec<usize> {
     if max == 0 || n <= max {
         return (0..n).collect();
     }
