@@ -28,7 +28,8 @@
 use crate::{Hit, QueryError, SegmentPlan, Strategy};
 use quiver_index::{Bitset, Neighbor, TopK};
 use quiver_linalg::Metric;
-use quiver_storage::{DenseField, Filter, Loc, Snapshot};
+use quiver_quant::QueryScorer;
+use quiver_storage::{CodecKind, DenseField, Filter, Loc, Snapshot};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -143,6 +144,9 @@ pub struct DenseQuery {
     /// Beam width of graph walks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ef: Option<usize>,
+    /// Score compact codes instead of f32 vectors (the field must declare this codec on `dims`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec: Option<CodecKind>,
     /// Scan exactly instead of walking the graph.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub exact: bool,
@@ -205,6 +209,24 @@ pub enum Precision {
     /// The stored f32 vectors.
     #[default]
     F32,
+    /// The field's int8 codes on `dims`.
+    Int8,
+    /// The field's binary codes on `dims` (asymmetric scoring).
+    Binary,
+    /// The field's PQ codes on `dims`.
+    Pq,
+}
+
+impl Precision {
+    /// The codec this precision reads, `None` for f32.
+    pub fn codec(self) -> Option<CodecKind> {
+        match self {
+            Precision::F32 => None,
+            Precision::Int8 => Some(CodecKind::Int8),
+            Precision::Binary => Some(CodecKind::Binary),
+            Precision::Pq => Some(CodecKind::Pq),
+        }
+    }
 }
 
 /// A rescore stage and how many candidates it keeps.
@@ -457,8 +479,9 @@ pub fn execute(
                     l,
                     s,
                     format!(
-                        "prefetch[{i}] dense {} dims={}",
+                        "prefetch[{i}] dense {} {} dims={}",
                         field.name,
+                        d.codec.map_or("f32", CodecKind::name),
                         dims_label(d.dims)
                     ),
                 )
@@ -491,8 +514,15 @@ pub fn execute(
             Stage::Dense(d) => {
                 let field = cx.field(&d.field, &format!("rescore[{i}].dense"))?;
                 let q = cx.query_vector(&field, None, &format!("rescore[{i}].dense"))?;
-                let n = check_dims(&field, d.dims, &format!("rescore[{i}].dense"))?;
-                rescore_dense(snap, &field, &q, n, &mut cands);
+                let at = format!("rescore[{i}].dense");
+                let n = check_dims(&field, d.dims, &at)?;
+                match d.precision.codec() {
+                    None => rescore_dense(snap, &field, &q, n, &mut cands),
+                    Some(kind) => {
+                        let idx = codec_index(&field, kind, n, &at)?;
+                        rescore_codes(snap, &field, idx, &q, n, &mut cands)?;
+                    }
+                }
                 format!(
                     "rescore[{i}] dense {} {:?} dims={}",
                     field.name,
@@ -633,14 +663,18 @@ impl Exec<'_> {
         let field = self.field(&d.field, &at)?;
         let n = check_dims(&field, d.dims, &at)?;
         let q = self.query_vector(&field, Some((&d.vector, &d.text)), &at)?;
+        let ef =
+            d.ef.unwrap_or_else(|| field.index.hnsw_params().map_or(128, |p| p.ef_search));
+        if let Some(kind) = d.codec {
+            let idx = codec_index(&field, kind, n, &at)?;
+            return self.code_source(&field, idx, &q, n, limit, ef, d.exact);
+        }
         if n == field.dim {
             let strategy = if d.exact {
                 Strategy::Exact
             } else {
                 Strategy::Auto
             };
-            let ef =
-                d.ef.unwrap_or_else(|| field.index.hnsw_params().map_or(128, |p| p.ef_search));
             let filter = self.filter.clone();
             return Ok(crate::dense_candidates(
                 self.snap,
@@ -653,6 +687,68 @@ impl Exec<'_> {
             ));
         }
         Ok(self.prefix_scan(&field, &q, n, limit))
+    }
+
+    /// Candidates from the compact codes `field.codecs[idx]` (on the first `n` dimensions): an
+    /// HNSW walk scored by the codes when they cover the full vector and the segment has a graph
+    /// (unless `exact` or a selective filter favours scanning), else a scan of the allowed rows'
+    /// codes. The mutable segment has no codes and is scanned exactly on the f32 prefix.
+    #[allow(clippy::too_many_arguments)]
+    fn code_source(
+        &mut self,
+        field: &DenseField,
+        idx: usize,
+        q: &[f32],
+        n: usize,
+        limit: usize,
+        ef: usize,
+        exact: bool,
+    ) -> Result<(Vec<Candidate>, Vec<SegmentPlan>), QueryError> {
+        let qp = prefix_query(field.metric, q, n);
+        let snap = self.snap;
+        let mut out = Vec::new();
+        let mut plans = Vec::new();
+        for s in 0..snap.version.segments.len() {
+            let t = Instant::now();
+            let seg = &snap.version.segments[s];
+            let Some(fc) = seg.codes(&field.name).get(idx) else {
+                continue;
+            };
+            let scorer = fc
+                .codec
+                .query(&qp)
+                .map_err(|e| QueryError::BadPlan(format!("codes of {:?}: {e}", field.name)))?;
+            let rows = seg.rows();
+            let filtered = self.filter.is_some();
+            let allowed = self.allowed(s);
+            let n_allowed = allowed.count();
+            let k = limit.min(rows);
+            let graph = seg.graph(&field.name).filter(|_| n == field.dim && !exact);
+            let (hits, method) = match graph {
+                Some(g) if !(filtered && crate::prefer_exact(n_allowed, rows, ef)) => (
+                    g.search_by(&scorer.over(&fc.codes), k, ef.max(k), allowed),
+                    "graph-codes",
+                ),
+                _ => (scorer.scan_topk(&fc.codes, allowed, k), "scan-codes"),
+            };
+            plans.push(SegmentPlan {
+                segment: seg.name.clone(),
+                rows,
+                allowed: n_allowed,
+                method,
+                micros: t.elapsed().as_micros(),
+            });
+            out.extend(hits.into_iter().map(|nb| Candidate {
+                loc: Loc::Sealed(s, nb.id),
+                score: nb.score,
+            }));
+        }
+        let (mutable, mplans) = self.prefix_scan_mutable(field, &qp, n, limit);
+        out.extend(mutable);
+        plans.extend(mplans);
+        sort_candidates(&mut out);
+        out.truncate(limit);
+        Ok((out, plans))
     }
 
     /// Exact scan of the allowed rows on the first `n` dimensions.
@@ -674,7 +770,7 @@ impl Exec<'_> {
                 continue;
             };
             let allowed = self.allowed(s);
-            let mut heap = TopK::new(limit);
+            let mut heap = TopK::new(limit.min(seg.rows()));
             for r in allowed.iter() {
                 heap.push(Neighbor {
                     id: r,
@@ -693,10 +789,29 @@ impl Exec<'_> {
                 score: nb.score,
             }));
         }
+        let (mutable, mplans) = self.prefix_scan_mutable(field, &qp, n, limit);
+        out.extend(mutable);
+        plans.extend(mplans);
+        sort_candidates(&mut out);
+        out.truncate(limit);
+        (out, plans)
+    }
+
+    /// Exact scan of the mutable segment's visible, allowed rows on the prefix query `qp`.
+    fn prefix_scan_mutable(
+        &self,
+        field: &DenseField,
+        qp: &[f32],
+        n: usize,
+        limit: usize,
+    ) -> (Vec<Candidate>, Vec<SegmentPlan>) {
+        let snap = self.snap;
+        let mut out = Vec::new();
+        let mut plans = Vec::new();
         let t = Instant::now();
         let m = snap.version.mutable.read();
         if let Some(vectors) = m.vectors(&field.name) {
-            let mut heap = TopK::new(limit);
+            let mut heap = TopK::new(limit.min(m.rows()));
             let mut n_allowed = 0;
             for r in 0..m.rows() as u32 {
                 if m.visible(r, snap.seq)
@@ -705,7 +820,7 @@ impl Exec<'_> {
                     n_allowed += 1;
                     heap.push(Neighbor {
                         id: r,
-                        score: prefix_score(field.metric, &qp, &vectors.row(r)[..n]),
+                        score: prefix_score(field.metric, qp, &vectors.row(r)[..n]),
                     });
                 }
             }
@@ -721,8 +836,6 @@ impl Exec<'_> {
                 score: nb.score,
             }));
         }
-        sort_candidates(&mut out);
-        out.truncate(limit);
         (out, plans)
     }
 }
@@ -767,6 +880,93 @@ fn rescore_dense(
             })
             .unwrap_or(f32::NEG_INFINITY);
     }
+}
+
+/// Position of the codec `kind` on `n` dimensions among `field.codecs`.
+fn codec_index(
+    field: &DenseField,
+    kind: CodecKind,
+    n: usize,
+    at: &str,
+) -> Result<usize, QueryError> {
+    field
+        .codecs
+        .iter()
+        .position(|c| c.kind == kind && c.dims_of(field.dim) == n)
+        .ok_or_else(|| {
+            let declared: Vec<String> = field.codecs.iter().map(|c| c.label(field.dim)).collect();
+            QueryError::BadPlan(format!(
+                "{at}: field {:?} has no {} codes on {n} dimensions (declared: {})",
+                field.name,
+                kind.name(),
+                if declared.is_empty() {
+                    "none".to_string()
+                } else {
+                    declared.join(", ")
+                }
+            ))
+        })
+}
+
+/// Re-scores `cands` with the codes `field.codecs[idx]`; rows of the mutable segment, which has
+/// no codes, are scored with the f32 prefix.
+fn rescore_codes(
+    snap: &Snapshot,
+    field: &DenseField,
+    idx: usize,
+    q: &[f32],
+    n: usize,
+    cands: &mut [Candidate],
+) -> Result<(), QueryError> {
+    let qp = prefix_query(field.metric, q, n);
+    let mut scorers: HashMap<usize, Option<QueryScorer>> = HashMap::new();
+    for c in cands.iter_mut() {
+        let coded = match c.loc {
+            Loc::Sealed(s, r) => match seg_scorer(snap, field, idx, s, &qp, &mut scorers)? {
+                Some((sc, codes)) => {
+                    let len = sc.code_len();
+                    let at = r as usize * len;
+                    Some(sc.score(&codes[at..at + len]))
+                }
+                None => None,
+            },
+            Loc::Mutable(_) => None,
+        };
+        c.score = match coded {
+            Some(x) => x,
+            None => snap
+                .with_vector(&field.name, c.loc, |v| {
+                    prefix_score(field.metric, &qp, &v[..n])
+                })
+                .unwrap_or(f32::NEG_INFINITY),
+        };
+    }
+    Ok(())
+}
+
+/// The query scorer of segment `s`'s codes `idx` (built once per segment) and those codes.
+fn seg_scorer<'a>(
+    snap: &'a Snapshot,
+    field: &DenseField,
+    idx: usize,
+    s: usize,
+    qp: &[f32],
+    cache: &'a mut HashMap<usize, Option<QueryScorer>>,
+) -> Result<Option<(&'a QueryScorer, &'a [u8])>, QueryError> {
+    let Some(fc) = snap.version.segments[s].codes(&field.name).get(idx) else {
+        return Ok(None);
+    };
+    if !cache.contains_key(&s) {
+        let sc = fc
+            .codec
+            .query(qp)
+            .map_err(|e| QueryError::BadPlan(format!("codes of {:?}: {e}", field.name)))?;
+        cache.insert(s, Some(sc));
+    }
+    Ok(cache
+        .get(&s)
+        .and_then(|o| o.as_ref())
+        .map(|sc| (sc, fc.codes.as_slice())))
 }
 
 /// Merges ranked lists (each best first) into one, best first.

@@ -28,6 +28,7 @@
 //! assert_eq!(c.count(None), 1);
 //! ```
 
+pub mod codes;
 mod collection;
 mod db;
 mod doc;

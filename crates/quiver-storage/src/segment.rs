@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 pub const LIVE: u64 = u64::MAX;
 
 #[derive(Debug, Serialize, Deserialize)]
-struct FileMeta {
+pub(crate) struct FileMeta {
     bytes: u64,
     xxh3: String,
 }
@@ -115,6 +115,7 @@ pub struct Segment {
     deleted_at: Vec<AtomicU64>,
     vectors: HashMap<String, (VecStore, usize)>,
     graphs: HashMap<String, Hnsw>,
+    codes: HashMap<String, Vec<crate::codes::FieldCodes>>,
     payload: Mmap,
     payload_index: PayloadIndex,
 }
@@ -128,7 +129,7 @@ impl std::fmt::Debug for Segment {
     }
 }
 
-fn write_file(
+pub(crate) fn write_file(
     dir: &Path,
     name: &str,
     bytes: &[u8],
@@ -183,7 +184,7 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn corrupt(path: &Path, msg: impl Into<String>) -> StorageError {
+pub(crate) fn corrupt(path: &Path, msg: impl Into<String>) -> StorageError {
     StorageError::Corrupt {
         file: path.display().to_string(),
         msg: msg.into(),
@@ -300,6 +301,7 @@ impl Segment {
                     &mut files,
                 )?;
             }
+            crate::codes::write(&tmp, &f, v, rows, seed, &mut files)?;
         }
         let meta = SegmentMeta {
             format: 1,
@@ -401,7 +403,9 @@ impl Segment {
 
         let mut vectors = HashMap::new();
         let mut graphs = HashMap::new();
+        let mut codes = HashMap::new();
         for f in schema.dense_fields() {
+            codes.insert(f.name.clone(), crate::codes::open(&dir, &f, &maps, rows)?);
             let fname = format!("vec.{}.f32", f.name);
             let path = dir.join(&fname);
             let m = maps
@@ -455,6 +459,7 @@ impl Segment {
             deleted_at: (0..rows).map(|_| AtomicU64::new(LIVE)).collect(),
             vectors,
             graphs,
+            codes,
             payload,
             payload_index,
         })
@@ -507,6 +512,30 @@ impl Segment {
     /// HNSW graph of a dense field, if it has one.
     pub fn graph(&self, field: &str) -> Option<&Hnsw> {
         self.graphs.get(field)
+    }
+
+    /// Compact codes of a dense field (one entry per declared codec; empty if none).
+    pub fn codes(&self, field: &str) -> &[crate::codes::FieldCodes] {
+        self.codes.get(field).map_or(&[], |c| c.as_slice())
+    }
+
+    /// Bytes held in RAM for `field`: codes, graph, and the vectors when their tier is `ram`.
+    pub fn ram_bytes(&self, field: &str) -> (usize, usize, usize) {
+        let codes = self.codes(field).iter().map(|c| c.ram_bytes()).sum();
+        let graph = self.graphs.get(field).map_or(0, |g| g.stats().bytes);
+        let vecs = match self.vectors.get(field) {
+            Some((VecStore::Owned(v), _)) => v.len() * 4,
+            _ => 0,
+        };
+        (codes, graph, vecs)
+    }
+
+    /// Bytes of full vectors of `field` left on disk (memory-mapped, paged in on demand).
+    pub fn mapped_bytes(&self, field: &str) -> usize {
+        match self.vectors.get(field) {
+            Some((VecStore::Mapped(m), _)) => m.len(),
+            _ => 0,
+        }
     }
 
     /// Payload indexes.
