@@ -18,6 +18,7 @@
 //! ```
 
 pub mod plan;
+pub mod presets;
 
 pub use plan::{Candidate, Plan, PlanResult, QueryEncoder};
 use quiver_index::{flat, Bitset};

@@ -553,3 +553,50 @@ fn codes_survive_reopen_and_keep_results() {
     assert_eq!(ids(&r), before.0);
     assert_eq!(r.hits.iter().map(|h| h.score).collect::<Vec<_>>(), before.1);
 }
+
+#[test]
+fn funnel_preset_shapes_and_recall() {
+    use quiver_query::plan::DenseQuery;
+    use quiver_query::presets::funnel;
+    let seed = 0xF1F1_u64;
+    println!("seed = {seed}");
+    let base = matryoshka_like(seed, 5_000, 64);
+    let queries = matryoshka_like(seed + 1, 20, 64);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_db, c) = coded_collection(dir.path(), &base);
+    let snap = c.snapshot();
+    let field = snap.schema.dense("emb").expect("field");
+    let mut hits = 0;
+    for q in &queries {
+        let query = DenseQuery {
+            vector: Some(q.clone()),
+            ..Default::default()
+        };
+        let p = funnel(&field, query, 10, None).expect("funnel");
+        // The cheapest codec (binary/16, 2 bytes), the richest (int8, 32 bytes), then f32.
+        let stages: Vec<String> = execute(&snap, &p, None)
+            .expect("run")
+            .explain
+            .iter()
+            .map(|s| s.stage.clone())
+            .collect();
+        assert_eq!(stages.len(), 3, "{stages:?}");
+        assert!(stages[0].contains("binary dims=16"), "{stages:?}");
+        assert!(stages[1].contains("int8"), "{stages:?}");
+        assert!(stages[2].contains("f32 dims=full"), "{stages:?}");
+        let r = execute(&snap, &p, None).expect("run");
+        assert_eq!(r.hits.len(), 10);
+        hits += overlap(&ids(&r), &oracle(&base, q, DIM, 10, |_| true));
+        let again = Plan::from_json(&serde_json::to_string(&p).expect("json")).expect("parse");
+        assert_eq!(again, p, "preset plans round-trip through JSON");
+    }
+    let recall = hits as f64 / (10.0 * queries.len() as f64);
+    println!("funnel preset recall@10 = {recall:.3}");
+    assert!(recall >= 0.95, "funnel recall {recall}");
+
+    // A plain field has nothing to funnel through.
+    let (_db2, plain) = collection(tempfile::tempdir().expect("tmp").path(), &base[..2_800]);
+    let f = plain.schema().dense("emb").expect("field");
+    let err = funnel(&f, DenseQuery::default(), 10, None).expect_err("no levels");
+    assert!(err.to_string().contains("codecs or matryoshka"), "{err}");
+}
