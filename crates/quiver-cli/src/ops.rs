@@ -247,7 +247,7 @@ pub fn search_cmd(db: &Path, as_json: bool, a: SearchArgs) -> Result<()> {
 }
 
 /// One line for a hit: `title — text snippet` for text documents, else the payload as JSON.
-pub(crate) fn describe(payload: Option<&serde_json::Map<String, Value>>) -> String {
+pub fn describe(payload: Option<&serde_json::Map<String, Value>>) -> String {
     let Some(p) = payload else {
         return String::new();
     };

@@ -4,8 +4,9 @@
 use crate::ops::SearchArgs;
 use anyhow::{anyhow, bail, Result};
 use clap::{Args, ValueEnum};
+use quiver::query::plan::{Fusion, Norm};
 use quiver::{
-    bm25_search, fuse, search, Bm25Request, Collection, Fusion, Hit, SearchRequest, SearchResult,
+    bm25_search, fuse_hits, search, Bm25Request, Collection, Hit, SearchRequest, SearchResult,
     Strategy,
 };
 use serde_json::{json, Value};
@@ -167,15 +168,24 @@ pub fn run(c: &Collection, as_json: bool, a: &SearchArgs, mode: Mode) -> Result<
             let n = a.text.candidates.unwrap_or(100).max(a.k);
             let dense = dense_source(c, a, text, n)?;
             let bm25 = bm25_source(c, a, text, n)?;
+            let weights = vec![a.text.dense_weight, a.text.bm25_weight];
             let method = match a.text.fusion {
-                FusionArg::Rrf => Fusion::Rrf { k: a.text.rrf_k },
-                FusionArg::Minmax => Fusion::MinMax {},
-                FusionArg::Zscore => Fusion::ZScore {},
+                FusionArg::Rrf => Fusion::Rrf {
+                    k: a.text.rrf_k,
+                    weights,
+                },
+                FusionArg::Minmax => Fusion::Score {
+                    norm: Norm::Minmax,
+                    weights,
+                },
+                FusionArg::Zscore => Fusion::Score {
+                    norm: Norm::Zscore,
+                    weights,
+                },
             };
-            let fused = fuse(
+            let fused = fuse_hits(
                 &[dense.result.hits.clone(), bm25.result.hits.clone()],
-                &[a.text.dense_weight, a.text.bm25_weight],
-                method,
+                &method,
                 a.k,
             )?;
             (fused, vec![dense, bm25])

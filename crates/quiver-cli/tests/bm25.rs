@@ -110,7 +110,15 @@ fn bm25_and_hybrid_search_from_the_command_line() {
     let r = ok_json(
         &db,
         &[
-            "search", "d", "quokka", "--mode", "hybrid", "--vector", "[0.0, 1.0]", "-k", "4",
+            "search",
+            "d",
+            "quokka",
+            "--mode",
+            "hybrid",
+            "--vector",
+            "[0.0, 1.0]",
+            "-k",
+            "4",
             "--explain",
         ],
     );
@@ -124,8 +132,19 @@ fn bm25_and_hybrid_search_from_the_command_line() {
     let r = ok_json(
         &db,
         &[
-            "search", "d", "quokka", "--mode", "hybrid", "--vector", "[0.0, 1.0]", "-k", "2",
-            "--fusion", "minmax", "--dense-weight", "0",
+            "search",
+            "d",
+            "quokka",
+            "--mode",
+            "hybrid",
+            "--vector",
+            "[0.0, 1.0]",
+            "-k",
+            "2",
+            "--fusion",
+            "minmax",
+            "--dense-weight",
+            "0",
         ],
     );
     let mut top = ids(&r);
@@ -139,8 +158,14 @@ fn bm25_and_hybrid_search_from_the_command_line() {
     assert!(tf["avg_len"].as_f64().expect("avg") > 2.0, "{info}");
 
     // Errors name the problem.
-    let (ok, _, err) = run(&db, &["search", "d", "x", "--mode", "bm25", "--text-field", "nope"]);
+    let (ok, _, err) = run(
+        &db,
+        &["search", "d", "x", "--mode", "bm25", "--text-field", "nope"],
+    );
     assert!(!ok && err.contains("nope"), "{err}");
-    let (ok, _, err) = run(&db, &["search", "d", "--vector", "[1, 0]", "--mode", "bm25"]);
+    let (ok, _, err) = run(
+        &db,
+        &["search", "d", "--vector", "[1, 0]", "--mode", "bm25"],
+    );
     assert!(!ok && err.contains("query text"), "{err}");
 }

@@ -9,10 +9,12 @@
 
 use crate::{Hit, QueryError, SearchResult, SegmentPlan};
 use quiver_index::{Bitset, RowFilter};
-use quiver_storage::{DocId, Filter, Snapshot, TextField};
+use quiver_storage::{DocId, Filter, Loc, Snapshot, TextField};
 use quiver_text::{Bm25Stats, SegmentView};
-use serde_json::{Map, Value};
 use std::time::Instant;
+
+/// Extra candidates fetched beyond `k` so that ties at the cut resolve by id.
+const TIE_MARGIN: usize = 16;
 
 /// A BM25 request.
 #[derive(Debug, Clone)]
@@ -67,13 +69,27 @@ pub fn resolve_text_field(snap: &Snapshot, field: Option<&str>) -> Result<TextFi
     }
 }
 
-/// Runs `req` against `snap`; also returns the statistics the scores used.
-pub fn bm25_search_stats(
+/// BM25 candidates of one query: locations and scores, best first (ties by location).
+pub struct Bm25Candidates {
+    /// (location, score), best first.
+    pub hits: Vec<(Loc, f32)>,
+    /// Per segment: rows, allowed rows, time.
+    pub segments: Vec<SegmentPlan>,
+    /// The statistics the scores used.
+    pub stats: Bm25Stats,
+}
+
+/// The top `k` BM25 candidates of `text` in text field `field` (`None`: the only one), restricted
+/// to `filter`, as row locations of `snap` (the plan executor's form).
+pub fn bm25_candidates(
     snap: &Snapshot,
-    req: &Bm25Request,
-) -> Result<(SearchResult, Bm25Stats), QueryError> {
-    let field = resolve_text_field(snap, req.field.as_deref())?;
-    let terms = field.build_analyzer().query_terms(&req.text);
+    field: Option<&str>,
+    text: &str,
+    k: usize,
+    filter: Option<&Filter>,
+) -> Result<Bm25Candidates, QueryError> {
+    let field = resolve_text_field(snap, field)?;
+    let terms = field.build_analyzer().query_terms(text);
     let segs = &snap.version.segments;
     let mut sets: Vec<(Bitset, Option<Bitset>)> = Vec::with_capacity(segs.len());
     let mut set_micros = Vec::with_capacity(segs.len());
@@ -81,7 +97,7 @@ pub fn bm25_search_stats(
         let t = Instant::now();
         let visible = snap.allowed(s, None);
         // `allowed` with a filter already excludes invisible rows.
-        let allowed = req.filter.as_ref().map(|f| snap.allowed(s, Some(f)));
+        let allowed = filter.map(|f| snap.allowed(s, Some(f)));
         sets.push((visible, allowed));
         set_micros.push(t.elapsed().as_micros());
     }
@@ -90,9 +106,8 @@ pub fn bm25_search_stats(
     let mem = m.text_index(&field);
     let mut_index_micros = t_mut.elapsed().as_micros();
     let m_visible = |r: u32| m.visible(r, snap.seq);
-    let m_allowed = |r: u32| {
-        m.visible(r, snap.seq) && req.filter.as_ref().is_none_or(|f| f.matches(m.payload(r)))
-    };
+    let m_allowed =
+        |r: u32| m.visible(r, snap.seq) && filter.is_none_or(|f| f.matches(m.payload(r)));
     let mut views: Vec<SegmentView<'_>> = Vec::with_capacity(segs.len() + 1);
     // Segment index of each sealed view.
     let mut sealed_sources: Vec<usize> = Vec::with_capacity(segs.len());
@@ -116,21 +131,21 @@ pub fn bm25_search_stats(
         allowed: &m_allowed,
     });
     let total_rows: usize = segs.iter().map(|s| s.rows()).sum::<usize>() + m.rows();
-    let k = req.k.min(total_rows);
+    let k = k.min(total_rows);
     let (per_segment, stats) = quiver_text::search(&views, &terms, field.bm25, k)
         .map_err(|e| QueryError::Text(e.to_string()))?;
-    let mut all: Vec<(f32, DocId, Option<Map<String, Value>>)> = Vec::new();
-    let mut explain = Vec::new();
+    let mut hits: Vec<(Loc, f32)> = Vec::new();
+    let mut segments = Vec::new();
     for (i, sh) in per_segment.iter().enumerate() {
-        if i < sealed_sources.len() {
-            let s_idx = sealed_sources[i];
+        if let Some(&s_idx) = sealed_sources.get(i) {
             let seg = &segs[s_idx];
-            for &(r, score) in &sh.hits {
-                let payload = req.with_payload.then(|| seg.payload(r));
-                all.push((score, seg.id(r).clone(), payload));
-            }
+            hits.extend(
+                sh.hits
+                    .iter()
+                    .map(|&(r, score)| (Loc::Sealed(s_idx, r), score)),
+            );
             let (visible, allowed) = &sets[s_idx];
-            explain.push(SegmentPlan {
+            segments.push(SegmentPlan {
                 segment: seg.name.clone(),
                 rows: seg.rows(),
                 allowed: allowed.as_ref().unwrap_or(visible).count(),
@@ -138,11 +153,8 @@ pub fn bm25_search_stats(
                 micros: sh.micros + set_micros[s_idx],
             });
         } else {
-            for &(r, score) in &sh.hits {
-                let payload = req.with_payload.then(|| m.payload(r).clone());
-                all.push((score, m.id(r).clone(), payload));
-            }
-            explain.push(SegmentPlan {
+            hits.extend(sh.hits.iter().map(|&(r, score)| (Loc::Mutable(r), score)));
+            segments.push(SegmentPlan {
                 segment: "mutable".into(),
                 rows: m.rows(),
                 allowed: (0..m.rows() as u32).filter(|&r| m_allowed(r)).count(),
@@ -151,20 +163,48 @@ pub fn bm25_search_stats(
             });
         }
     }
-    drop(views);
-    drop(mem);
-    drop(m);
+    hits.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    hits.truncate(k);
+    Ok(Bm25Candidates {
+        hits,
+        segments,
+        stats,
+    })
+}
+
+/// Runs `req` against `snap`; also returns the statistics the scores used.
+pub fn bm25_search_stats(
+    snap: &Snapshot,
+    req: &Bm25Request,
+) -> Result<(SearchResult, Bm25Stats), QueryError> {
+    // Candidates tied at the cut are resolved by id, as dense search does: ask for every tie.
+    let c = bm25_candidates(
+        snap,
+        req.field.as_deref(),
+        &req.text,
+        req.k.saturating_add(TIE_MARGIN),
+        req.filter.as_ref(),
+    )?;
+    let mut all: Vec<(f32, DocId, Loc)> = c
+        .hits
+        .iter()
+        .map(|&(loc, score)| (score, snap.doc_id(loc), loc))
+        .collect();
     all.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    all.truncate(k);
+    all.truncate(req.k);
     Ok((
         SearchResult {
             hits: all
                 .into_iter()
-                .map(|(score, id, payload)| Hit { id, score, payload })
+                .map(|(score, id, loc)| Hit {
+                    id,
+                    score,
+                    payload: req.with_payload.then(|| snap.payload(loc)),
+                })
                 .collect(),
-            explain,
+            explain: c.segments,
         },
-        stats,
+        c.stats,
     ))
 }
 

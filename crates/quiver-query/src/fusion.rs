@@ -8,52 +8,19 @@
 //!   mean and divides by its standard deviation (all equal: 0). A document missing from a list
 //!   gets that list's lowest normalised score (0 for min-max), i.e. it counts as the worst seen.
 //!
-//! Ties are broken by id, so the result does not depend on the order of equal-scored inputs.
-//! A document's payload is taken from the first list that carries it.
+//! Ties are broken by key (id, or location inside a plan), so the result does not depend on the
+//! order of equal-scored inputs. A document's payload is taken from the first list carrying it.
+//! The core works on any key (`*_keyed`); [`crate::plan`] fuses row locations with it, and
+//! [`rrf`], [`score_fusion`], [`fuse_hits`] fuse [`Hit`] lists by id.
 
+use crate::plan::{Fusion, Norm};
 use crate::{Hit, QueryError};
 use quiver_storage::DocId;
-use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 
 /// Default `k` of reciprocal rank fusion (the paper's value).
 pub const DEFAULT_RRF_K: f32 = 60.0;
-
-/// How scores are normalised before weighted summing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Normalization {
-    /// `(s − min) / (max − min)`.
-    MinMax,
-    /// `(s − mean) / std`.
-    ZScore,
-}
-
-/// A fusion method, as plain data: `{"rrf": {"k": 60}}`, `{"minmax": {}}`, `{"zscore": {}}`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
-pub enum Fusion {
-    /// Reciprocal rank fusion.
-    Rrf {
-        /// Rank offset (> 0).
-        #[serde(default = "default_k")]
-        k: f32,
-    },
-    /// Min-max normalised score fusion.
-    MinMax {},
-    /// Z-score normalised score fusion.
-    ZScore {},
-}
-
-fn default_k() -> f32 {
-    DEFAULT_RRF_K
-}
-
-impl Default for Fusion {
-    fn default() -> Self {
-        Fusion::Rrf { k: DEFAULT_RRF_K }
-    }
-}
 
 fn check_weights(lists: usize, weights: &[f32]) -> Result<Vec<f32>, QueryError> {
     if weights.is_empty() {
@@ -73,79 +40,71 @@ fn check_weights(lists: usize, weights: &[f32]) -> Result<Vec<f32>, QueryError> 
     Ok(weights.to_vec())
 }
 
-/// Accumulates fused scores in first-seen order, then sorts (score desc, id asc) and cuts.
-struct Acc {
-    index: HashMap<DocId, usize>,
-    hits: Vec<Hit>,
+/// Fused scores in first-seen order, then sorted best first (ties: smaller key first).
+struct Acc<K> {
+    index: HashMap<K, usize>,
+    out: Vec<(K, f64)>,
 }
 
-impl Acc {
+impl<K: Clone + Eq + Hash + Ord> Acc<K> {
     fn new() -> Self {
         Acc {
             index: HashMap::new(),
-            hits: Vec::new(),
+            out: Vec::new(),
         }
     }
 
-    fn add(&mut self, h: &Hit, s: f64) {
-        match self.index.get(&h.id) {
-            Some(&i) => {
-                let e = &mut self.hits[i];
-                e.score = (e.score as f64 + s) as f32;
-                if e.payload.is_none() {
-                    e.payload = h.payload.clone();
-                }
-            }
+    fn add(&mut self, key: &K, s: f64) {
+        match self.index.get(key) {
+            Some(&i) => self.out[i].1 += s,
             None => {
-                self.index.insert(h.id.clone(), self.hits.len());
-                self.hits.push(Hit {
-                    id: h.id.clone(),
-                    score: s as f32,
-                    payload: h.payload.clone(),
-                });
+                self.index.insert(key.clone(), self.out.len());
+                self.out.push((key.clone(), s));
             }
         }
     }
 
-    fn finish(mut self, limit: usize) -> Vec<Hit> {
-        self.hits
-            .sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
-        self.hits.truncate(limit);
-        self.hits
+    fn finish(mut self) -> Vec<(K, f32)> {
+        self.out
+            .sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        self.out.into_iter().map(|(k, s)| (k, s as f32)).collect()
     }
 }
 
-/// Reciprocal rank fusion of `lists` (each best first) with per-list `weights` (empty: all 1).
-pub fn rrf(
-    lists: &[Vec<Hit>],
+/// Reciprocal rank fusion of keyed lists (each best first); all fused keys, best first.
+pub fn rrf_keyed<K: Clone + Eq + Hash + Ord>(
+    lists: &[Vec<(K, f32)>],
     weights: &[f32],
     k: f32,
-    limit: usize,
-) -> Result<Vec<Hit>, QueryError> {
-    if !(k.is_finite() && k > 0.0) {
+) -> Result<Vec<(K, f32)>, QueryError> {
+    if !(k.is_finite() && k >= 0.0) {
         return Err(QueryError::BadFusion(format!(
-            "rrf k must be a finite number > 0, got {k}"
+            "rrf k must be a finite number >= 0, got {k}"
         )));
     }
     let w = check_weights(lists.len(), weights)?;
     let mut acc = Acc::new();
     for (list, &wi) in lists.iter().zip(&w) {
-        for (rank, h) in list.iter().enumerate() {
-            acc.add(h, wi as f64 / (k as f64 + rank as f64 + 1.0));
+        let mut seen = HashSet::new();
+        for (rank, (key, _)) in list.iter().enumerate() {
+            // A key listed twice in one list counts once, at its best rank.
+            if seen.insert(key) {
+                acc.add(key, wi as f64 / (k as f64 + rank as f64 + 1.0));
+            }
         }
     }
-    Ok(acc.finish(limit))
+    Ok(acc.finish())
 }
 
 /// The normalised scores of one list, and the value a missing document gets.
-fn normalize(list: &[Hit], how: Normalization) -> (Vec<f64>, f64) {
+fn normalize<K>(list: &[(K, f32)], how: Norm) -> (Vec<f64>, f64) {
     if list.is_empty() {
         return (Vec::new(), 0.0);
     }
-    let s: Vec<f64> = list.iter().map(|h| h.score as f64).collect();
+    let s: Vec<f64> = list.iter().map(|x| x.1 as f64).collect();
     let n = s.len() as f64;
     match how {
-        Normalization::MinMax => {
+        Norm::Minmax => {
             let lo = s.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             if hi > lo {
@@ -154,7 +113,7 @@ fn normalize(list: &[Hit], how: Normalization) -> (Vec<f64>, f64) {
                 (vec![1.0; s.len()], 0.0)
             }
         }
-        Normalization::ZScore => {
+        Norm::Zscore => {
             let mean = s.iter().sum::<f64>() / n;
             let var = s.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
             let sd = var.sqrt();
@@ -169,55 +128,106 @@ fn normalize(list: &[Hit], how: Normalization) -> (Vec<f64>, f64) {
     }
 }
 
-/// Normalised score fusion of `lists` with per-list `weights` (empty: all 1).
-pub fn score_fusion(
-    lists: &[Vec<Hit>],
+/// Normalised score fusion of keyed lists; all fused keys, best first.
+pub fn score_keyed<K: Clone + Eq + Hash + Ord>(
+    lists: &[Vec<(K, f32)>],
     weights: &[f32],
-    how: Normalization,
-    limit: usize,
-) -> Result<Vec<Hit>, QueryError> {
+    how: Norm,
+) -> Result<Vec<(K, f32)>, QueryError> {
     let w = check_weights(lists.len(), weights)?;
     let normed: Vec<(Vec<f64>, f64)> = lists.iter().map(|l| normalize(l, how)).collect();
-    // Every document seen anywhere starts from the sum of the "missing" values; each list it
-    // appears in replaces its missing value by its own normalised score.
+    // Every key starts from the weighted sum of the lists' "missing" values; each list it appears
+    // in replaces its missing value by the key's normalised score there.
     let base: f64 = normed
         .iter()
         .zip(&w)
         .map(|((_, m), wi)| *wi as f64 * m)
         .sum();
     let mut acc = Acc::new();
-    let mut seen = std::collections::HashSet::new();
     for list in lists {
-        for h in list {
-            if seen.insert(h.id.clone()) {
-                acc.add(h, base);
+        for (key, _) in list {
+            if !acc.index.contains_key(key) {
+                acc.add(key, base);
             }
         }
     }
     for ((list, (norm, missing)), &wi) in lists.iter().zip(&normed).zip(&w) {
-        let mut in_list = std::collections::HashSet::new();
-        for (h, x) in list.iter().zip(norm) {
-            // A document listed twice in one list counts once (its best rank).
-            if in_list.insert(&h.id) {
-                acc.add(h, wi as f64 * (x - missing));
+        let mut seen = HashSet::new();
+        for ((key, _), x) in list.iter().zip(norm) {
+            if seen.insert(key) {
+                acc.add(key, wi as f64 * (x - missing));
             }
         }
     }
-    Ok(acc.finish(limit))
+    Ok(acc.finish())
 }
 
-/// Fuses `lists` with `method`.
-pub fn fuse(
+/// Fuses keyed lists with a plan's [`Fusion`].
+pub fn fuse_keyed<K: Clone + Eq + Hash + Ord>(
+    lists: &[Vec<(K, f32)>],
+    fusion: &Fusion,
+) -> Result<Vec<(K, f32)>, QueryError> {
+    match fusion {
+        Fusion::Rrf { k, weights } => rrf_keyed(lists, weights, *k),
+        Fusion::Score { norm, weights } => score_keyed(lists, weights, *norm),
+    }
+}
+
+/// Runs a keyed fusion on hits (keyed by id) and gives each fused hit the first payload found.
+fn on_hits(
+    lists: &[Vec<Hit>],
+    limit: usize,
+    f: impl FnOnce(&[Vec<(DocId, f32)>]) -> Result<Vec<(DocId, f32)>, QueryError>,
+) -> Result<Vec<Hit>, QueryError> {
+    let keyed: Vec<Vec<(DocId, f32)>> = lists
+        .iter()
+        .map(|l| l.iter().map(|h| (h.id.clone(), h.score)).collect())
+        .collect();
+    let mut payloads = HashMap::new();
+    for h in lists.iter().flatten() {
+        if let Some(p) = &h.payload {
+            payloads.entry(h.id.clone()).or_insert_with(|| p.clone());
+        }
+    }
+    let mut fused = f(&keyed)?;
+    fused.truncate(limit);
+    Ok(fused
+        .into_iter()
+        .map(|(id, score)| Hit {
+            payload: payloads.remove(&id),
+            id,
+            score,
+        })
+        .collect())
+}
+
+/// Reciprocal rank fusion of `lists` (each best first) with per-list `weights` (empty: all 1).
+pub fn rrf(
     lists: &[Vec<Hit>],
     weights: &[f32],
-    method: Fusion,
+    k: f32,
     limit: usize,
 ) -> Result<Vec<Hit>, QueryError> {
-    match method {
-        Fusion::Rrf { k } => rrf(lists, weights, k, limit),
-        Fusion::MinMax {} => score_fusion(lists, weights, Normalization::MinMax, limit),
-        Fusion::ZScore {} => score_fusion(lists, weights, Normalization::ZScore, limit),
-    }
+    on_hits(lists, limit, |l| rrf_keyed(l, weights, k))
+}
+
+/// Normalised score fusion of `lists` with per-list `weights` (empty: all 1).
+pub fn score_fusion(
+    lists: &[Vec<Hit>],
+    weights: &[f32],
+    how: Norm,
+    limit: usize,
+) -> Result<Vec<Hit>, QueryError> {
+    on_hits(lists, limit, |l| score_keyed(l, weights, how))
+}
+
+/// Fuses `lists` of hits with a plan's [`Fusion`], keeping the best `limit`.
+pub fn fuse_hits(
+    lists: &[Vec<Hit>],
+    fusion: &Fusion,
+    limit: usize,
+) -> Result<Vec<Hit>, QueryError> {
+    on_hits(lists, limit, |l| fuse_keyed(l, fusion))
 }
 
 #[cfg(test)]
@@ -317,13 +327,13 @@ mod tests {
         let a = list(&[(1, 10.0), (2, 5.0), (3, 0.0)]);
         let b = list(&[(2, 0.9), (4, 0.3)]);
         // min-max: a -> 1, .5, 0; b -> 2: 1, 4: 0. Sum: 1: 1, 2: 1.5, 3: 0, 4: 0.
-        let f = score_fusion(&[a.clone(), b.clone()], &[], Normalization::MinMax, 10).unwrap();
+        let f = score_fusion(&[a.clone(), b.clone()], &[], Norm::Minmax, 10).unwrap();
         assert_eq!(ids(&f), vec![2, 1, 3, 4]);
         assert!((f[0].score - 1.5).abs() < 1e-6);
         assert!((f[1].score - 1.0).abs() < 1e-6);
         // z-score: a: mean 5, sd sqrt(50/3) -> 1.2247, 0, -1.2247; b: 1, -1.
         // Missing: a's min -1.2247 for 4, b's min -1 for 1 and 3.
-        let f = score_fusion(&[a, b], &[], Normalization::ZScore, 10).unwrap();
+        let f = score_fusion(&[a, b], &[], Norm::Zscore, 10).unwrap();
         let z = (50.0f64 / 3.0).sqrt();
         let want = [
             (2u64, 0.0 + 1.0),
@@ -347,17 +357,22 @@ mod tests {
     #[test]
     fn constant_lists_and_bad_input() {
         let a = list(&[(1, 2.0), (2, 2.0)]);
-        let f = score_fusion(&[a.clone()], &[], Normalization::MinMax, 10).unwrap();
+        let f = score_fusion(&[a.clone()], &[], Norm::Minmax, 10).unwrap();
         assert!(f.iter().all(|h| h.score == 1.0));
-        let f = score_fusion(&[a.clone()], &[], Normalization::ZScore, 10).unwrap();
+        let f = score_fusion(&[a.clone()], &[], Norm::Zscore, 10).unwrap();
         assert!(f.iter().all(|h| h.score == 0.0));
         assert!(rrf(&[a.clone()], &[1.0, 2.0], 60.0, 10).is_err());
         assert!(rrf(&[a.clone()], &[-1.0], 60.0, 10).is_err());
-        assert!(rrf(&[a.clone()], &[], 0.0, 10).is_err());
-        assert!(fuse(&[], &[], Fusion::default(), 10).unwrap().is_empty());
-        let parsed: Fusion = serde_json::from_str(r#"{"rrf": {}}"#).unwrap();
-        assert_eq!(parsed, Fusion::Rrf { k: 60.0 });
-        let parsed: Fusion = serde_json::from_str(r#"{"zscore": {}}"#).unwrap();
-        assert_eq!(parsed, Fusion::ZScore {});
+        assert!(rrf(&[a.clone()], &[], -1.0, 10).is_err());
+        let f = Fusion::Rrf {
+            k: 60.0,
+            weights: vec![],
+        };
+        assert!(fuse_hits(&[], &f, 10).unwrap().is_empty());
+        // A plan's fusion and the hit functions agree.
+        let b = list(&[(2, 1.0), (3, 0.5)]);
+        let via_plan = fuse_hits(&[a.clone(), b.clone()], &f, 10).unwrap();
+        let direct = rrf(&[a, b], &[], 60.0, 10).unwrap();
+        assert_eq!(ids(&via_plan), ids(&direct));
     }
 }

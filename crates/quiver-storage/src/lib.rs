@@ -28,6 +28,7 @@
 //! assert_eq!(c.count(None), 1);
 //! ```
 
+pub mod codes;
 mod collection;
 mod db;
 mod doc;
@@ -37,8 +38,9 @@ mod payload_index;
 mod schema;
 mod segment;
 mod text;
+pub mod tiers;
 
-pub use collection::{Collection, CollectionInfo, Snapshot, Version, WriteReport};
+pub use collection::{Collection, CollectionInfo, Loc, Snapshot, Version, WriteReport};
 pub use db::Database;
 pub use doc::{parse_datetime, DocId, Document, StoredDoc, MAX_ID_BYTES};
 pub use filter::{Filter, Range};
@@ -47,6 +49,7 @@ pub use payload_index::PayloadIndex;
 pub use schema::{DenseField, Embedding, FieldSpec, IndexSpec, MetricName, PayloadKind, Schema};
 pub use segment::{NoProgress, Progress, Segment, LIVE};
 pub use text::{TextField, TextFieldStats};
+pub use tiers::{CodecConfig, CodecKind, VectorTier};
 
 #[cfg(not(target_endian = "little"))]
 compile_error!(

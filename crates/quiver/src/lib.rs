@@ -29,10 +29,11 @@ pub use quiver_index::{flat, AllRows, Bitset, Hnsw, HnswParams, Neighbor, RowFil
 /// Distance kernels.
 pub use quiver_linalg as linalg;
 pub use quiver_linalg::Metric;
+pub use quiver_query as query;
+pub use quiver_query::plan::{execute, Plan, PlanResult, QueryEncoder};
 /// BM25 search and fusion.
 pub use quiver_query::{
-    bm25_search, bm25_search_stats, fuse, rrf, score_fusion, Bm25Request, Fusion, Normalization,
-    DEFAULT_RRF_K,
+    bm25_search, bm25_search_stats, fuse_hits, rrf, score_fusion, Bm25Request, DEFAULT_RRF_K,
 };
 pub use quiver_query::{
     prefer_exact, search, Hit, QueryError, SearchRequest, SearchResult, SegmentPlan, Strategy,
