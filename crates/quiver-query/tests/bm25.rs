@@ -585,12 +585,19 @@ fn run_queries(name: &str, k: usize) -> (Beir, BTreeMap<String, Vec<String>>) {
     fill(&c, &data.docs, 2000, true);
     let snap = c.snapshot();
     let mut runs = BTreeMap::new();
+    let t = std::time::Instant::now();
     for (qid, q) in &data.queries {
         let mut req = Bm25Request::new(q.clone(), k);
         req.with_payload = false;
         let hits = bm25_search(&snap, &req).expect("search");
         runs.insert(qid.clone(), hits.hits.iter().map(id_str).collect());
     }
+    println!(
+        "{name}: {} documents, {} queries, {:.3} ms per query (test profile, informational)",
+        data.docs.len(),
+        data.queries.len(),
+        t.elapsed().as_secs_f64() * 1e3 / data.queries.len().max(1) as f64
+    );
     (data, runs)
 }
 
