@@ -156,7 +156,10 @@ fn bm25_source(c: &Collection, a: &SearchArgs, text: &str, k: usize) -> Result<S
 /// Runs `--mode bm25` or `--mode hybrid`.
 pub fn run(c: &Collection, as_json: bool, a: &SearchArgs, mode: Mode) -> Result<()> {
     let Some(text) = a.query.as_deref() else {
-        bail!("--mode {mode:?} needs a query text", mode = mode);
+        bail!(
+            "--mode {} needs a query text",
+            format!("{mode:?}").to_lowercase()
+        );
     };
     let t = Instant::now();
     let (hits, sources): (Vec<Hit>, Vec<Source>) = match mode {

@@ -151,6 +151,19 @@ fn bm25_and_hybrid_search_from_the_command_line() {
     top.sort_by_key(|v| v.as_u64());
     assert_eq!(top, vec![json!(1), json!(3)], "{r}");
 
+    // The same hybrid as a query plan: `quiver query` runs bm25 sources and fuses them.
+    let plan = dir.path().join("plan.json");
+    std::fs::write(
+        &plan,
+        json!({"prefetch": [{"dense": {"vector": [0.0, 1.0]}, "limit": 4},
+                            {"bm25": {"field": "body", "text": "quokka"}, "limit": 4}],
+               "fusion": {"rrf": {"k": 60}}, "limit": 4})
+        .to_string(),
+    )
+    .expect("plan");
+    let r = ok_json(&db, &["query", "d", plan.to_str().expect("utf8")]);
+    assert_eq!(ids(&r)[0], json!(3), "{r}");
+
     let info = ok_json(&db, &["collection", "info", "d"]);
     let tf = &info["text_fields"][0];
     assert_eq!(tf["field"], json!("body"));
