@@ -413,6 +413,27 @@ fn codec_sources_and_rescoring_against_brute_force() {
         info.segments.len() >= 2 && info.mutable_rows > 0,
         "{info:?}"
     );
+    // Tier figures: codes of 2 + 32 + 8 + 4 bytes per sealed row (plus codec tables) in RAM,
+    // sealed f32 vectors on disk, the mutable segment's vectors in RAM.
+    let sealed: usize = info.segments.iter().map(|s| s.1).sum();
+    let t = &info.dense[0];
+    println!("tiers: {t:?}");
+    assert_eq!(t.rows, n);
+    assert!(
+        t.ram_codes >= sealed * 46 && t.ram_codes < sealed * 46 + 128 * 1024,
+        "{t:?}"
+    );
+    assert_eq!(t.disk_vectors, sealed * DIM * 4);
+    assert_eq!(t.ram_vectors, (n - sealed) * DIM * 4);
+    assert_eq!(
+        t.codecs,
+        vec![
+            ("binary/16".to_string(), 2),
+            ("int8/32".into(), 32),
+            ("pq8/32".into(), 8),
+            ("binary/32".into(), 4)
+        ]
+    );
     // Delete every 13th document: deletes must be honoured by code scans and graph walks.
     let gone: Vec<DocId> = (0..n).step_by(13).map(|i| DocId::Int(i as u64)).collect();
     c.delete(&gone).expect("delete");

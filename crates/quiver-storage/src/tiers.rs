@@ -152,3 +152,80 @@ pub(crate) fn validate(
     }
     Ok(())
 }
+
+/// Where a dense field's bytes are: RAM (codes, graphs, vectors of the `ram` tier and of the
+/// mutable segment) and disk (memory-mapped vectors), in total and per stored row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DenseTierInfo {
+    /// Field name.
+    pub field: String,
+    /// Dimensions.
+    pub dim: usize,
+    /// Tier of the full vectors in sealed segments.
+    pub vectors: VectorTier,
+    /// Declared codecs: label and bytes per vector.
+    pub codecs: Vec<(String, usize)>,
+    /// Rows stored (sealed and mutable, live or not yet compacted away).
+    pub rows: usize,
+    /// Bytes of codes (and codec tables) in RAM.
+    pub ram_codes: usize,
+    /// Bytes of HNSW graphs in RAM.
+    pub ram_graph: usize,
+    /// Bytes of full vectors in RAM (`ram` tier, plus the mutable segment's).
+    pub ram_vectors: usize,
+    /// Bytes of full vectors memory-mapped from disk.
+    pub disk_vectors: usize,
+    /// All RAM bytes divided by `rows`.
+    pub ram_bytes_per_vector: f64,
+    /// Disk bytes divided by `rows`.
+    pub disk_bytes_per_vector: f64,
+}
+
+/// Tier figures of every dense field in `snap`.
+pub(crate) fn dense_info(snap: &crate::Snapshot) -> Vec<DenseTierInfo> {
+    let m = snap.version.mutable.read();
+    let out = snap
+        .schema
+        .dense_fields()
+        .into_iter()
+        .map(|f| {
+            let (mut codes, mut graph, mut ram, mut disk, mut rows) = (0, 0, 0, 0, 0);
+            for seg in &snap.version.segments {
+                let (c, g, v) = seg.ram_bytes(&f.name);
+                codes += c;
+                graph += g;
+                ram += v;
+                disk += seg.mapped_bytes(&f.name);
+                rows += seg.rows();
+            }
+            rows += m.rows();
+            ram += m.vectors(&f.name).map_or(0, |v| v.as_slice().len() * 4);
+            let per = |b: usize| {
+                if rows > 0 {
+                    b as f64 / rows as f64
+                } else {
+                    0.0
+                }
+            };
+            DenseTierInfo {
+                codecs: f
+                    .codecs
+                    .iter()
+                    .map(|c| (c.label(f.dim), c.code_bytes(f.dim)))
+                    .collect(),
+                field: f.name,
+                dim: f.dim,
+                vectors: f.vectors,
+                rows,
+                ram_codes: codes,
+                ram_graph: graph,
+                ram_vectors: ram,
+                disk_vectors: disk,
+                ram_bytes_per_vector: per(codes + graph + ram),
+                disk_bytes_per_vector: per(disk),
+            }
+        })
+        .collect();
+    drop(m);
+    out
+}
