@@ -14,6 +14,15 @@
 //! ]
 //! ```
 //!
+//! `rotation = "pca"` learns, when a segment is sealed, an orthonormal rotation `R` whose axes are
+//! sorted by variance (quiver-linalg's `Pca`, applied without mean subtraction). Codes are computed
+//! from the prefixes of `R·v`, and queries are rotated the same way (per segment) before they
+//! score those codes, so a prefix of any model carries the most variance first. `R` preserves dot
+//! products, so full-dimension scores do not change; the stored f32 vectors stay as given (what
+//! `get` returns). An f32 prefix stage (`dims < dim`, precision f32) on a rotated field rotates
+//! the stored vectors of the rows it scores on the fly; the mutable segment, which has no rotation
+//! yet, is scored at full dimension by such stages.
+//!
 //! Codes are trained and written when a segment is sealed (`codes.<field>.<i>.bin`, checksummed
 //! like the other segment files) and loaded into RAM when it opens. The mutable segment has no
 //! codes: plans that ask for a codec score its rows exactly with f32 instead (`explain` says so).
@@ -36,6 +45,24 @@ impl VectorTier {
     /// Whether this is the default (for serialisation).
     pub fn is_default(&self) -> bool {
         *self == VectorTier::Disk
+    }
+}
+
+/// Rotation applied to a dense field's vectors before prefixes are taken for codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rotation {
+    /// Prefixes of the vectors as given (Matryoshka-trained models).
+    #[default]
+    None,
+    /// A PCA rotation learned per sealed segment.
+    Pca,
+}
+
+impl Rotation {
+    /// Whether this is the default (for serialisation).
+    pub fn is_none(&self) -> bool {
+        *self == Rotation::None
     }
 }
 
