@@ -27,9 +27,10 @@
 
 use crate::{Hit, QueryError, SegmentPlan, Strategy};
 use quiver_index::{Bitset, Neighbor, TopK};
+use quiver_linalg::pca::Pca;
 use quiver_linalg::Metric;
 use quiver_quant::QueryScorer;
-use quiver_storage::{CodecKind, DenseField, Filter, Loc, Snapshot};
+use quiver_storage::{CodecKind, DenseField, Filter, Loc, Rotation, Snapshot};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -760,7 +761,6 @@ impl Exec<'_> {
         ef: usize,
         exact: bool,
     ) -> Result<(Vec<Candidate>, Vec<SegmentPlan>), QueryError> {
-        let qp = prefix_query(field.metric, q, n);
         let snap = self.snap;
         let mut out = Vec::new();
         let mut plans = Vec::new();
@@ -770,6 +770,7 @@ impl Exec<'_> {
             let Some(fc) = seg.codes(&field.name).get(idx) else {
                 continue;
             };
+            let qp = seg_query(snap, field, s, q, n);
             let scorer = fc
                 .codec
                 .query(&qp)
@@ -799,7 +800,7 @@ impl Exec<'_> {
                 score: nb.score,
             }));
         }
-        let (mutable, mplans) = self.prefix_scan_mutable(field, &qp, n, limit);
+        let (mutable, mplans) = self.mutable_scan(field, q, n, limit);
         out.extend(mutable);
         plans.extend(mplans);
         sort_candidates(&mut out);
@@ -815,29 +816,35 @@ impl Exec<'_> {
         n: usize,
         limit: usize,
     ) -> (Vec<Candidate>, Vec<SegmentPlan>) {
-        let qp = prefix_query(field.metric, q, n);
         let mut out = Vec::new();
         let mut plans = Vec::new();
         let snap = self.snap;
+        let mut buf = vec![0.0f32; n];
         for s in 0..snap.version.segments.len() {
             let t = Instant::now();
             let seg = &snap.version.segments[s];
             let Some(vectors) = seg.vectors(&field.name) else {
                 continue;
             };
+            let qp = seg_query(snap, field, s, q, n);
+            let rot = seg.rotation(&field.name);
             let allowed = self.allowed(s);
             let mut heap = TopK::new(limit.min(seg.rows()));
             for r in allowed.iter() {
                 heap.push(Neighbor {
                     id: r,
-                    score: prefix_score(field.metric, &qp, &vectors.row(r)[..n]),
+                    score: row_prefix_score(field.metric, &qp, vectors.row(r), rot, &mut buf),
                 });
             }
             plans.push(SegmentPlan {
                 segment: seg.name.clone(),
                 rows: seg.rows(),
                 allowed: allowed.count(),
-                method: "exact-prefix",
+                method: if rot.is_some() {
+                    "exact-prefix-rotated"
+                } else {
+                    "exact-prefix"
+                },
                 micros: t.elapsed().as_micros(),
             });
             out.extend(heap.into_sorted().into_iter().map(|nb| Candidate {
@@ -845,7 +852,7 @@ impl Exec<'_> {
                 score: nb.score,
             }));
         }
-        let (mutable, mplans) = self.prefix_scan_mutable(field, &qp, n, limit);
+        let (mutable, mplans) = self.mutable_scan(field, q, n, limit);
         out.extend(mutable);
         plans.extend(mplans);
         sort_candidates(&mut out);
@@ -853,14 +860,21 @@ impl Exec<'_> {
         (out, plans)
     }
 
-    /// Exact scan of the mutable segment's visible, allowed rows on the prefix query `qp`.
-    fn prefix_scan_mutable(
+    /// Exact scan of the mutable segment's visible, allowed rows on the first `n` dimensions (all
+    /// of them when the field is rotated: the mutable segment has no rotation yet).
+    fn mutable_scan(
         &self,
         field: &DenseField,
-        qp: &[f32],
+        q: &[f32],
         n: usize,
         limit: usize,
     ) -> (Vec<Candidate>, Vec<SegmentPlan>) {
+        let n = if field.rotation == Rotation::Pca {
+            field.dim
+        } else {
+            n
+        };
+        let qp = &prefix_query(field.metric, q, n)[..];
         let snap = self.snap;
         let mut out = Vec::new();
         let mut plans = Vec::new();
@@ -905,6 +919,38 @@ fn prefix_query(metric: Metric, q: &[f32], n: usize) -> Vec<f32> {
     p
 }
 
+/// The query prepared for sealed segment `s` on the first `n` dimensions: rotated by the
+/// segment's PCA rotation when it has one, then cut and renormalised for cosine.
+fn seg_query(snap: &Snapshot, field: &DenseField, s: usize, q: &[f32], n: usize) -> Vec<f32> {
+    match snap.version.segments[s].rotation(&field.name) {
+        Some(rot) => {
+            let mut r = vec![0.0f32; field.dim];
+            rot.apply(q, &mut r);
+            prefix_query(field.metric, &r, n)
+        }
+        None => prefix_query(field.metric, q, n),
+    }
+}
+
+/// Prefix score of stored vector `v` against `qp` (length `n`), rotating `v` first (into `buf`)
+/// when the segment has a rotation.
+fn row_prefix_score(
+    metric: Metric,
+    qp: &[f32],
+    v: &[f32],
+    rot: Option<&Pca>,
+    buf: &mut [f32],
+) -> f32 {
+    let n = qp.len();
+    match rot {
+        Some(r) => {
+            r.apply(v, &mut buf[..n]);
+            prefix_score(metric, qp, &buf[..n])
+        }
+        None => prefix_score(metric, qp, &v[..n]),
+    }
+}
+
 /// Score of a stored prefix against a prepared prefix query; cosine divides by the prefix norm.
 fn prefix_score(metric: Metric, qp: &[f32], v: &[f32]) -> f32 {
     match metric {
@@ -928,13 +974,45 @@ fn rescore_dense(
     n: usize,
     cands: &mut [Candidate],
 ) {
-    let qp = prefix_query(field.metric, q, n);
+    // On a rotated field a prefix is taken of the rotated vector; rows of the mutable segment,
+    // which has no rotation, are scored at full dimension.
+    let rotated = n < field.dim && field.rotation == Rotation::Pca;
+    if !rotated {
+        let qp = prefix_query(field.metric, q, n);
+        for c in cands.iter_mut() {
+            c.score = snap
+                .with_vector(&field.name, c.loc, |v| {
+                    prefix_score(field.metric, &qp, &v[..n])
+                })
+                .unwrap_or(f32::NEG_INFINITY);
+        }
+        return;
+    }
+    let full = prefix_query(field.metric, q, field.dim);
+    let mut per_seg: HashMap<usize, Vec<f32>> = HashMap::new();
+    let mut buf = vec![0.0f32; n];
     for c in cands.iter_mut() {
-        c.score = snap
-            .with_vector(&field.name, c.loc, |v| {
-                prefix_score(field.metric, &qp, &v[..n])
-            })
-            .unwrap_or(f32::NEG_INFINITY);
+        c.score = match c.loc {
+            Loc::Sealed(s, r) => {
+                let seg = &snap.version.segments[s];
+                let qp = per_seg
+                    .entry(s)
+                    .or_insert_with(|| seg_query(snap, field, s, q, n));
+                match seg.vectors(&field.name) {
+                    Some(v) => row_prefix_score(
+                        field.metric,
+                        qp,
+                        v.row(r),
+                        seg.rotation(&field.name),
+                        &mut buf,
+                    ),
+                    None => f32::NEG_INFINITY,
+                }
+            }
+            Loc::Mutable(_) => snap
+                .with_vector(&field.name, c.loc, |v| prefix_score(field.metric, &full, v))
+                .unwrap_or(f32::NEG_INFINITY),
+        };
     }
 }
 
@@ -974,11 +1052,17 @@ fn rescore_codes(
     n: usize,
     cands: &mut [Candidate],
 ) -> Result<(), QueryError> {
-    let qp = prefix_query(field.metric, q, n);
     let mut scorers: HashMap<usize, Option<QueryScorer>> = HashMap::new();
+    // Rows without codes (the mutable segment): f32 on the prefix, or on the full vector when
+    // the field is rotated (the mutable segment has no rotation yet).
+    let (nm, qm) = if field.rotation == Rotation::Pca {
+        (field.dim, prefix_query(field.metric, q, field.dim))
+    } else {
+        (n, prefix_query(field.metric, q, n))
+    };
     for c in cands.iter_mut() {
         let coded = match c.loc {
-            Loc::Sealed(s, r) => match seg_scorer(snap, field, idx, s, &qp, &mut scorers)? {
+            Loc::Sealed(s, r) => match seg_scorer(snap, field, idx, s, q, n, &mut scorers)? {
                 Some((sc, codes)) => {
                     let len = sc.code_len();
                     let at = r as usize * len;
@@ -992,7 +1076,7 @@ fn rescore_codes(
             Some(x) => x,
             None => snap
                 .with_vector(&field.name, c.loc, |v| {
-                    prefix_score(field.metric, &qp, &v[..n])
+                    prefix_score(field.metric, &qm, &v[..nm])
                 })
                 .unwrap_or(f32::NEG_INFINITY),
         };
@@ -1006,7 +1090,8 @@ fn seg_scorer<'a>(
     field: &DenseField,
     idx: usize,
     s: usize,
-    qp: &[f32],
+    q: &[f32],
+    n: usize,
     cache: &'a mut HashMap<usize, Option<QueryScorer>>,
 ) -> Result<Option<(&'a QueryScorer, &'a [u8])>, QueryError> {
     let Some(fc) = snap.version.segments[s].codes(&field.name).get(idx) else {
@@ -1015,7 +1100,7 @@ fn seg_scorer<'a>(
     if !cache.contains_key(&s) {
         let sc = fc
             .codec
-            .query(qp)
+            .query(&seg_query(snap, field, s, q, n))
             .map_err(|e| QueryError::BadPlan(format!("codes of {:?}: {e}", field.name)))?;
         cache.insert(s, Some(sc));
     }

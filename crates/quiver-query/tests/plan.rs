@@ -415,6 +415,27 @@ fn codec_sources_and_rescoring_against_brute_force() {
         info.segments.len() >= 2 && info.mutable_rows > 0,
         "{info:?}"
     );
+    // Tier figures: codes of 2 + 32 + 8 + 4 bytes per sealed row (plus codec tables) in RAM,
+    // sealed f32 vectors on disk, the mutable segment's vectors in RAM.
+    let sealed: usize = info.segments.iter().map(|s| s.1).sum();
+    let t = &info.dense[0];
+    println!("tiers: {t:?}");
+    assert_eq!(t.rows, n);
+    assert!(
+        t.ram_codes >= sealed * 46 && t.ram_codes < sealed * 46 + 128 * 1024,
+        "{t:?}"
+    );
+    assert_eq!(t.disk_vectors, sealed * DIM * 4);
+    assert_eq!(t.ram_vectors, (n - sealed) * DIM * 4);
+    assert_eq!(
+        t.codecs,
+        vec![
+            ("binary/16".to_string(), 2),
+            ("int8/32".into(), 32),
+            ("pq8/32".into(), 8),
+            ("binary/32".into(), 4)
+        ]
+    );
     // Delete every 13th document: deletes must be honoured by code scans and graph walks.
     let gone: Vec<DocId> = (0..n).step_by(13).map(|i| DocId::Int(i as u64)).collect();
     c.delete(&gone).expect("delete");
@@ -601,4 +622,94 @@ fn funnel_preset_shapes_and_recall() {
     let f = plain.schema().dense("emb").expect("field");
     let err = funnel(&f, DenseQuery::default(), 10, None).expect_err("no levels");
     assert!(err.to_string().contains("codecs or matryoshka"), "{err}");
+}
+
+#[test]
+fn pca_rotation_gives_prefixes_meaning() {
+    let seed = 0x9CA_u64;
+    println!("seed = {seed}");
+    // Variance grows towards the LAST coordinates: raw prefixes carry little of it.
+    let reversed = |v: Vec<Vec<f32>>| -> Vec<Vec<f32>> {
+        v.into_iter()
+            .map(|mut v| {
+                v.reverse();
+                v
+            })
+            .collect()
+    };
+    let base = reversed(matryoshka_like(seed, 5_000, 64));
+    let queries = reversed(matryoshka_like(seed + 1, 20, 64));
+    let mut recall = Vec::new();
+    for rotation in ["none", "pca"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::open(dir.path()).expect("open");
+        let schema = Schema::parse(&format!(
+            "mutable_max_rows = 1500\n[fields.emb]\ntype = \"dense\"\ndim = {DIM}\nmetric = \"cosine\"\nrotation = \"{rotation}\"\ncodecs = [{{ type = \"binary\", dims = 8 }}]\n"
+        ))
+        .expect("schema");
+        let c = db.create_collection("r", &schema).expect("create");
+        for chunk in (0..base.len()).collect::<Vec<_>>().chunks(700) {
+            c.upsert(
+                chunk
+                    .iter()
+                    .map(|&i| {
+                        let mut d = Document {
+                            id: Some(DocId::Int(i as u64)),
+                            ..Default::default()
+                        };
+                        d.vectors.insert("emb".into(), base[i].clone());
+                        d
+                    })
+                    .collect(),
+            )
+            .expect("upsert");
+        }
+        let snap = c.snapshot();
+        let mut hits = 0;
+        for q in &queries {
+            // Exact full-dimension results do not depend on the rotation.
+            let r = execute(
+                &snap,
+                &plan(serde_json::json!({"prefetch": [{"dense": {"vector": q, "exact": true}}], "limit": 10})),
+                None,
+            )
+            .expect("exact");
+            assert_eq!(
+                ids(&r),
+                oracle(&base, q, DIM, 10, |_| true),
+                "rotation {rotation}"
+            );
+            for stage in ["binary", "f32"] {
+                let src = if stage == "binary" {
+                    serde_json::json!({"vector": q, "codec": "binary", "dims": 8})
+                } else {
+                    serde_json::json!({"vector": q, "dims": 8})
+                };
+                let r = execute(
+                    &snap,
+                    &plan(serde_json::json!({
+                        "prefetch": [{"dense": src, "limit": 300}],
+                        "rescore": [{"dense": {"dims": 16}, "limit": 50}, {"dense": {}, "limit": 10}]
+                    })),
+                    None,
+                )
+                .expect("funnel");
+                hits += overlap(&ids(&r), &oracle(&base, q, DIM, 10, |_| true));
+            }
+        }
+        // Stored vectors come back as given (up to the cosine renormalisation at ingest).
+        let got = c.get(&DocId::Int(7)).expect("doc 7");
+        assert!(got.vectors["emb"]
+            .iter()
+            .zip(&base[7])
+            .all(|(a, b)| (a - b).abs() < 1e-6));
+        let r = hits as f64 / (20.0 * queries.len() as f64);
+        println!("rotation {rotation}: 8-d prefix funnels recall@10 = {r:.3}");
+        recall.push(r);
+    }
+    assert!(recall[1] >= 0.9, "PCA funnel recall {}", recall[1]);
+    assert!(
+        recall[1] > recall[0] + 0.2,
+        "rotation must help: {recall:?}"
+    );
 }

@@ -7,18 +7,30 @@
 //! codes.<field>.<i>.bin   u64 codec_len | codec (quiver-quant format) | rows x code_len bytes
 //! ```
 //!
-//! checksummed in `meta.json` like the other files. On open the codes are read into RAM; the
-//! full vectors stay where the field's tier puts them.
+//! checksummed in `meta.json` like the other files. With `rotation = "pca"` the segment also
+//! keeps `rot.<field>.bin` (quiver-linalg `Pca` format) and the codes encode prefixes of the
+//! rotated vectors. On open the codes are read into RAM; the full vectors stay where the field's
+//! tier puts them.
 
 use crate::schema::DenseField;
 use crate::segment::{corrupt, write_file, FileMeta};
-use crate::tiers::{CodecConfig, CodecKind};
+use crate::tiers::{CodecConfig, CodecKind, Rotation};
 use crate::StorageError;
 use memmap2::Mmap;
+use quiver_linalg::pca::Pca;
 use quiver_quant::prefix::prefix_all;
 use quiver_quant::{Codec, CodecSpec};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+
+/// The codes of one dense field in one segment, and the rotation they were computed under.
+#[derive(Debug, Default)]
+pub struct SegmentCodes {
+    /// PCA rotation applied before prefixes were taken (`rotation = "pca"`).
+    pub rotation: Option<Pca>,
+    /// One entry per declared codec, in schema order.
+    pub codecs: Vec<FieldCodes>,
+}
 
 /// One trained codec of a field in one segment, with the codes of every row (in RAM).
 pub struct FieldCodes {
@@ -63,6 +75,13 @@ fn file_name(field: &str, i: usize) -> String {
     format!("codes.{field}.{i}.bin")
 }
 
+fn rotation_file(field: &str) -> String {
+    format!("rot.{field}.bin")
+}
+
+/// Rows used to fit a segment's PCA rotation.
+const PCA_SAMPLES: usize = 20_000;
+
 /// Trains, encodes and writes the codes of `field` for a segment of `rows` rows.
 pub(crate) fn write(
     dir: &Path,
@@ -72,9 +91,20 @@ pub(crate) fn write(
     seed: u64,
     files: &mut BTreeMap<String, FileMeta>,
 ) -> Result<(), StorageError> {
-    if rows == 0 {
+    if rows == 0 || field.codecs.is_empty() {
         return Ok(());
     }
+    let rotated;
+    let vectors = if field.rotation == Rotation::Pca {
+        let rpath = dir.join(rotation_file(&field.name));
+        let pca = Pca::fit(vectors, field.dim, PCA_SAMPLES, seed)
+            .map_err(|e| corrupt(&rpath, format!("fitting the PCA rotation: {e}")))?;
+        write_file(dir, &rotation_file(&field.name), &pca.to_bytes(), files)?;
+        rotated = pca.apply_all(vectors);
+        &rotated[..]
+    } else {
+        vectors
+    };
     let path = |i| dir.join(file_name(&field.name, i));
     for (i, c) in field.codecs.iter().enumerate() {
         let dims = c.dims_of(field.dim);
@@ -110,10 +140,32 @@ pub(crate) fn open(
     field: &DenseField,
     maps: &HashMap<String, Mmap>,
     rows: usize,
-) -> Result<Vec<FieldCodes>, StorageError> {
-    if rows == 0 {
-        return Ok(Vec::new());
+) -> Result<SegmentCodes, StorageError> {
+    if rows == 0 || field.codecs.is_empty() {
+        return Ok(SegmentCodes::default());
     }
+    let rotation = match field.rotation {
+        Rotation::None => None,
+        Rotation::Pca => {
+            let name = rotation_file(&field.name);
+            let path = dir.join(&name);
+            let raw = maps
+                .get(&name)
+                .ok_or_else(|| corrupt(&path, "missing from segment"))?;
+            let pca = Pca::from_bytes(raw).map_err(|e| corrupt(&path, e.to_string()))?;
+            if pca.dim() != field.dim {
+                return Err(corrupt(
+                    &path,
+                    format!(
+                        "rotation of dimension {}, field has {}",
+                        pca.dim(),
+                        field.dim
+                    ),
+                ));
+            }
+            Some(pca)
+        }
+    };
     let mut out = Vec::with_capacity(field.codecs.len());
     for (i, c) in field.codecs.iter().enumerate() {
         let name = file_name(&field.name, i);
@@ -161,5 +213,8 @@ pub(crate) fn open(
             codes: codes.to_vec(),
         });
     }
-    Ok(out)
+    Ok(SegmentCodes {
+        rotation,
+        codecs: out,
+    })
 }

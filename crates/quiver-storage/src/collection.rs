@@ -117,6 +117,8 @@ pub struct CollectionInfo {
     pub graph_bytes: usize,
     /// Last committed sequence number.
     pub seq: u64,
+    /// Memory and disk use per dense field.
+    pub dense: Vec<crate::tiers::DenseTierInfo>,
 }
 
 /// An open collection. All methods take `&self`; writes serialise on an internal lock.
@@ -854,6 +856,7 @@ impl Collection {
             segments,
             graph_bytes: snap.version.segments.iter().map(|s| s.graph_bytes()).sum(),
             seq: snap.seq,
+            dense: crate::tiers::dense_info(&snap),
         }
     }
 }

@@ -49,7 +49,7 @@ pub use payload_index::PayloadIndex;
 pub use schema::{DenseField, Embedding, FieldSpec, IndexSpec, MetricName, PayloadKind, Schema};
 pub use segment::{NoProgress, Progress, Segment, LIVE};
 pub use text::{TextField, TextFieldStats};
-pub use tiers::{CodecConfig, CodecKind, VectorTier};
+pub use tiers::{CodecConfig, CodecKind, DenseTierInfo, Rotation, VectorTier};
 
 #[cfg(not(target_endian = "little"))]
 compile_error!(

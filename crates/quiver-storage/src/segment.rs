@@ -115,7 +115,7 @@ pub struct Segment {
     deleted_at: Vec<AtomicU64>,
     vectors: HashMap<String, (VecStore, usize)>,
     graphs: HashMap<String, Hnsw>,
-    codes: HashMap<String, Vec<crate::codes::FieldCodes>>,
+    codes: HashMap<String, crate::codes::SegmentCodes>,
     payload: Mmap,
     payload_index: PayloadIndex,
     /// Text indexes by text field (see `text.rs`).
@@ -523,12 +523,22 @@ impl Segment {
 
     /// Compact codes of a dense field (one entry per declared codec; empty if none).
     pub fn codes(&self, field: &str) -> &[crate::codes::FieldCodes] {
-        self.codes.get(field).map_or(&[], |c| c.as_slice())
+        self.codes.get(field).map_or(&[], |c| c.codecs.as_slice())
+    }
+
+    /// The PCA rotation the codes of `field` were computed under (`rotation = "pca"`).
+    pub fn rotation(&self, field: &str) -> Option<&quiver_linalg::pca::Pca> {
+        self.codes.get(field).and_then(|c| c.rotation.as_ref())
     }
 
     /// Bytes held in RAM for `field`: codes, graph, and the vectors when their tier is `ram`.
     pub fn ram_bytes(&self, field: &str) -> (usize, usize, usize) {
-        let codes = self.codes(field).iter().map(|c| c.ram_bytes()).sum();
+        let codes = self
+            .codes(field)
+            .iter()
+            .map(|c| c.ram_bytes())
+            .sum::<usize>()
+            + self.rotation(field).map_or(0, |p| p.dim() * p.dim() * 4);
         let graph = self.graphs.get(field).map_or(0, |g| g.stats().bytes);
         let vecs = match self.vectors.get(field) {
             Some((VecStore::Owned(v), _)) => v.len() * 4,
