@@ -357,13 +357,13 @@ mod tests {
     #[test]
     fn constant_lists_and_bad_input() {
         let a = list(&[(1, 2.0), (2, 2.0)]);
-        let f = score_fusion(&[a.clone()], &[], Norm::Minmax, 10).unwrap();
+        let f = score_fusion(std::slice::from_ref(&a), &[], Norm::Minmax, 10).unwrap();
         assert!(f.iter().all(|h| h.score == 1.0));
-        let f = score_fusion(&[a.clone()], &[], Norm::Zscore, 10).unwrap();
+        let f = score_fusion(std::slice::from_ref(&a), &[], Norm::Zscore, 10).unwrap();
         assert!(f.iter().all(|h| h.score == 0.0));
-        assert!(rrf(&[a.clone()], &[1.0, 2.0], 60.0, 10).is_err());
-        assert!(rrf(&[a.clone()], &[-1.0], 60.0, 10).is_err());
-        assert!(rrf(&[a.clone()], &[], -1.0, 10).is_err());
+        assert!(rrf(std::slice::from_ref(&a), &[1.0, 2.0], 60.0, 10).is_err());
+        assert!(rrf(std::slice::from_ref(&a), &[-1.0], 60.0, 10).is_err());
+        assert!(rrf(std::slice::from_ref(&a), &[], -1.0, 10).is_err());
         let f = Fusion::Rrf {
             k: 60.0,
             weights: vec![],

@@ -93,7 +93,7 @@ fn doc(i: usize, d: &(String, String, String)) -> Document {
     doc.payload.insert("text".into(), json!(d.2));
     doc.payload.insert(
         "parity".into(),
-        json!(if i % 2 == 0 { "even" } else { "odd" }),
+        json!(if i.is_multiple_of(2) { "even" } else { "odd" }),
     );
     doc
 }
