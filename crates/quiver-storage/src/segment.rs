@@ -118,6 +118,8 @@ pub struct Segment {
     codes: HashMap<String, crate::codes::SegmentCodes>,
     payload: Mmap,
     payload_index: PayloadIndex,
+    /// Text indexes by text field (see `text.rs`).
+    pub(crate) text: BTreeMap<String, quiver_text::SealedText>,
 }
 
 impl std::fmt::Debug for Segment {
@@ -303,6 +305,9 @@ impl Segment {
             }
             crate::codes::write(&tmp, &f, v, rows, seed, &mut files)?;
         }
+        for (fname, bytes, xxh3) in crate::text::write_text_indexes(schema, &tmp, &data.payloads)? {
+            files.insert(fname, FileMeta { bytes, xxh3 });
+        }
         let meta = SegmentMeta {
             format: 1,
             rows,
@@ -451,6 +456,7 @@ impl Segment {
             .map(|r| read_payload(&payload, rows, r, &payload_path))
             .collect::<Result<_, _>>()?;
         let payload_index = PayloadIndex::build(schema, &payloads);
+        let text = crate::text::open_text_indexes(schema, &dir, rows)?;
         Ok(Segment {
             name: name.to_string(),
             dir: dir.clone(),
@@ -462,6 +468,7 @@ impl Segment {
             codes,
             payload,
             payload_index,
+            text,
         })
     }
 
