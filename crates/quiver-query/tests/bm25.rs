@@ -489,10 +489,19 @@ fn schema_and_document_errors_name_the_problem() {
             "[fields.body]\ntype = \"text\"\nsource = [\"year\"]\n[fields.year]\ntype = \"integer\"\n",
             "payload string field",
         ),
+        (
+            "[fields.body]\ntype = \"text\"\nsource = [\"t\"]\n[fields.emb]\ntype = \"dense\"\ndim = 2\nmodel = \"m\"\nembed = [\"body\"]\n",
+            "embed those payload fields instead",
+        ),
     ] {
         let err = Schema::parse(fields).expect_err(fields).to_string();
         assert!(err.contains(needle), "{fields}: {err}");
     }
+    // A model may embed a text field whose text is its own payload field.
+    Schema::parse(
+        "[fields.body]\ntype = \"text\"\n[fields.emb]\ntype = \"dense\"\ndim = 2\nmodel = \"m\"\nembed = [\"body\"]\n",
+    )
+    .expect("embedding a source-less text field");
     let dir = tempfile::tempdir().expect("tempdir");
     let (_db, c) = open_collection(dir.path(), "c", &schema(10, ""));
     let mut d = Document {

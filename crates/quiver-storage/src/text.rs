@@ -109,6 +109,20 @@ impl Schema {
 
     /// Schema checks of text fields (called by [`Schema::validate`]).
     pub(crate) fn validate_text(&self) -> Result<(), StorageError> {
+        // A model may embed a text field only when that field's text is its own payload field.
+        for (name, f) in &self.fields {
+            if let FieldSpec::Dense { embed, .. } = f {
+                for t in embed {
+                    if let Some(FieldSpec::Text { source, .. }) = self.fields.get(t) {
+                        if !source.is_empty() {
+                            return Err(StorageError::Schema(format!(
+                                "field {name:?}: embeds text field {t:?}, whose text comes from {source:?}; embed those payload fields instead"
+                            )));
+                        }
+                    }
+                }
+            }
+        }
         for (name, f) in &self.fields {
             let FieldSpec::Text { source, bm25, .. } = f else {
                 continue;
