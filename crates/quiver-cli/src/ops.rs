@@ -256,6 +256,19 @@ pub fn search_cmd(db: &Path, as_json: bool, a: SearchArgs) -> Result<()> {
     search_with(&c, as_json, &a, vector, field)
 }
 
+/// Prints hits as a numbered table: id, score, and a description of the payload.
+pub fn print_hits(hits: &[quiver::Hit]) {
+    for (i, h) in hits.iter().enumerate() {
+        println!(
+            "{:>3}. {:<24} {:>10.5}  {}",
+            i + 1,
+            h.id.to_string(),
+            h.score,
+            describe(h.payload.as_ref())
+        );
+    }
+}
+
 /// One line for a hit: `title — text snippet` for text documents, else the payload as JSON.
 pub fn describe(payload: Option<&serde_json::Map<String, Value>>) -> String {
     let Some(p) = payload else {
@@ -334,15 +347,7 @@ fn search_with(
         }
         println!("{v}");
     } else {
-        for (i, h) in res.hits.iter().enumerate() {
-            println!(
-                "{:>3}. {:<24} {:>10.5}  {}",
-                i + 1,
-                h.id.to_string(),
-                h.score,
-                describe(h.payload.as_ref())
-            );
-        }
+        print_hits(&res.hits);
         if a.explain {
             for p in &res.explain {
                 println!(

@@ -64,15 +64,7 @@ pub fn print_result(res: &PlanResult, took_ms: f64, as_json: bool, explain: bool
         println!("{v}");
         return Ok(());
     }
-    for (i, h) in res.hits.iter().enumerate() {
-        println!(
-            "{:>3}. {:<24} {:>10.5}  {}",
-            i + 1,
-            h.id.to_string(),
-            h.score,
-            crate::ops::describe(h.payload.as_ref())
-        );
-    }
+    crate::ops::print_hits(&res.hits);
     if explain {
         for s in &res.explain {
             let top = s.top_score.map_or("-".to_string(), |x| format!("{x:.5}"));

@@ -212,15 +212,7 @@ pub fn run(c: &Collection, as_json: bool, a: &SearchArgs, mode: Mode) -> Result<
         }
         println!("{v}");
     } else {
-        for (i, h) in hits.iter().enumerate() {
-            println!(
-                "{:>3}. {:<24} {:>10.5}  {}",
-                i + 1,
-                h.id.to_string(),
-                h.score,
-                crate::ops::describe(h.payload.as_ref())
-            );
-        }
+        crate::ops::print_hits(&hits);
         if a.explain {
             for s in &sources {
                 println!(

@@ -18,6 +18,18 @@ fn collection(dir: &std::path::Path, base: &[Vec<f32>]) -> (Database, Arc<Collec
     ))
     .expect("schema");
     let c = db.create_collection("p", &schema).expect("create");
+    fill(&c, base);
+    let info = c.info();
+    assert!(
+        !info.segments.is_empty() && info.mutable_rows > 0,
+        "the test must cover sealed and mutable segments: {info:?}"
+    );
+    (db, c)
+}
+
+/// Upserts `base` as documents 0.. (payload `bucket = i % 10`) in batches of 700, so that with
+/// `mutable_max_rows = 1500` rows land in sealed segments and in the mutable segment.
+fn fill(c: &Collection, base: &[Vec<f32>]) {
     for chunk in (0..base.len()).collect::<Vec<_>>().chunks(700) {
         let docs = chunk
             .iter()
@@ -33,12 +45,6 @@ fn collection(dir: &std::path::Path, base: &[Vec<f32>]) -> (Database, Arc<Collec
             .collect();
         c.upsert(docs).expect("upsert");
     }
-    let info = c.info();
-    assert!(
-        !info.segments.is_empty() && info.mutable_rows > 0,
-        "the test must cover sealed and mutable segments: {info:?}"
-    );
-    (db, c)
 }
 
 /// Brute-force top k by cosine on the first `n` dimensions (renormalised), ids of allowed rows.
@@ -383,21 +389,7 @@ type = "integer"
     ))
     .expect("schema");
     let c = db.create_collection("codes", &schema).expect("create");
-    for chunk in (0..base.len()).collect::<Vec<_>>().chunks(700) {
-        let docs = chunk
-            .iter()
-            .map(|&i| {
-                let mut d = Document {
-                    id: Some(DocId::Int(i as u64)),
-                    ..Default::default()
-                };
-                d.vectors.insert("emb".into(), base[i].clone());
-                d.payload.insert("bucket".into(), ((i % 10) as i64).into());
-                d
-            })
-            .collect();
-        c.upsert(docs).expect("upsert");
-    }
+    fill(&c, base);
     (db, c)
 }
 
@@ -648,22 +640,7 @@ fn pca_rotation_gives_prefixes_meaning() {
         ))
         .expect("schema");
         let c = db.create_collection("r", &schema).expect("create");
-        for chunk in (0..base.len()).collect::<Vec<_>>().chunks(700) {
-            c.upsert(
-                chunk
-                    .iter()
-                    .map(|&i| {
-                        let mut d = Document {
-                            id: Some(DocId::Int(i as u64)),
-                            ..Default::default()
-                        };
-                        d.vectors.insert("emb".into(), base[i].clone());
-                        d
-                    })
-                    .collect(),
-            )
-            .expect("upsert");
-        }
+        fill(&c, &base);
         let snap = c.snapshot();
         let mut hits = 0;
         for q in &queries {
