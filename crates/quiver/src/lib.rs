@@ -29,6 +29,8 @@ pub use quiver_index::{flat, AllRows, Bitset, Hnsw, HnswParams, Neighbor, RowFil
 /// Distance kernels.
 pub use quiver_linalg as linalg;
 pub use quiver_linalg::Metric;
+/// Vector codecs (int8, binary, PQ) and Matryoshka prefixes.
+pub use quiver_quant as quant;
 pub use quiver_query::{
     prefer_exact, search, Hit, QueryError, SearchRequest, SearchResult, SegmentPlan, Strategy,
 };
