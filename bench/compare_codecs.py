@@ -149,12 +149,17 @@ def _peer(spec):
 
     def binary_rerank(r):
         _, cand = binary.search(qbits, r)
-        vecs = base[cand]  # (nq, r, d)
-        scores = np.einsum("qrd,qd->qr", vecs, queries)
-        top = np.argpartition(-scores, 10, axis=1)[:, :10] if r > 10 else np.arange(r)[None, :]
-        top_scores = np.take_along_axis(scores, top, axis=1)
-        order = np.argsort(-top_scores, axis=1)
-        return np.take_along_axis(np.take_along_axis(cand, top, axis=1), order, axis=1)
+        out = np.empty((nq, 10), dtype=np.int64)
+        # Exact rerank in query blocks (bounded memory: block x r x d floats).
+        step = max(1, (32 << 20) // (4 * r * d))
+        for s in range(0, nq, step):
+            c = cand[s:s + step]
+            scores = np.matmul(base[c], queries[s:s + step, :, None])[:, :, 0]
+            top = np.argpartition(-scores, 10, axis=1)[:, :10]
+            top_scores = np.take_along_axis(scores, top, axis=1)
+            order = np.argsort(-top_scores, axis=1)
+            out[s:s + step] = np.take_along_axis(np.take_along_axis(c, top, axis=1), order, axis=1)
+        return out
 
     rs = [100, 400, 1600, 6400] if n > 100_000 else [50, 100, 200, 400]
     if 100 not in rs:

@@ -310,23 +310,33 @@ fn funnels(cx: &mut Ctx<'_>, raw_full: &Vectors<'_>, big: bool) -> Result<()> {
         let codes = codec.encode_all(&pre)?;
         let ram = codec.code_len() as f64 + codec.model_bytes() as f64 / n as f64;
         let list: &[usize] = if rot { r0s } else { &r0s[r0s.len() - 1..] };
-        for &r0 in list {
-            let mut qp = vec![0.0f32; p0];
-            let mut scratch = Vec::new();
-            cx.plan(
-                format!("{tag}{p0}-binary funnel {stage_names} R{r0}"),
-                "funnel",
-                (ram, fb),
-                |qi| {
-                    let q = if rot { rquery(qi) } else { d.query(qi) };
-                    prefix_into(q, metric, &mut qp);
-                    let Ok(s) = codec.query(&qp) else {
-                        return Vec::new();
-                    };
-                    let short = s.scan_topk(&codes, &AllRows, r0);
-                    funnel_rest(*vecs, metric, q, &short, p0, &mut scratch)
-                },
-            );
+        let modes: &[(ScoreMode, &str)] = if rot {
+            &[
+                (ScoreMode::Asymmetric, "binary"),
+                (ScoreMode::Symmetric, "hamming"),
+            ]
+        } else {
+            &[(ScoreMode::Asymmetric, "binary")]
+        };
+        for &(mode, mname) in modes {
+            for &r0 in list {
+                let mut qp = vec![0.0f32; p0];
+                let mut scratch = Vec::new();
+                cx.plan(
+                    format!("{tag}{p0}-{mname} funnel {stage_names} R{r0}"),
+                    "funnel",
+                    (ram, fb),
+                    |qi| {
+                        let q = if rot { rquery(qi) } else { d.query(qi) };
+                        prefix_into(q, metric, &mut qp);
+                        let Ok(s) = codec.query_with(&qp, mode) else {
+                            return Vec::new();
+                        };
+                        let short = s.scan_topk(&codes, &AllRows, r0);
+                        funnel_rest(*vecs, metric, q, &short, p0, &mut scratch)
+                    },
+                );
+            }
         }
     }
 
