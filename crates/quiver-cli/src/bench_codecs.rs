@@ -312,7 +312,7 @@ pub(crate) fn mmap_f32(path: &Path, data: &[f32]) -> Result<memmap2::Mmap> {
 /// The f32 view of a map written by [`mmap_f32`].
 pub(crate) fn as_f32(map: &memmap2::Mmap) -> Result<&[f32]> {
     let bytes: &[u8] = map;
-    if bytes.as_ptr().align_offset(4) != 0 || bytes.len() % 4 != 0 {
+    if bytes.as_ptr().align_offset(4) != 0 || !bytes.len().is_multiple_of(4) {
         bail!("memory map is not f32-aligned");
     }
     // SAFETY: the pointer is 4-byte aligned and the length a multiple of 4 (checked above); every

@@ -163,12 +163,7 @@ pub(super) fn run_all(
     ];
     let mut trained: Vec<(Codec, Vec<u8>)> = Vec::new();
     for spec in specs {
-        if !(cx.wanted)(&spec.name())
-            && !(cx.wanted)("hnsw-")
-            && !(spec == CodecSpec::Binary && (cx.wanted)("binary"))
-        {
-            continue;
-        }
+        // Trained even when --only skips its plans: cheap next to the scans (PQ takes seconds).
         let t = Instant::now();
         let codec = Codec::train(spec, &d.base, dim, metric, d.seed)?;
         let codes = codec.encode_all(&d.base)?;
