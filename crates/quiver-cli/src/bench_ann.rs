@@ -100,20 +100,27 @@ fn fetch_glove(dest: &Path) -> Result<()> {
     Ok(())
 }
 
-struct Prepared {
-    base: PathBuf,
-    queries: PathBuf,
-    gt: PathBuf,
-    n_base: usize,
-    n_queries: usize,
-    dim: usize,
+/// The cached GloVe split: base, queries and exact top-100 ground truth as `.npy` files.
+pub struct Prepared {
+    pub base: PathBuf,
+    pub queries: PathBuf,
+    pub gt: PathBuf,
+    pub n_base: usize,
+    pub n_queries: usize,
+    pub dim: usize,
 }
 
-const K_GT: usize = 100;
+/// Ground-truth depth of the cached splits.
+pub const K_GT: usize = 100;
 
 fn prepare(a: &AnnArgs) -> Result<Prepared> {
-    let src = match &a.data {
-        Some(p) => p.clone(),
+    prepare_glove(a.data.as_deref(), a.queries, a.seed)
+}
+
+/// Fetches (once) GloVe-6B-50d, splits off `n_queries` queries drawn with `seed`, normalises and
+/// caches base / queries / exact top-100 ground truth (shared by `bench ann` and `bench codecs`).
+pub fn prepare_glove(data: Option<&Path>, n_queries: usize, seed: u64) -> Result<Prepared> {
+    let src = match data {
         None => {
             let p = cache_dir().join("datasets/glove-6b-50d/glove_6B_50d_emb.npy");
             if !p.exists() {
@@ -121,8 +128,9 @@ fn prepare(a: &AnnArgs) -> Result<Prepared> {
             }
             p
         }
+        Some(p) => p.to_path_buf(),
     };
-    let dir = cache_dir().join(format!("bench/ann-glove50-q{}-s{}", a.queries, a.seed));
+    let dir = cache_dir().join(format!("bench/ann-glove50-q{n_queries}-s{seed}"));
     let (base, queries, gt) = (
         dir.join("base.npy"),
         dir.join("queries.npy"),
@@ -143,22 +151,22 @@ fn prepare(a: &AnnArgs) -> Result<Prepared> {
     std::fs::create_dir_all(&dir)?;
     let raw = npy::read_f32(&src)?;
     let (n, dim) = (raw.rows, raw.cols);
-    if a.queries >= n {
-        bail!("--queries {} must be below the {n} rows", a.queries);
+    if n_queries >= n {
+        bail!("--queries {} must be below the {n} rows", n_queries);
     }
     let mut order: Vec<usize> = (0..n).collect();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(a.seed);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     order.shuffle(&mut rng);
     let mut is_query = vec![false; n];
-    let qidx: Vec<usize> = order[..a.queries].to_vec();
+    let qidx: Vec<usize> = order[..n_queries].to_vec();
     qidx.iter().for_each(|&i| is_query[i] = true);
-    let mut bdata = Vec::with_capacity((n - a.queries) * dim);
+    let mut bdata = Vec::with_capacity((n - n_queries) * dim);
     for i in (0..n).filter(|&i| !is_query[i]) {
         let mut v = raw.data[i * dim..(i + 1) * dim].to_vec();
         quiver::linalg::normalize(&mut v);
         bdata.extend_from_slice(&v);
     }
-    let mut qdata = Vec::with_capacity(a.queries * dim);
+    let mut qdata = Vec::with_capacity(n_queries * dim);
     for &i in &qidx {
         let mut v = raw.data[i * dim..(i + 1) * dim].to_vec();
         quiver::linalg::normalize(&mut v);
@@ -166,8 +174,8 @@ fn prepare(a: &AnnArgs) -> Result<Prepared> {
     }
     eprintln!(
         "computing exact top-{K_GT} for {} queries over {} vectors ...",
-        a.queries,
-        n - a.queries
+        n_queries,
+        n - n_queries
     );
     let t = Instant::now();
     let truth = quiver_eval::brute_force_topk_flat(&bdata, dim, &qdata, Metric::Cosine, K_GT);
@@ -176,15 +184,15 @@ fn prepare(a: &AnnArgs) -> Result<Prepared> {
         .iter()
         .flat_map(|r| r.iter().map(|&x| x as i32))
         .collect();
-    npy::write_f32(&base, n - a.queries, dim, &bdata)?;
-    npy::write_f32(&queries, a.queries, dim, &qdata)?;
-    npy::write_i32(&gt, a.queries, K_GT, &gt_flat)?;
+    npy::write_f32(&base, n - n_queries, dim, &bdata)?;
+    npy::write_f32(&queries, n_queries, dim, &qdata)?;
+    npy::write_i32(&gt, n_queries, K_GT, &gt_flat)?;
     Ok(Prepared {
         base,
         queries,
         gt,
-        n_base: n - a.queries,
-        n_queries: a.queries,
+        n_base: n - n_queries,
+        n_queries,
         dim,
     })
 }

@@ -119,7 +119,7 @@ fn model_path(model: &str) -> anyhow::Result<(PathBuf, String)> {
     Ok((dir, name))
 }
 
-fn load(model: &str, threads: Option<usize>) -> anyhow::Result<Box<dyn Embedder>> {
+pub(crate) fn load(model: &str, threads: Option<usize>) -> anyhow::Result<Box<dyn Embedder>> {
     let (dir, name) = model_path(model)?;
     load_model(
         &dir,

@@ -4,6 +4,7 @@
 //! them into typed requests (schemas, filters, documents) and reports errors that name the input.
 
 mod bench_ann;
+mod bench_codecs;
 mod demo;
 mod embed_cmd;
 mod ingest;
@@ -70,6 +71,8 @@ pub enum Cmd {
 pub enum BenchCmd {
     /// HNSW recall/QPS sweep on GloVe-6B-50d.
     Ann(bench_ann::AnnArgs),
+    /// Codecs (int8, binary, PQ), HNSW over codes and Matryoshka/PCA funnels: recall@10, QPS, RAM.
+    Codecs(bench_codecs::CodecsArgs),
     /// Embedding throughput on SciFact (long documents and short queries).
     Embed(embed_cmd::BenchEmbedArgs),
 }
@@ -98,6 +101,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Delete(a) => ops::delete(&cli.db, cli.json, a),
         Cmd::Count(a) => ops::count(&cli.db, cli.json, a),
         Cmd::Bench(BenchCmd::Ann(a)) => bench_ann::run(cli.json, a),
+        Cmd::Bench(BenchCmd::Codecs(a)) => bench_codecs::run(cli.json, a),
         Cmd::Bench(BenchCmd::Embed(a)) => embed_cmd::run_bench_embed(a, cli.json),
         Cmd::Embed(a) => embed_cmd::run_embed(a),
         Cmd::Models(a) => embed_cmd::run_models(a, cli.json),

@@ -78,8 +78,14 @@ pub(crate) fn hamming_scalar(a: &[u8], b: &[u8]) -> u32 {
     for (x, y) in (&mut ca).zip(&mut cb) {
         d += (u64::from_le_bytes(word(x)) ^ u64::from_le_bytes(word(y))).count_ones();
     }
-    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-        d += (x ^ y).count_ones();
+    // The tail (codes whose length is not a multiple of 8, e.g. 7 bytes for 50 dimensions) as
+    // one zero-padded word: one popcount instead of one per byte.
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    if !ra.is_empty() {
+        let (mut wa, mut wb) = ([0u8; 8], [0u8; 8]);
+        wa[..ra.len()].copy_from_slice(ra);
+        wb[..rb.len().min(ra.len())].copy_from_slice(&rb[..rb.len().min(ra.len())]);
+        d += (u64::from_le_bytes(wa) ^ u64::from_le_bytes(wb)).count_ones();
     }
     d
 }
