@@ -1,0 +1,38 @@
+//! Fewer vectors per set.
+//!
+//! - [`ball_carve`]: query-side, before a MaxSim rerank (MUVERA §4): greedily take the first
+//!   unclustered query vector as a centre, put every unclustered vector with inner product
+//!   `>= tau` to it in its ball, and replace the ball by the SUM of its vectors. The rerank then
+//!   scores `max_d ⟨Σ_{q∈C} q, d⟩` per ball instead of `Σ_{q∈C} max_d ⟨q, d⟩` (a lower bound that
+//!   is tight when the ball's vectors share their best match), at a cost proportional to the
+//!   number of balls.
+
+use crate::Vectors;
+
+/// Ball carving of `query` at threshold `tau`: returns the ball sums, row-major (`balls × dim`).
+/// Deterministic: centres are taken in input order.
+pub fn ball_carve(query: Vectors<'_>, tau: f32) -> Vec<f32> {
+    let n = query.len();
+    let dim = query.dim();
+    let mut taken = vec![false; n];
+    let mut out = Vec::new();
+    for c in 0..n {
+        if taken[c] {
+            continue;
+        }
+        taken[c] = true;
+        let centre = query.row(c as u32);
+        let mut sum = centre.to_vec();
+        for (j, t) in taken.iter_mut().enumerate().skip(c + 1) {
+            if !*t && quiver_linalg::dot(centre, query.row(j as u32)) >= tau {
+                *t = true;
+                for (s, v) in sum.iter_mut().zip(query.row(j as u32)) {
+                    *s += v;
+                }
+            }
+        }
+        debug_assert_eq!(sum.len(), dim);
+        out.extend_from_slice(&sum);
+    }
+    out
+}
