@@ -59,6 +59,8 @@ pub enum FieldSpec {
         #[serde(default, skip_serializing_if = "String::is_empty")]
         document_prefix: String,
     },
+    /// Many vectors per document, scored with MaxSim (see [`crate::multi`]).
+    Multi(crate::multi::MultiSpec),
     /// Exact-match strings (equality, in-set).
     Keyword,
     /// 64-bit integers (equality, in-set, range).
@@ -280,6 +282,7 @@ impl Schema {
                 }
             }
         }
+        self.validate_multi()?;
         Ok(())
     }
 
@@ -322,6 +325,7 @@ impl Schema {
     pub fn payload_kind(&self, name: &str) -> Option<PayloadKind> {
         match self.fields.get(name)? {
             FieldSpec::Dense { .. } => None,
+            FieldSpec::Multi(_) => None,
             FieldSpec::Keyword => Some(PayloadKind::Keyword),
             FieldSpec::Integer => Some(PayloadKind::Integer),
             FieldSpec::Float => Some(PayloadKind::Float),

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 pub const LIVE: u64 = u64::MAX;
 
 #[derive(Debug, Serialize, Deserialize)]
-struct FileMeta {
+pub(crate) struct FileMeta {
     bytes: u64,
     xxh3: String,
 }
@@ -52,6 +52,8 @@ pub struct SegmentData<'a> {
     pub payloads: Vec<&'a Map<String, Value>>,
     /// Row-major vectors per dense field.
     pub vectors: BTreeMap<String, Vec<f32>>,
+    /// Vector sets per multi field.
+    pub multi: BTreeMap<String, crate::multi::MultiColumn>,
 }
 
 impl SegmentData<'_> {
@@ -73,6 +75,11 @@ impl SegmentData<'_> {
                     }
                     (name.clone(), out)
                 })
+                .collect(),
+            multi: self
+                .multi
+                .iter()
+                .map(|(name, c)| (name.clone(), c.permuted(order)))
                 .collect(),
         }
     }
@@ -112,6 +119,7 @@ pub struct Segment {
     deleted_at: Vec<AtomicU64>,
     vectors: HashMap<String, (VecStore, usize)>,
     graphs: HashMap<String, Hnsw>,
+    multi: HashMap<String, crate::multi::SegmentMulti>,
     payload: Mmap,
     payload_index: PayloadIndex,
 }
@@ -125,7 +133,7 @@ impl std::fmt::Debug for Segment {
     }
 }
 
-fn write_file(
+pub(crate) fn write_file(
     dir: &Path,
     name: &str,
     bytes: &[u8],
@@ -298,6 +306,7 @@ impl Segment {
                 )?;
             }
         }
+        crate::multi::write_segment_files(schema, &tmp, rows, &data.multi, &mut files, progress)?;
         let meta = SegmentMeta {
             format: 1,
             rows,
@@ -428,6 +437,7 @@ impl Segment {
             vectors.insert(f.name.clone(), (VecStore::Mapped(m), f.dim));
         }
 
+        let multi = crate::multi::open_segment_files(schema, &dir, rows, &mut maps)?;
         let payload = maps
             .remove("payload.bin")
             .ok_or_else(|| corrupt(&dir.join("payload.bin"), "missing from segment"))?;
@@ -444,6 +454,7 @@ impl Segment {
             deleted_at: (0..rows).map(|_| AtomicU64::new(LIVE)).collect(),
             vectors,
             graphs,
+            multi,
             payload,
             payload_index,
         })
@@ -495,6 +506,26 @@ impl Segment {
         self.graphs.get(field)
     }
 
+    /// Vector sets of a multi field.
+    pub fn multi(&self, field: &str) -> Option<quiver_index::MultiVectors<'_>> {
+        self.multi.get(field).and_then(|m| m.vectors())
+    }
+
+    /// MUVERA encodings of a multi field and their HNSW graph, if built.
+    pub fn fde(&self, field: &str) -> Option<(Vectors<'_>, Option<&Hnsw>)> {
+        self.multi.get(field).and_then(|m| m.fde())
+    }
+
+    pub(crate) fn multi_store(&self, field: &str) -> Option<&crate::multi::SegmentMulti> {
+        self.multi.get(field)
+    }
+
+    pub(crate) fn multi_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.multi.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
     /// Payload indexes.
     pub fn payload_index(&self) -> &PayloadIndex {
         &self.payload_index
@@ -513,6 +544,7 @@ impl Segment {
 
     /// Bytes of index structures held in memory (graphs), for reporting.
     pub fn graph_bytes(&self) -> usize {
-        self.graphs.values().map(|g| g.stats().bytes).sum()
+        self.graphs.values().map(|g| g.stats().bytes).sum::<usize>()
+            + self.multi.values().map(|m| m.graph_bytes()).sum::<usize>()
     }
 }

@@ -36,3 +36,18 @@ pub fn ball_carve(query: Vectors<'_>, tau: f32) -> Vec<f32> {
     }
     out
 }
+
+/// Index-time pruning (CRISP's post-hoc baseline): clusters one document's vectors into `k`
+/// centroids with k-means and returns them row-major (`k × dim`).
+pub fn kmeans_prune(
+    doc: Vectors<'_>,
+    k: usize,
+    iters: usize,
+    seed: u64,
+) -> Result<Vec<f32>, crate::IndexError> {
+    let _ = (doc, k, iters, seed);
+    Err(crate::IndexError::InvalidParams(
+        "k-means pruning is not available in this build yet (waiting for quiver_linalg::kmeans)"
+            .into(),
+    ))
+}
