@@ -8,6 +8,8 @@
 //!   filter leaves few (cardinality from the payload indexes); the mutable segment is scanned
 //!   exactly; results are merged by score.
 //! - [`SearchResult::explain`]: what was chosen per segment and why.
+//! - [`multi`]: multi-vector fields — [`maxsim_search`] (exact MaxSim) and [`muvera_search`]
+//!   (MUVERA FDE candidates reranked by exact MaxSim).
 //!
 //! ```text
 //!   SearchRequest ──► for each sealed segment:  allowed = payload_index(filter) ∧ visible(snapshot)
@@ -16,6 +18,10 @@
 //!                        └► mutable segment: exact scan (visible ∧ filter)
 //!                     merge by score ─► top k ─► ids, scores, payloads
 //! ```
+
+pub mod multi;
+
+pub use multi::{maxsim_search, muvera_search, MultiSearchRequest};
 
 use quiver_index::{flat, Bitset, Neighbor};
 use quiver_storage::{DocId, Filter, Snapshot};
@@ -37,6 +43,9 @@ pub enum QueryError {
         /// What is wrong.
         msg: String,
     },
+    /// The field is not a multi field of the collection.
+    #[error("unknown multi field {0:?}")]
+    UnknownMultiField(String),
     /// The collection has several dense fields and the request names none.
     #[error("the collection has several dense fields ({0}); choose one")]
     AmbiguousField(String),

@@ -29,6 +29,7 @@ pub use quiver_index::{flat, AllRows, Bitset, Hnsw, HnswParams, Neighbor, RowFil
 /// Distance kernels.
 pub use quiver_linalg as linalg;
 pub use quiver_linalg::Metric;
+pub use quiver_query::{maxsim_search, muvera_search, MultiSearchRequest};
 pub use quiver_query::{
     prefer_exact, search, Hit, QueryError, SearchRequest, SearchResult, SegmentPlan, Strategy,
 };
@@ -37,6 +38,7 @@ pub use quiver_storage::{
     Filter, IndexSpec, NoProgress, PayloadKind, Progress, Schema, Snapshot, StorageError,
     StoredDoc, WriteReport,
 };
+pub use quiver_storage::{MultiField, MultiInfo, MultiSpec, MuveraSpec, PruneSpec};
 
 /// Crate versions, for `--version` output and reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
