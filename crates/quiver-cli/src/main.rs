@@ -4,11 +4,14 @@
 //! them into typed requests (schemas, filters, documents) and reports errors that name the input.
 
 mod bench_ann;
+mod bench_multi;
 mod demo;
 mod embed_cmd;
 mod ingest;
+mod multi_cmd;
 mod ops;
 mod progress;
+mod query_cmd;
 mod text;
 
 use anyhow::Result;
@@ -47,6 +50,8 @@ pub enum Cmd {
     Ingest(ingest::IngestArgs),
     /// k-nearest-neighbour search.
     Search(ops::SearchArgs),
+    /// Run a JSON query plan (prefetch -> fusion -> rescore -> limit).
+    Query(query_cmd::QueryArgs),
     /// Fetch documents by id.
     Get(ops::GetArgs),
     /// Delete documents by id or by filter.
@@ -68,6 +73,8 @@ pub enum BenchCmd {
     Ann(bench_ann::AnnArgs),
     /// Embedding throughput on SciFact (long documents and short queries).
     Embed(embed_cmd::BenchEmbedArgs),
+    /// Multi-vector retrieval: MUVERA + MaxSim rerank against brute-force MaxSim (SciFact tokens).
+    Multivector(bench_multi::MultiBenchArgs),
 }
 
 fn main() {
@@ -89,11 +96,13 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Collection(c) => ops::collection(&cli.db, cli.json, c),
         Cmd::Ingest(a) => ingest::run(&cli.db, cli.json, a),
         Cmd::Search(a) => ops::search_cmd(&cli.db, cli.json, a),
+        Cmd::Query(a) => query_cmd::run(&cli.db, cli.json, a),
         Cmd::Get(a) => ops::get(&cli.db, cli.json, a),
         Cmd::Delete(a) => ops::delete(&cli.db, cli.json, a),
         Cmd::Count(a) => ops::count(&cli.db, cli.json, a),
         Cmd::Bench(BenchCmd::Ann(a)) => bench_ann::run(cli.json, a),
         Cmd::Bench(BenchCmd::Embed(a)) => embed_cmd::run_bench_embed(a, cli.json),
+        Cmd::Bench(BenchCmd::Multivector(a)) => bench_multi::run(a, cli.json),
         Cmd::Embed(a) => embed_cmd::run_embed(a),
         Cmd::Models(a) => embed_cmd::run_models(a, cli.json),
     }

@@ -94,7 +94,7 @@ pub fn collection(db: &Path, as_json: bool, cmd: CollectionCmd) -> Result<()> {
                 .collect();
             let v = json!({"name": info.name, "documents": info.documents, "mutable_rows": info.mutable_rows,
                 "segments": info.segments.iter().map(|(n, r, l)| json!({"name": n, "rows": r, "live": l})).collect::<Vec<_>>(),
-                "graph_bytes": info.graph_bytes, "seq": info.seq, "dense_fields": dense, "schema": serde_json::to_value(schema.as_ref())?});
+                "graph_bytes": info.graph_bytes, "seq": info.seq, "dense_fields": dense, "multi_fields": info.multi, "schema": serde_json::to_value(schema.as_ref())?});
             if as_json {
                 println!("{v}");
             } else {
@@ -188,11 +188,24 @@ pub struct SearchArgs {
     /// Print the per-segment plan.
     #[arg(long)]
     pub explain: bool,
+    /// Search this multi-vector field: MUVERA candidates reranked by exact MaxSim (`--exact`:
+    /// brute-force MaxSim). `--vector` then takes a JSON array of vectors.
+    #[arg(long)]
+    pub multi: Option<String>,
+    /// Multi: MUVERA candidates per segment reranked exactly (default max(10k, 100)).
+    #[arg(long)]
+    pub candidates: Option<usize>,
+    /// Multi: ball-carve query vectors at this inner-product threshold before the rerank.
+    #[arg(long)]
+    pub ball_carving: Option<f32>,
 }
 
 pub fn search_cmd(db: &Path, as_json: bool, a: SearchArgs) -> Result<()> {
     let d = open_db(db)?;
     let c = d.collection(&a.collection)?;
+    if let Some(f) = &a.multi {
+        return crate::multi_cmd::search(&c, as_json, &a, f);
+    }
     let (vector, field) = match (&a.vector, &a.vector_file, &a.query) {
         (Some(v), _, None) => (parse_vector(v)?, a.field.clone()),
         (None, Some(p), None) => {
@@ -230,7 +243,7 @@ pub fn search_cmd(db: &Path, as_json: bool, a: SearchArgs) -> Result<()> {
 }
 
 /// One line for a hit: `title — text snippet` for text documents, else the payload as JSON.
-fn describe(payload: Option<&serde_json::Map<String, Value>>) -> String {
+pub fn describe(payload: Option<&serde_json::Map<String, Value>>) -> String {
     let Some(p) = payload else {
         return String::new();
     };

@@ -37,27 +37,29 @@ impl Ord for ByScore {
 }
 
 /// Worst-on-top bounded heap of the best `cap` neighbours seen.
-pub(crate) struct TopK {
+pub struct TopK {
     heap: BinaryHeap<std::cmp::Reverse<ByScore>>,
     cap: usize,
 }
 
 impl TopK {
-    pub(crate) fn new(cap: usize) -> Self {
+    /// Keeps the best `cap` (at least 1).
+    pub fn new(cap: usize) -> Self {
         TopK {
             heap: BinaryHeap::with_capacity(cap + 1),
             cap: cap.max(1),
         }
     }
 
+    /// Whether `cap` neighbours are kept.
     #[inline]
-    pub(crate) fn is_full(&self) -> bool {
+    pub fn is_full(&self) -> bool {
         self.heap.len() >= self.cap
     }
 
     /// Score of the worst kept neighbour, or -inf if not full.
     #[inline]
-    pub(crate) fn threshold(&self) -> f32 {
+    pub fn threshold(&self) -> f32 {
         if self.is_full() {
             self.heap.peek().map_or(f32::NEG_INFINITY, |r| r.0 .0.score)
         } else {
@@ -65,8 +67,9 @@ impl TopK {
         }
     }
 
+    /// Offers a neighbour; kept if among the best `cap` so far.
     #[inline]
-    pub(crate) fn push(&mut self, n: Neighbor) {
+    pub fn push(&mut self, n: Neighbor) {
         if !self.is_full() {
             self.heap.push(std::cmp::Reverse(ByScore(n)));
         } else if n.score > self.threshold() {
@@ -76,7 +79,7 @@ impl TopK {
     }
 
     /// Best first.
-    pub(crate) fn into_sorted(self) -> Vec<Neighbor> {
+    pub fn into_sorted(self) -> Vec<Neighbor> {
         let mut v: Vec<Neighbor> = self.heap.into_iter().map(|r| r.0 .0).collect();
         sort_best_first(&mut v);
         v

@@ -28,7 +28,7 @@ mod hnsw;
 pub mod multi;
 mod persist;
 
-pub use heap::Neighbor;
+pub use heap::{Neighbor, TopK};
 pub use hnsw::{Hnsw, HnswParams, HnswStats};
 pub use multi::{MultiVectors, MultiVectorsBuf};
 

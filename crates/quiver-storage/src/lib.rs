@@ -37,8 +37,9 @@ mod mutable;
 mod payload_index;
 mod schema;
 mod segment;
+pub mod tiers;
 
-pub use collection::{Collection, CollectionInfo, Snapshot, Version, WriteReport};
+pub use collection::{Collection, CollectionInfo, Loc, Snapshot, Version, WriteReport};
 pub use db::Database;
 pub use doc::{parse_datetime, DocId, Document, StoredDoc, MAX_ID_BYTES};
 pub use filter::{Filter, Range};
@@ -49,6 +50,7 @@ pub use mutable::MutableSegment;
 pub use payload_index::PayloadIndex;
 pub use schema::{DenseField, Embedding, FieldSpec, IndexSpec, MetricName, PayloadKind, Schema};
 pub use segment::{NoProgress, Progress, Segment, LIVE};
+pub use tiers::{CodecConfig, CodecKind, VectorTier};
 
 #[cfg(not(target_endian = "little"))]
 compile_error!(

@@ -11,6 +11,7 @@
 //! type = "integer"                  # keyword | integer | float | bool | datetime
 //! ```
 
+use crate::tiers::{CodecConfig, VectorTier};
 use crate::StorageError;
 use quiver_index::HnswParams;
 use quiver_linalg::Metric;
@@ -58,6 +59,15 @@ pub enum FieldSpec {
         /// Prefix for document texts.
         #[serde(default, skip_serializing_if = "String::is_empty")]
         document_prefix: String,
+        /// Matryoshka prefix lengths (ascending); see [`crate::tiers`].
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        matryoshka: Vec<usize>,
+        /// Compact codes kept in RAM for sealed segments; see [`crate::tiers`].
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        codecs: Vec<CodecConfig>,
+        /// Where the full-precision vectors live.
+        #[serde(default, skip_serializing_if = "VectorTier::is_default")]
+        vectors: VectorTier,
     },
     /// Many vectors per document, scored with MaxSim (see [`crate::multi`]).
     Multi(crate::multi::MultiSpec),
@@ -214,6 +224,12 @@ pub struct DenseField {
     pub index: IndexSpec,
     /// Embedding model, if vectors are computed from text.
     pub embedding: Embedding,
+    /// Matryoshka prefix lengths (ascending; may be empty).
+    pub matryoshka: Vec<usize>,
+    /// Compact codes kept for sealed segments.
+    pub codecs: Vec<CodecConfig>,
+    /// Where full-precision vectors live.
+    pub vectors: VectorTier,
 }
 
 impl Schema {
@@ -256,9 +272,12 @@ impl Schema {
                 index,
                 model,
                 embed,
+                matryoshka,
+                codecs,
                 ..
             } = f
             {
+                crate::tiers::validate(name, *dim, matryoshka, codecs)?;
                 if model.is_some() != !embed.is_empty() {
                     return Err(StorageError::Schema(format!(
                         "field {name:?}: `model` and `embed` (the text fields to embed) go together"
@@ -299,6 +318,9 @@ impl Schema {
                     embed,
                     query_prefix,
                     document_prefix,
+                    matryoshka,
+                    codecs,
+                    vectors,
                 } => Some(DenseField {
                     name: name.clone(),
                     dim: *dim,
@@ -310,6 +332,9 @@ impl Schema {
                         query_prefix: query_prefix.clone(),
                         document_prefix: document_prefix.clone(),
                     },
+                    matryoshka: matryoshka.clone(),
+                    codecs: codecs.clone(),
+                    vectors: *vectors,
                 }),
                 _ => None,
             })

@@ -105,7 +105,10 @@ impl Progress for NoProgress {
 }
 
 enum VecStore {
+    /// `vectors = "disk"`: the mapped file.
     Mapped(Mmap),
+    /// `vectors = "ram"`: copied into process memory at open.
+    Owned(Vec<f32>),
 }
 
 /// An open sealed segment.
@@ -434,7 +437,15 @@ impl Segment {
                 }
                 graphs.insert(f.name.clone(), g);
             }
-            vectors.insert(f.name.clone(), (VecStore::Mapped(m), f.dim));
+            let store = match f.vectors {
+                crate::tiers::VectorTier::Disk => VecStore::Mapped(m),
+                crate::tiers::VectorTier::Ram => VecStore::Owned(
+                    m.chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                ),
+            };
+            vectors.insert(f.name.clone(), (store, f.dim));
         }
 
         let multi = crate::multi::open_segment_files(schema, &dir, rows, &mut maps)?;
@@ -491,13 +502,16 @@ impl Segment {
 
     /// Vectors of a dense field.
     pub fn vectors(&self, field: &str) -> Option<Vectors<'_>> {
-        self.vectors.get(field).map(|(VecStore::Mapped(m), dim)| {
-            // SAFETY: the mapping is page-aligned (so 4-byte aligned), its length was checked to be
-            // rows*dim*4 at open, f32 has no invalid bit patterns, and files are little-endian which
-            // is asserted at compile time for this crate (see lib.rs).
-            let floats =
-                unsafe { std::slice::from_raw_parts(m.as_ptr() as *const f32, m.len() / 4) };
-            Vectors::new(floats, *dim)
+        self.vectors.get(field).map(|(store, dim)| match store {
+            VecStore::Mapped(m) => {
+                // SAFETY: the mapping is page-aligned (so 4-byte aligned), its length was checked
+                // to be rows*dim*4 at open, f32 has no invalid bit patterns, and files are
+                // little-endian which is asserted at compile time for this crate (see lib.rs).
+                let floats =
+                    unsafe { std::slice::from_raw_parts(m.as_ptr() as *const f32, m.len() / 4) };
+                Vectors::new(floats, *dim)
+            }
+            VecStore::Owned(v) => Vectors::new(v, *dim),
         })
     }
 

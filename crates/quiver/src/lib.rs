@@ -29,7 +29,10 @@ pub use quiver_index::{flat, AllRows, Bitset, Hnsw, HnswParams, Neighbor, RowFil
 /// Distance kernels.
 pub use quiver_linalg as linalg;
 pub use quiver_linalg::Metric;
+pub use quiver_index::{MultiVectors, MultiVectorsBuf};
 pub use quiver_query::{maxsim_search, muvera_search, MultiSearchRequest};
+pub use quiver_query as query;
+pub use quiver_query::plan::{execute, Plan, PlanResult, QueryEncoder};
 pub use quiver_query::{
     prefer_exact, search, Hit, QueryError, SearchRequest, SearchResult, SegmentPlan, Strategy,
 };
