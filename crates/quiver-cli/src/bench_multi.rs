@@ -54,6 +54,9 @@ pub struct MultiBenchArgs {
     /// MUVERA final projection (0 = none).
     #[arg(long, default_value_t = 0)]
     pub d_final: usize,
+    /// PQ of the FDEs: sub-spaces (bytes per document code); 0 skips PQ.
+    #[arg(long, default_value_t = 640)]
+    pub pq_m: usize,
     /// k-means pruning: keep this fraction of each document's vectors.
     #[arg(long, default_value_t = 0.33)]
     pub prune_fraction: f32,
@@ -107,7 +110,10 @@ impl Tokens {
             let r = self.range(i);
             let o = &mut out[i * self.dim..(i + 1) * self.dim];
             for t in r.clone() {
-                for (a, b) in o.iter_mut().zip(&self.data[t * self.dim..(t + 1) * self.dim]) {
+                for (a, b) in o
+                    .iter_mut()
+                    .zip(&self.data[t * self.dim..(t + 1) * self.dim])
+                {
                     *a += b;
                 }
             }
@@ -138,10 +144,28 @@ fn read_vec<T: Copy, const N: usize>(path: &Path, f: fn([u8; N]) -> T) -> Result
 }
 
 fn save_tokens(dir: &Path, name: &str, t: &Tokens) -> Result<()> {
-    write_bytes(&dir.join(format!("{name}.f32")), &t.data.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())?;
-    write_bytes(&dir.join(format!("{name}.ids")), &t.ids.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())?;
+    write_bytes(
+        &dir.join(format!("{name}.f32")),
+        &t.data
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect::<Vec<u8>>(),
+    )?;
+    write_bytes(
+        &dir.join(format!("{name}.ids")),
+        &t.ids
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect::<Vec<u8>>(),
+    )?;
     write_bytes(&dir.join(format!("{name}.special")), &t.special)?;
-    write_bytes(&dir.join(format!("{name}.off")), &t.offsets.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())
+    write_bytes(
+        &dir.join(format!("{name}.off")),
+        &t.offsets
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect::<Vec<u8>>(),
+    )
 }
 
 fn load_tokens(dir: &Path, name: &str, dim: usize) -> Result<Tokens> {
@@ -154,18 +178,30 @@ fn load_tokens(dir: &Path, name: &str, dim: usize) -> Result<Tokens> {
     };
     let total = t.offsets.last().copied().unwrap_or(0) as usize;
     if t.ids.len() != total || t.special.len() != total || t.data.len() != total * dim {
-        bail!("{}: inconsistent token cache {name}; delete the folder to rebuild it", dir.display());
+        bail!(
+            "{}: inconsistent token cache {name}; delete the folder to rebuild it",
+            dir.display()
+        );
     }
     Ok(t)
 }
 
 fn embed_all(model: &dyn quiver_embed::Embedder, texts: &[String], label: &str) -> Result<Tokens> {
     let dim = model.info().dim;
-    let mut t = Tokens { dim, data: Vec::new(), offsets: vec![0], ids: Vec::new(), special: Vec::new() };
+    let mut t = Tokens {
+        dim,
+        data: Vec::new(),
+        offsets: vec![0],
+        ids: Vec::new(),
+        special: Vec::new(),
+    };
     let pb = bar(label, texts.len() as u64);
     for chunk in texts.chunks(64) {
         let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        let opts = EmbedOptions { allow_empty: true, ..Default::default() };
+        let opts = EmbedOptions {
+            allow_empty: true,
+            ..Default::default()
+        };
         for e in model.embed_tokens(&refs, &opts)? {
             t.data.extend_from_slice(&e.data);
             t.ids.extend_from_slice(&e.ids);
@@ -190,7 +226,8 @@ struct Beir {
 
 fn read_beir(dir: &Path) -> Result<Beir> {
     let lines = |p: PathBuf| -> Result<Vec<Value>> {
-        let f = std::fs::File::open(&p).with_context(|| format!("opening {} (set --data / --limit)", p.display()))?;
+        let f = std::fs::File::open(&p)
+            .with_context(|| format!("opening {} (set --data / --limit)", p.display()))?;
         std::io::BufReader::new(f)
             .lines()
             .enumerate()
@@ -215,15 +252,28 @@ fn read_beir(dir: &Path) -> Result<Beir> {
         if f.len() < 3 {
             continue;
         }
-        let g: f64 = f[2].trim().parse().map_err(|_| anyhow!("{}:{}: bad score", qp.display(), i + 1))?;
-        qrels.entry(f[0].to_string()).or_default().insert(f[1].to_string(), g);
+        let g: f64 = f[2]
+            .trim()
+            .parse()
+            .map_err(|_| anyhow!("{}:{}: bad score", qp.display(), i + 1))?;
+        qrels
+            .entry(f[0].to_string())
+            .or_default()
+            .insert(f[1].to_string(), g);
     }
     let corpus = lines(dir.join("corpus.jsonl"))?;
-    let mut b = Beir { doc_ids: Vec::new(), docs: Vec::new(), query_ids: Vec::new(), queries: Vec::new(), qrels };
+    let mut b = Beir {
+        doc_ids: Vec::new(),
+        docs: Vec::new(),
+        query_ids: Vec::new(),
+        queries: Vec::new(),
+        qrels,
+    };
     for v in &corpus {
         b.doc_ids.push(id(v));
         let (t, x) = (s(v, "title"), s(v, "text"));
-        b.docs.push(if t.is_empty() { x } else { format!("{t} {x}") });
+        b.docs
+            .push(if t.is_empty() { x } else { format!("{t} {x}") });
     }
     for v in lines(dir.join("queries.jsonl"))? {
         let qid = id(&v);
@@ -252,26 +302,47 @@ fn tokens_for(
     if let Ok(m) = std::fs::read(&meta_path) {
         let m: Value = serde_json::from_slice(&m)?;
         let dim = m["dim"].as_u64().unwrap_or(0) as usize;
-        if m["docs"].as_u64() == Some(b.docs.len() as u64) && m["queries"].as_u64() == Some(b.queries.len() as u64) {
+        if m["docs"].as_u64() == Some(b.docs.len() as u64)
+            && m["queries"].as_u64() == Some(b.queries.len() as u64)
+        {
             eprintln!("using cached token vectors in {}", base.display());
-            return Ok((load_tokens(&base, "docs", dim)?, load_tokens(&base, "queries", dim)?));
+            return Ok((
+                load_tokens(&base, "docs", dim)?,
+                load_tokens(&base, "queries", dim)?,
+            ));
         }
     }
     if model.is_none() {
         *model = Some(load()?);
     }
-    let m = model.as_deref().ok_or_else(|| anyhow!("model not loaded"))?;
+    let m = model
+        .as_deref()
+        .ok_or_else(|| anyhow!("model not loaded"))?;
     if m.info().pooling != Pooling::Mean {
-        bail!("the single-vector baseline assumes mean pooling; {} pools with {:?}", m.info().name, m.info().pooling);
+        bail!(
+            "the single-vector baseline assumes mean pooling; {} pools with {:?}",
+            m.info().name,
+            m.info().pooling
+        );
     }
     std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
     let t0 = Instant::now();
     let docs = embed_all(m, &b.docs, &format!("{tag}: document tokens"))?;
     let queries = embed_all(m, &b.queries, &format!("{tag}: query tokens"))?;
-    eprintln!("{tag}: embedded {} documents and {} queries in {:.1}s", b.docs.len(), b.queries.len(), t0.elapsed().as_secs_f64());
+    eprintln!(
+        "{tag}: embedded {} documents and {} queries in {:.1}s",
+        b.docs.len(),
+        b.queries.len(),
+        t0.elapsed().as_secs_f64()
+    );
     save_tokens(&base, "docs", &docs)?;
     save_tokens(&base, "queries", &queries)?;
-    write_bytes(&meta_path, json!({"dim": docs.dim, "docs": docs.n(), "queries": queries.n(), "model": model_name}).to_string().as_bytes())?;
+    write_bytes(
+        &meta_path,
+        json!({"dim": docs.dim, "docs": docs.n(), "queries": queries.n(), "model": model_name})
+            .to_string()
+            .as_bytes(),
+    )?;
     Ok((docs, queries))
 }
 
@@ -280,10 +351,22 @@ fn ndcg_at(b: &Beir, ranked: &[Vec<u32>], k: usize) -> f64 {
     let mut total = 0.0;
     for (qi, r) in ranked.iter().enumerate() {
         let rel = &b.qrels[&b.query_ids[qi]];
-        let dcg: f64 = r.iter().take(k).enumerate().map(|(i, &d)| rel.get(&b.doc_ids[d as usize]).copied().unwrap_or(0.0) / ((i + 2) as f64).log2()).sum();
+        let dcg: f64 = r
+            .iter()
+            .take(k)
+            .enumerate()
+            .map(|(i, &d)| {
+                rel.get(&b.doc_ids[d as usize]).copied().unwrap_or(0.0) / ((i + 2) as f64).log2()
+            })
+            .sum();
         let mut gains: Vec<f64> = rel.values().copied().filter(|g| *g > 0.0).collect();
         gains.sort_by(|a, b| b.total_cmp(a));
-        let idcg: f64 = gains.iter().take(k).enumerate().map(|(i, g)| g / ((i + 2) as f64).log2()).sum();
+        let idcg: f64 = gains
+            .iter()
+            .take(k)
+            .enumerate()
+            .map(|(i, g)| g / ((i + 2) as f64).log2())
+            .sum();
         if idcg > 0.0 {
             total += dcg / idcg;
         }
@@ -295,8 +378,16 @@ fn ndcg_at(b: &Beir, ranked: &[Vec<u32>], k: usize) -> f64 {
 fn recall_rel(b: &Beir, ranked: &[Vec<u32>], k: usize) -> f64 {
     let mut total = 0.0;
     for (qi, r) in ranked.iter().enumerate() {
-        let rel: HashSet<&String> = b.qrels[&b.query_ids[qi]].iter().filter(|(_, g)| **g > 0.0).map(|(d, _)| d).collect();
-        let hit = r.iter().take(k).filter(|&&d| rel.contains(&b.doc_ids[d as usize])).count();
+        let rel: HashSet<&String> = b.qrels[&b.query_ids[qi]]
+            .iter()
+            .filter(|(_, g)| **g > 0.0)
+            .map(|(d, _)| d)
+            .collect();
+        let hit = r
+            .iter()
+            .take(k)
+            .filter(|&&d| rel.contains(&b.doc_ids[d as usize]))
+            .count();
         total += hit as f64 / rel.len().max(1) as f64;
     }
     total / ranked.len().max(1) as f64
@@ -307,17 +398,26 @@ fn overlap(found: &[Vec<u32>], exact: &[Vec<u32>], k: usize) -> f64 {
     let mut s = 0.0;
     for (f, e) in found.iter().zip(exact) {
         let want: HashSet<u32> = e.iter().take(k).copied().collect();
-        s += f.iter().take(k).filter(|x| want.contains(x)).count() as f64 / want.len().max(1) as f64;
+        s +=
+            f.iter().take(k).filter(|x| want.contains(x)).count() as f64 / want.len().max(1) as f64;
     }
     s / found.len().max(1) as f64
 }
 
-fn exact_topk(docs: &MultiVectorsBuf, queries: &MultiVectorsBuf, k: usize, label: &str) -> Vec<Vec<u32>> {
+fn exact_topk(
+    docs: &MultiVectorsBuf,
+    queries: &MultiVectorsBuf,
+    k: usize,
+    label: &str,
+) -> Vec<Vec<u32>> {
     let pb = bar(label, queries.view().len() as u64);
     let out = (0..queries.view().len() as u32)
         .into_par_iter()
         .map(|q| {
-            let r = maxsim::search(docs.view(), queries.view().doc(q), k, &AllRows).iter().map(|n| n.id).collect();
+            let r = maxsim::search(docs.view(), queries.view().doc(q), k, &AllRows)
+                .iter()
+                .map(|n| n.id)
+                .collect();
             pb.inc(1);
             r
         })
@@ -348,12 +448,22 @@ fn pruned(docs: &MultiVectorsBuf, fraction: f32) -> Result<MultiVectorsBuf> {
 }
 
 pub fn run(a: MultiBenchArgs, as_json: bool) -> Result<()> {
-    rayon::ThreadPoolBuilder::new().num_threads(a.threads.max(1)).build_global().ok();
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads.max(1))
+        .build_global()
+        .ok();
     let (model_dir, model_name) = crate::embed_cmd::model_path(&a.model)?;
     let threads = a.threads;
     let load = || -> Result<Box<dyn quiver_embed::Embedder>> {
-        load_model(&model_dir, &LoadOptions { threads: Some(threads), name: Some(model_name.clone()), ..Default::default() })
-            .with_context(|| format!("loading model from {}", model_dir.display()))
+        load_model(
+            &model_dir,
+            &LoadOptions {
+                threads: Some(threads),
+                name: Some(model_name.clone()),
+                ..Default::default()
+            },
+        )
+        .with_context(|| format!("loading model from {}", model_dir.display()))
     };
     let mut model = None;
     let sf = read_beir(&a.data)?;
@@ -369,11 +479,20 @@ pub fn run(a: MultiBenchArgs, as_json: bool) -> Result<()> {
     // Exact MaxSim: ground truth (parallel, untimed) and latency (single-threaded).
     let t = Instant::now();
     let exact = exact_topk(&docs, &queries, 100, "exact MaxSim (ground truth)");
-    eprintln!("exact MaxSim top-100 for {nq} queries: {:.1}s on {} threads", t.elapsed().as_secs_f64(), a.threads);
+    eprintln!(
+        "exact MaxSim top-100 for {nq} queries: {:.1}s on {} threads",
+        t.elapsed().as_secs_f64(),
+        a.threads
+    );
     let lat_n = a.latency_queries.clamp(1, nq);
     let t = Instant::now();
     for q in 0..lat_n as u32 {
-        std::hint::black_box(maxsim::search(docs.view(), queries.view().doc(q), 10, &AllRows));
+        std::hint::black_box(maxsim::search(
+            docs.view(),
+            queries.view().doc(q),
+            10,
+            &AllRows,
+        ));
     }
     let exact_ms = t.elapsed().as_secs_f64() * 1e3 / lat_n as f64;
     let t = Instant::now();
@@ -417,7 +536,10 @@ pub fn run(a: MultiBenchArgs, as_json: bool) -> Result<()> {
                 let qv = queries.view().doc(q);
                 let qf = enc.encode_query(qv);
                 let cands = g.search(fv, &qf, c, c, &AllRows);
-                maxsim::search_rows(docs.view(), qv, 100, cands.iter().map(|n| n.id)).iter().map(|n| n.id).collect()
+                maxsim::search_rows(docs.view(), qv, 100, cands.iter().map(|n| n.id))
+                    .iter()
+                    .map(|n| n.id)
+                    .collect()
             })
             .collect();
         let ms = t.elapsed().as_secs_f64() * 1e3 / nq as f64;
@@ -431,9 +553,53 @@ pub fn run(a: MultiBenchArgs, as_json: bool) -> Result<()> {
     let pick = sweep
         .iter()
         .find(|s| s["recall_at_10"].as_f64().unwrap_or(0.0) >= 0.95)
-        .or_else(|| sweep.iter().max_by(|x, y| x["recall_at_10"].as_f64().unwrap_or(0.0).total_cmp(&y["recall_at_10"].as_f64().unwrap_or(0.0))))
+        .or_else(|| {
+            sweep.iter().max_by(|x, y| {
+                x["recall_at_10"]
+                    .as_f64()
+                    .unwrap_or(0.0)
+                    .total_cmp(&y["recall_at_10"].as_f64().unwrap_or(0.0))
+            })
+        })
         .cloned()
         .unwrap_or(Value::Null);
+
+    // PQ codes of the FDEs: an exact ADC scan over codes for candidates, then the MaxSim rerank.
+    let mut pq_row = Value::Null;
+    let mut pq_bytes = Value::Null;
+    if a.pq_m > 0 {
+        let c = pick["candidates"].as_u64().unwrap_or(200) as usize;
+        let t = Instant::now();
+        let pq = quiver_quant::Codec::train(
+            quiver_quant::CodecSpec::Pq { m: a.pq_m },
+            &fdes,
+            od,
+            Metric::Dot,
+            42,
+        )?;
+        let codes = pq.encode_all(&fdes)?;
+        let train_secs = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let mut found = Vec::with_capacity(nq);
+        for q in 0..nq as u32 {
+            let qv = queries.view().doc(q);
+            let qs = pq.query(&enc.encode_query(qv))?;
+            let cands = qs.scan_topk(&codes, &AllRows, c);
+            found.push(
+                maxsim::search_rows(docs.view(), qv, 100, cands.iter().map(|n| n.id))
+                    .iter()
+                    .map(|n| n.id)
+                    .collect::<Vec<u32>>(),
+            );
+        }
+        let ms = t.elapsed().as_secs_f64() * 1e3 / nq as f64;
+        let per_doc =
+            pq.code_len() as f64 + pq.model_bytes() as f64 / docs.view().len().max(1) as f64;
+        let (r10, r100) = (overlap(&found, &exact, 10), overlap(&found, &exact, 100));
+        eprintln!("MUVERA PQ{} codes ({per_doc:.0} bytes/doc incl. codebooks, trained in {train_secs:.1}s), ADC scan of {c} candidates + rerank: recall@10 {r10:.4} recall@100 {r100:.4}, {ms:.2} ms/query", a.pq_m);
+        pq_bytes = json!(per_doc);
+        pq_row = json!({"m": a.pq_m, "candidates": c, "recall_at_10": r10, "recall_at_100": r100, "ms_per_query": ms, "speedup_vs_bruteforce": exact_ms / ms, "bytes_per_doc": per_doc, "code_bytes": pq.code_len(), "train_seconds": train_secs});
+    }
 
     // Quality on SciFact.
     let dense_docs = dt.pooled();
@@ -441,14 +607,23 @@ pub fn run(a: MultiBenchArgs, as_json: bool) -> Result<()> {
     let dv = Vectors::new(&dense_docs, dim);
     let dense_ranked: Vec<Vec<u32>> = dense_q
         .chunks_exact(dim)
-        .map(|q| quiver::flat::search(dv, Metric::Cosine, q, 10, &AllRows).iter().map(|n| n.id).collect())
+        .map(|q| {
+            quiver::flat::search(dv, Metric::Cosine, q, 10, &AllRows)
+                .iter()
+                .map(|n| n.id)
+                .collect()
+        })
         .collect();
     let ndcg_dense = ndcg_at(&sf, &dense_ranked, 10);
     let ndcg_exact = ndcg_at(&sf, &exact, 10);
     eprintln!("SciFact nDCG@10: single-vector {ndcg_dense:.4}, exact MaxSim {ndcg_exact:.4}");
     let docs_np = dt.sets(&|id, special| !special && !punct.contains(&id));
     let np_tokens = docs_np.view().total_vectors() as f64 / docs_np.view().len().max(1) as f64;
-    let ndcg_np = ndcg_at(&sf, &exact_topk(&docs_np, &queries, 10, "MaxSim, punctuation dropped"), 10);
+    let ndcg_np = ndcg_at(
+        &sf,
+        &exact_topk(&docs_np, &queries, 10, "MaxSim, punctuation dropped"),
+        10,
+    );
     eprintln!("  punctuation dropped ({np_tokens:.1} vectors/doc): nDCG@10 {ndcg_np:.4}");
     let mut prune_rows = Vec::new();
     let mut pruned_tokens = None;
@@ -458,7 +633,11 @@ pub fn run(a: MultiBenchArgs, as_json: bool) -> Result<()> {
             Ok(p) => {
                 let secs = t.elapsed().as_secs_f64();
                 let per = p.view().total_vectors() as f64 / p.view().len().max(1) as f64;
-                let nd = ndcg_at(&sf, &exact_topk(&p, &queries, 10, &format!("MaxSim, {label}")), 10);
+                let nd = ndcg_at(
+                    &sf,
+                    &exact_topk(&p, &queries, 10, &format!("MaxSim, {label}")),
+                    10,
+                );
                 eprintln!("  {label} to {:.2} of the vectors ({per:.1} vectors/doc, {secs:.1}s): nDCG@10 {nd:.4} ({:+.4} vs exact)", a.prune_fraction, nd - ndcg_exact);
                 if pruned_tokens.is_none() {
                     pruned_tokens = Some(per);
@@ -483,7 +662,16 @@ pub fn run(a: MultiBenchArgs, as_json: bool) -> Result<()> {
         let (r2, r10) = (recall_rel(&lb, &ranked, 2), recall_rel(&lb, &ranked, 10));
         let ldd = ldt.pooled();
         let ldv = Vectors::new(&ldd, dim);
-        let dr: Vec<Vec<u32>> = lqt.pooled().chunks_exact(dim).map(|q| quiver::flat::search(ldv, Metric::Cosine, q, 10, &AllRows).iter().map(|n| n.id).collect()).collect();
+        let dr: Vec<Vec<u32>> = lqt
+            .pooled()
+            .chunks_exact(dim)
+            .map(|q| {
+                quiver::flat::search(ldv, Metric::Cosine, q, 10, &AllRows)
+                    .iter()
+                    .map(|n| n.id)
+                    .collect()
+            })
+            .collect();
         let (d2, d10) = (recall_rel(&lb, &dr, 2), recall_rel(&lb, &dr, 10));
         eprintln!("LIMIT-small recall@2 / @10: MaxSim {r2:.4} / {r10:.4}; single-vector {d2:.4} / {d10:.4}");
         limit = json!({"maxsim_recall_at_2": r2, "maxsim_recall_at_10": r10, "single_vector_recall_at_2": d2, "single_vector_recall_at_10": d10, "queries": lq.view().len(), "documents": ld.view().len()});
@@ -495,7 +683,7 @@ pub fn run(a: MultiBenchArgs, as_json: bool) -> Result<()> {
         "pruned_bytes_per_doc": pruned_tokens.map(bytes),
         "punctuation_dropped_bytes_per_doc": bytes(np_tokens),
         "fde_f32_bytes_per_doc": od * 4,
-        "fde_pq_bytes_per_doc": Value::Null,
+        "fde_pq_bytes_per_doc": pq_bytes,
         "fde_hnsw_bytes_per_doc": g.stats().bytes as f64 / docs.view().len().max(1) as f64,
     });
     let out = json!({
@@ -505,7 +693,7 @@ pub fn run(a: MultiBenchArgs, as_json: bool) -> Result<()> {
         "bruteforce_ms_per_query": exact_ms, "bruteforce_naive_ms_per_query": naive_ms,
         "muvera_recall_at_10": pick["recall_at_10"], "muvera_recall_at_100": pick["recall_at_100"],
         "muvera_ms_per_query": pick["ms_per_query"], "speedup_vs_bruteforce": pick["speedup_vs_bruteforce"], "muvera_candidates": pick["candidates"],
-        "sweep": sweep,
+        "sweep": sweep, "muvera_pq": pq_row,
         "ndcg_at_10": {"single_vector": ndcg_dense, "exact_maxsim": ndcg_exact, "muvera_rerank": pick["ndcg_at_10"], "punctuation_dropped": ndcg_np, "pruned": prune_rows},
         "limit_small": limit,
         "memory": memory,

@@ -21,9 +21,12 @@ pub fn parse_multi(v: Value, doc: &mut Document) -> std::result::Result<(), (Str
     };
     for (name, sets) in m {
         let at = format!("multi.{name}");
-        let arr = sets
-            .as_array()
-            .ok_or_else(|| (at.clone(), "must be an array of vectors (arrays of numbers)".to_string()))?;
+        let arr = sets.as_array().ok_or_else(|| {
+            (
+                at.clone(),
+                "must be an array of vectors (arrays of numbers)".to_string(),
+            )
+        })?;
         let mut out = Vec::with_capacity(arr.len());
         for (j, v) in arr.iter().enumerate() {
             let comps = v
@@ -32,7 +35,10 @@ pub fn parse_multi(v: Value, doc: &mut Document) -> std::result::Result<(), (Str
             let mut vec = Vec::with_capacity(comps.len());
             for (i, x) in comps.iter().enumerate() {
                 let f = x.as_f64().ok_or_else(|| {
-                    (at.clone(), format!("vector {j}, component {i} is not a number: {x}"))
+                    (
+                        at.clone(),
+                        format!("vector {j}, component {i} is not a number: {x}"),
+                    )
                 })?;
                 vec.push(f as f32);
             }
@@ -47,7 +53,8 @@ pub fn parse_multi(v: Value, doc: &mut Document) -> std::result::Result<(), (Str
 pub fn punctuation_ids(model_dir: &Path) -> Result<HashSet<u32>> {
     let p = model_dir.join("tokenizer.json");
     let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
-    let v: Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?;
+    let v: Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?;
     let vocab = v["model"]["vocab"]
         .as_object()
         .ok_or_else(|| anyhow!("{}: no model.vocab map (only WordPiece/BPE vocabularies are supported for drop_punctuation)", p.display()))?;
@@ -55,7 +62,10 @@ pub fn punctuation_ids(model_dir: &Path) -> Result<HashSet<u32>> {
         .iter()
         .filter(|(tok, _)| {
             let t = tok.trim_start_matches("##");
-            !t.is_empty() && t.chars().all(|c| c.is_ascii_punctuation() || (!c.is_alphanumeric() && !c.is_whitespace()))
+            !t.is_empty()
+                && t.chars().all(|c| {
+                    c.is_ascii_punctuation() || (!c.is_alphanumeric() && !c.is_whitespace())
+                })
         })
         .filter_map(|(_, id)| id.as_u64().map(|i| i as u32))
         .collect())
@@ -63,11 +73,7 @@ pub fn punctuation_ids(model_dir: &Path) -> Result<HashSet<u32>> {
 
 /// The vectors kept from one text's tokens: special tokens and punctuation dropped as the field
 /// says (all kept when that would leave none).
-pub fn keep_tokens(
-    field: &MultiField,
-    t: &TokenEmbeddings,
-    punct: &HashSet<u32>,
-) -> Vec<Vec<f32>> {
+pub fn keep_tokens(field: &MultiField, t: &TokenEmbeddings, punct: &HashSet<u32>) -> Vec<Vec<f32>> {
     let keep = |i: usize| {
         !(field.spec.drop_special && t.special[i])
             && !(field.spec.drop_punctuation && punct.contains(&t.ids[i]))
@@ -100,10 +106,17 @@ fn text_of(field: &MultiField, doc: &Document) -> std::result::Result<String, St
             field.embedding.embed
         ));
     }
-    Ok(format!("{}{}", field.embedding.document_prefix, parts.join("\n\n")))
+    Ok(format!(
+        "{}{}",
+        field.embedding.document_prefix,
+        parts.join("\n\n")
+    ))
 }
 
-fn model_for(field: &MultiField, models: &mut crate::text::Models) -> Result<std::sync::Arc<dyn Embedder>> {
+fn model_for(
+    field: &MultiField,
+    models: &mut crate::text::Models,
+) -> Result<std::sync::Arc<dyn Embedder>> {
     let name = field.embedding.model.as_ref().ok_or_else(|| {
         anyhow!("field {:?} has no model, so text cannot be embedded; supply vectors, or declare `model` and `embed` in the schema", field.name)
     })?;
@@ -151,7 +164,10 @@ pub fn fill_multi(
         } else {
             HashSet::new()
         };
-        let pb = bar(&format!("embedding tokens {}", field.name), texts.len() as u64);
+        let pb = bar(
+            &format!("embedding tokens {}", field.name),
+            texts.len() as u64,
+        );
         for (ids, chunk) in todo.chunks(256).zip(texts.chunks(256)) {
             let refs: Vec<&str> = chunk.iter().map(|s| s.as_str()).collect();
             let out = model
@@ -205,7 +221,9 @@ pub fn search(c: &Collection, as_json: bool, a: &SearchArgs, field_name: &str) -
         (None, None, Some(text)) => {
             embed_query_tokens(&field, text, &mut crate::text::Models::default())?
         }
-        (None, None, None) => bail!("give a query text, or the query vectors as --vector '[[...], ...]'"),
+        (None, None, None) => {
+            bail!("give a query text, or the query vectors as --vector '[[...], ...]'")
+        }
         _ => bail!("give exactly one of: query text, --vector, --vector-file"),
     };
     let mut req = MultiSearchRequest::new(field_name, query, a.k);
@@ -255,8 +273,9 @@ pub fn search(c: &Collection, as_json: bool, a: &SearchArgs, field_name: &str) -
 }
 
 fn parse_sets(text: &str) -> Result<Vec<Vec<f32>>> {
-    let v: Vec<Vec<f64>> = serde_json::from_str(text.trim())
-        .map_err(|e| anyhow!("multi-vector query must be a JSON array of arrays of numbers: {e}"))?;
+    let v: Vec<Vec<f64>> = serde_json::from_str(text.trim()).map_err(|e| {
+        anyhow!("multi-vector query must be a JSON array of arrays of numbers: {e}")
+    })?;
     Ok(v.into_iter()
         .map(|r| r.into_iter().map(|x| x as f32).collect())
         .collect())

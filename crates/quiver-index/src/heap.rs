@@ -36,14 +36,15 @@ impl Ord for ByScore {
     }
 }
 
-/// Worst-on-top bounded heap of the best `cap` neighbours seen.
+/// Worst-on-top bounded heap of the best `cap` neighbours seen (the collector of every scan).
+#[derive(Debug)]
 pub struct TopK {
     heap: BinaryHeap<std::cmp::Reverse<ByScore>>,
     cap: usize,
 }
 
 impl TopK {
-    /// Keeps the best `cap` (at least 1).
+    /// An empty collector of the best `cap` (at least 1) neighbours.
     pub fn new(cap: usize) -> Self {
         TopK {
             heap: BinaryHeap::with_capacity(cap + 1),
@@ -51,7 +52,7 @@ impl TopK {
         }
     }
 
-    /// Whether `cap` neighbours are kept.
+    /// Whether `cap` neighbours are held.
     #[inline]
     pub fn is_full(&self) -> bool {
         self.heap.len() >= self.cap
@@ -67,7 +68,7 @@ impl TopK {
         }
     }
 
-    /// Offers a neighbour; kept if among the best `cap` so far.
+    /// Offers `n`; kept if there is room or it beats the worst kept one.
     #[inline]
     pub fn push(&mut self, n: Neighbor) {
         if !self.is_full() {
@@ -78,7 +79,7 @@ impl TopK {
         }
     }
 
-    /// Best first.
+    /// The kept neighbours, best first (ties by lower id).
     pub fn into_sorted(self) -> Vec<Neighbor> {
         let mut v: Vec<Neighbor> = self.heap.into_iter().map(|r| r.0 .0).collect();
         sort_best_first(&mut v);

@@ -31,6 +31,9 @@ mod persist;
 pub use heap::{Neighbor, TopK};
 pub use hnsw::{Hnsw, HnswParams, HnswStats};
 pub use multi::{MultiVectors, MultiVectorsBuf};
+pub use rescore::{oversample, prefetch_slice, rerank, NodeScorer};
+
+mod rescore;
 
 /// Errors of index persistence.
 #[derive(Debug, thiserror::Error)]

@@ -297,3 +297,43 @@ fn muvera_rerank_recall_against_exact_maxsim() {
     assert!(recall >= 0.9, "recall@10 {recall}");
     assert!(recall_c >= 0.8, "ball-carved recall@10 {recall_c}");
 }
+
+#[test]
+fn kmeans_pruning_keeps_maxsim_close_with_fewer_vectors() {
+    let seed = 77_u64;
+    println!("seed = {seed}");
+    let dim = 32;
+    let s = sets(seed, 200, 20, dim);
+    let mut full = MultiVectorsBuf::new(dim);
+    let mut pruned = MultiVectorsBuf::new(dim);
+    let (mut before, mut after) = (0usize, 0usize);
+    for d in &s.docs {
+        full.push(d);
+        let f = flat(d);
+        let k = d.len().div_ceil(3);
+        let mut c = quiver_index::multi::prune::kmeans_prune(Vectors::new(&f, dim), k, 10, seed)
+            .expect("prune");
+        assert_eq!(c.len(), k * dim, "k centroids");
+        for row in c.chunks_exact_mut(dim) {
+            quiver_linalg::normalize(row);
+        }
+        before += d.len();
+        after += k;
+        pruned.push_flat(&c);
+    }
+    println!("vectors: {before} -> {after}");
+    // Documents are mixtures of 4 topics: a third of the vectors still covers them, so the exact
+    // top 10 changes little.
+    let (mut hit, mut total) = (0, 0);
+    for q in &s.queries {
+        let fq = flat(q);
+        let qv = Vectors::new(&fq, dim);
+        let a = maxsim::search(full.view(), qv, 10, &AllRows);
+        let b = maxsim::search(pruned.view(), qv, 10, &AllRows);
+        total += 10;
+        hit += a.iter().filter(|x| b.iter().any(|y| y.id == x.id)).count();
+    }
+    let overlap = hit as f64 / total as f64;
+    println!("top-10 overlap after pruning to 1/3: {overlap:.3}");
+    assert!(overlap >= 0.8, "overlap {overlap}");
+}

@@ -24,6 +24,7 @@ pub mod multi;
 pub use multi::{maxsim_search, muvera_search, MultiSearchRequest};
 
 pub mod plan;
+pub mod presets;
 
 pub use plan::{Candidate, Plan, PlanResult, QueryEncoder};
 use quiver_index::{flat, Bitset};

@@ -27,8 +27,10 @@
 
 use crate::{Hit, QueryError, SegmentPlan, Strategy};
 use quiver_index::{Bitset, Neighbor, TopK};
+use quiver_linalg::pca::Pca;
 use quiver_linalg::Metric;
-use quiver_storage::{DenseField, Filter, Loc, Snapshot};
+use quiver_quant::QueryScorer;
+use quiver_storage::{CodecKind, DenseField, Filter, Loc, Rotation, Snapshot};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -143,6 +145,9 @@ pub struct DenseQuery {
     /// Beam width of graph walks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ef: Option<usize>,
+    /// Score compact codes instead of f32 vectors (the field must declare this codec on `dims`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec: Option<CodecKind>,
     /// Scan exactly instead of walking the graph.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub exact: bool,
@@ -205,6 +210,24 @@ pub enum Precision {
     /// The stored f32 vectors.
     #[default]
     F32,
+    /// The field's int8 codes on `dims`.
+    Int8,
+    /// The field's binary codes on `dims` (asymmetric scoring).
+    Binary,
+    /// The field's PQ codes on `dims`.
+    Pq,
+}
+
+impl Precision {
+    /// The codec this precision reads, `None` for f32.
+    pub fn codec(self) -> Option<CodecKind> {
+        match self {
+            Precision::F32 => None,
+            Precision::Int8 => Some(CodecKind::Int8),
+            Precision::Binary => Some(CodecKind::Binary),
+            Precision::Pq => Some(CodecKind::Pq),
+        }
+    }
 }
 
 /// A rescore stage and how many candidates it keeps.
@@ -457,8 +480,9 @@ pub fn execute(
                     l,
                     s,
                     format!(
-                        "prefetch[{i}] dense {} dims={}",
+                        "prefetch[{i}] dense {} {} dims={}",
                         field.name,
+                        d.codec.map_or("f32", CodecKind::name),
                         dims_label(d.dims)
                     ),
                 )
@@ -491,8 +515,15 @@ pub fn execute(
             Stage::Dense(d) => {
                 let field = cx.field(&d.field, &format!("rescore[{i}].dense"))?;
                 let q = cx.query_vector(&field, None, &format!("rescore[{i}].dense"))?;
-                let n = check_dims(&field, d.dims, &format!("rescore[{i}].dense"))?;
-                rescore_dense(snap, &field, &q, n, &mut cands);
+                let at = format!("rescore[{i}].dense");
+                let n = check_dims(&field, d.dims, &at)?;
+                match d.precision.codec() {
+                    None => rescore_dense(snap, &field, &q, n, &mut cands),
+                    Some(kind) => {
+                        let idx = codec_index(&field, kind, n, &at)?;
+                        rescore_codes(snap, &field, idx, &q, n, &mut cands)?;
+                    }
+                }
                 format!(
                     "rescore[{i}] dense {} {:?} dims={}",
                     field.name,
@@ -633,14 +664,18 @@ impl Exec<'_> {
         let field = self.field(&d.field, &at)?;
         let n = check_dims(&field, d.dims, &at)?;
         let q = self.query_vector(&field, Some((&d.vector, &d.text)), &at)?;
+        let ef =
+            d.ef.unwrap_or_else(|| field.index.hnsw_params().map_or(128, |p| p.ef_search));
+        if let Some(kind) = d.codec {
+            let idx = codec_index(&field, kind, n, &at)?;
+            return self.code_source(&field, idx, &q, n, limit, ef, d.exact);
+        }
         if n == field.dim {
             let strategy = if d.exact {
                 Strategy::Exact
             } else {
                 Strategy::Auto
             };
-            let ef =
-                d.ef.unwrap_or_else(|| field.index.hnsw_params().map_or(128, |p| p.ef_search));
             let filter = self.filter.clone();
             return Ok(crate::dense_candidates(
                 self.snap,
@@ -655,6 +690,68 @@ impl Exec<'_> {
         Ok(self.prefix_scan(&field, &q, n, limit))
     }
 
+    /// Candidates from the compact codes `field.codecs[idx]` (on the first `n` dimensions): an
+    /// HNSW walk scored by the codes when they cover the full vector and the segment has a graph
+    /// (unless `exact` or a selective filter favours scanning), else a scan of the allowed rows'
+    /// codes. The mutable segment has no codes and is scanned exactly on the f32 prefix.
+    #[allow(clippy::too_many_arguments)]
+    fn code_source(
+        &mut self,
+        field: &DenseField,
+        idx: usize,
+        q: &[f32],
+        n: usize,
+        limit: usize,
+        ef: usize,
+        exact: bool,
+    ) -> Result<(Vec<Candidate>, Vec<SegmentPlan>), QueryError> {
+        let snap = self.snap;
+        let mut out = Vec::new();
+        let mut plans = Vec::new();
+        for s in 0..snap.version.segments.len() {
+            let t = Instant::now();
+            let seg = &snap.version.segments[s];
+            let Some(fc) = seg.codes(&field.name).get(idx) else {
+                continue;
+            };
+            let qp = seg_query(snap, field, s, q, n);
+            let scorer = fc
+                .codec
+                .query(&qp)
+                .map_err(|e| QueryError::BadPlan(format!("codes of {:?}: {e}", field.name)))?;
+            let rows = seg.rows();
+            let filtered = self.filter.is_some();
+            let allowed = self.allowed(s);
+            let n_allowed = allowed.count();
+            let k = limit.min(rows);
+            let graph = seg.graph(&field.name).filter(|_| n == field.dim && !exact);
+            let (hits, method) = match graph {
+                Some(g) if !(filtered && crate::prefer_exact(n_allowed, rows, ef)) => (
+                    g.search_by(&scorer.over(&fc.codes), k, ef.max(k), allowed),
+                    "graph-codes",
+                ),
+                _ => (scorer.scan_topk(&fc.codes, allowed, k), "scan-codes"),
+            };
+            plans.push(SegmentPlan {
+                segment: seg.name.clone(),
+                rows,
+                allowed: n_allowed,
+                method,
+                micros: t.elapsed().as_micros(),
+            });
+            out.extend(hits.into_iter().map(|nb| Candidate {
+                loc: Loc::Sealed(s, nb.id),
+                score: nb.score,
+            }));
+        }
+        let (mutable, mplans) = self.mutable_scan(field, q, n, limit);
+        out.extend(mutable);
+        plans.extend(mplans);
+        sort_candidates(&mut out);
+        out.truncate(limit);
+        Ok((out, plans))
+    }
+
     /// Exact scan of the allowed rows on the first `n` dimensions.
     fn prefix_scan(
         &mut self,
@@ -663,29 +760,35 @@ impl Exec<'_> {
         n: usize,
         limit: usize,
     ) -> (Vec<Candidate>, Vec<SegmentPlan>) {
-        let qp = prefix_query(field.metric, q, n);
         let mut out = Vec::new();
         let mut plans = Vec::new();
         let snap = self.snap;
+        let mut buf = vec![0.0f32; n];
         for s in 0..snap.version.segments.len() {
             let t = Instant::now();
             let seg = &snap.version.segments[s];
             let Some(vectors) = seg.vectors(&field.name) else {
                 continue;
             };
+            let qp = seg_query(snap, field, s, q, n);
+            let rot = seg.rotation(&field.name);
             let allowed = self.allowed(s);
-            let mut heap = TopK::new(limit);
+            let mut heap = TopK::new(limit.min(seg.rows()));
             for r in allowed.iter() {
                 heap.push(Neighbor {
                     id: r,
-                    score: prefix_score(field.metric, &qp, &vectors.row(r)[..n]),
+                    score: row_prefix_score(field.metric, &qp, vectors.row(r), rot, &mut buf),
                 });
             }
             plans.push(SegmentPlan {
                 segment: seg.name.clone(),
                 rows: seg.rows(),
                 allowed: allowed.count(),
-                method: "exact-prefix",
+                method: if rot.is_some() {
+                    "exact-prefix-rotated"
+                } else {
+                    "exact-prefix"
+                },
                 micros: t.elapsed().as_micros(),
             });
             out.extend(heap.into_sorted().into_iter().map(|nb| Candidate {
@@ -693,10 +796,36 @@ impl Exec<'_> {
                 score: nb.score,
             }));
         }
+        let (mutable, mplans) = self.mutable_scan(field, q, n, limit);
+        out.extend(mutable);
+        plans.extend(mplans);
+        sort_candidates(&mut out);
+        out.truncate(limit);
+        (out, plans)
+    }
+
+    /// Exact scan of the mutable segment's visible, allowed rows on the first `n` dimensions (all
+    /// of them when the field is rotated: the mutable segment has no rotation yet).
+    fn mutable_scan(
+        &self,
+        field: &DenseField,
+        q: &[f32],
+        n: usize,
+        limit: usize,
+    ) -> (Vec<Candidate>, Vec<SegmentPlan>) {
+        let n = if field.rotation == Rotation::Pca {
+            field.dim
+        } else {
+            n
+        };
+        let qp = &prefix_query(field.metric, q, n)[..];
+        let snap = self.snap;
+        let mut out = Vec::new();
+        let mut plans = Vec::new();
         let t = Instant::now();
         let m = snap.version.mutable.read();
         if let Some(vectors) = m.vectors(&field.name) {
-            let mut heap = TopK::new(limit);
+            let mut heap = TopK::new(limit.min(m.rows()));
             let mut n_allowed = 0;
             for r in 0..m.rows() as u32 {
                 if m.visible(r, snap.seq)
@@ -705,7 +834,7 @@ impl Exec<'_> {
                     n_allowed += 1;
                     heap.push(Neighbor {
                         id: r,
-                        score: prefix_score(field.metric, &qp, &vectors.row(r)[..n]),
+                        score: prefix_score(field.metric, qp, &vectors.row(r)[..n]),
                     });
                 }
             }
@@ -721,8 +850,6 @@ impl Exec<'_> {
                 score: nb.score,
             }));
         }
-        sort_candidates(&mut out);
-        out.truncate(limit);
         (out, plans)
     }
 }
@@ -734,6 +861,38 @@ fn prefix_query(metric: Metric, q: &[f32], n: usize) -> Vec<f32> {
         quiver_linalg::normalize(&mut p);
     }
     p
+}
+
+/// The query prepared for sealed segment `s` on the first `n` dimensions: rotated by the
+/// segment's PCA rotation when it has one, then cut and renormalised for cosine.
+fn seg_query(snap: &Snapshot, field: &DenseField, s: usize, q: &[f32], n: usize) -> Vec<f32> {
+    match snap.version.segments[s].rotation(&field.name) {
+        Some(rot) => {
+            let mut r = vec![0.0f32; field.dim];
+            rot.apply(q, &mut r);
+            prefix_query(field.metric, &r, n)
+        }
+        None => prefix_query(field.metric, q, n),
+    }
+}
+
+/// Prefix score of stored vector `v` against `qp` (length `n`), rotating `v` first (into `buf`)
+/// when the segment has a rotation.
+fn row_prefix_score(
+    metric: Metric,
+    qp: &[f32],
+    v: &[f32],
+    rot: Option<&Pca>,
+    buf: &mut [f32],
+) -> f32 {
+    let n = qp.len();
+    match rot {
+        Some(r) => {
+            r.apply(v, &mut buf[..n]);
+            prefix_score(metric, qp, &buf[..n])
+        }
+        None => prefix_score(metric, qp, &v[..n]),
+    }
 }
 
 /// Score of a stored prefix against a prepared prefix query; cosine divides by the prefix norm.
@@ -759,14 +918,140 @@ fn rescore_dense(
     n: usize,
     cands: &mut [Candidate],
 ) {
-    let qp = prefix_query(field.metric, q, n);
-    for c in cands.iter_mut() {
-        c.score = snap
-            .with_vector(&field.name, c.loc, |v| {
-                prefix_score(field.metric, &qp, &v[..n])
-            })
-            .unwrap_or(f32::NEG_INFINITY);
+    // On a rotated field a prefix is taken of the rotated vector; rows of the mutable segment,
+    // which has no rotation, are scored at full dimension.
+    let rotated = n < field.dim && field.rotation == Rotation::Pca;
+    if !rotated {
+        let qp = prefix_query(field.metric, q, n);
+        for c in cands.iter_mut() {
+            c.score = snap
+                .with_vector(&field.name, c.loc, |v| {
+                    prefix_score(field.metric, &qp, &v[..n])
+                })
+                .unwrap_or(f32::NEG_INFINITY);
+        }
+        return;
     }
+    let full = prefix_query(field.metric, q, field.dim);
+    let mut per_seg: HashMap<usize, Vec<f32>> = HashMap::new();
+    let mut buf = vec![0.0f32; n];
+    for c in cands.iter_mut() {
+        c.score = match c.loc {
+            Loc::Sealed(s, r) => {
+                let seg = &snap.version.segments[s];
+                let qp = per_seg
+                    .entry(s)
+                    .or_insert_with(|| seg_query(snap, field, s, q, n));
+                match seg.vectors(&field.name) {
+                    Some(v) => row_prefix_score(
+                        field.metric,
+                        qp,
+                        v.row(r),
+                        seg.rotation(&field.name),
+                        &mut buf,
+                    ),
+                    None => f32::NEG_INFINITY,
+                }
+            }
+            Loc::Mutable(_) => snap
+                .with_vector(&field.name, c.loc, |v| prefix_score(field.metric, &full, v))
+                .unwrap_or(f32::NEG_INFINITY),
+        };
+    }
+}
+
+/// Position of the codec `kind` on `n` dimensions among `field.codecs`.
+fn codec_index(
+    field: &DenseField,
+    kind: CodecKind,
+    n: usize,
+    at: &str,
+) -> Result<usize, QueryError> {
+    field
+        .codecs
+        .iter()
+        .position(|c| c.kind == kind && c.dims_of(field.dim) == n)
+        .ok_or_else(|| {
+            let declared: Vec<String> = field.codecs.iter().map(|c| c.label(field.dim)).collect();
+            QueryError::BadPlan(format!(
+                "{at}: field {:?} has no {} codes on {n} dimensions (declared: {})",
+                field.name,
+                kind.name(),
+                if declared.is_empty() {
+                    "none".to_string()
+                } else {
+                    declared.join(", ")
+                }
+            ))
+        })
+}
+
+/// Re-scores `cands` with the codes `field.codecs[idx]`; rows of the mutable segment, which has
+/// no codes, are scored with the f32 prefix.
+fn rescore_codes(
+    snap: &Snapshot,
+    field: &DenseField,
+    idx: usize,
+    q: &[f32],
+    n: usize,
+    cands: &mut [Candidate],
+) -> Result<(), QueryError> {
+    let mut scorers: HashMap<usize, Option<QueryScorer>> = HashMap::new();
+    // Rows without codes (the mutable segment): f32 on the prefix, or on the full vector when
+    // the field is rotated (the mutable segment has no rotation yet).
+    let (nm, qm) = if field.rotation == Rotation::Pca {
+        (field.dim, prefix_query(field.metric, q, field.dim))
+    } else {
+        (n, prefix_query(field.metric, q, n))
+    };
+    for c in cands.iter_mut() {
+        let coded = match c.loc {
+            Loc::Sealed(s, r) => match seg_scorer(snap, field, idx, s, q, n, &mut scorers)? {
+                Some((sc, codes)) => {
+                    let len = sc.code_len();
+                    let at = r as usize * len;
+                    Some(sc.score(&codes[at..at + len]))
+                }
+                None => None,
+            },
+            Loc::Mutable(_) => None,
+        };
+        c.score = match coded {
+            Some(x) => x,
+            None => snap
+                .with_vector(&field.name, c.loc, |v| {
+                    prefix_score(field.metric, &qm, &v[..nm])
+                })
+                .unwrap_or(f32::NEG_INFINITY),
+        };
+    }
+    Ok(())
+}
+
+/// The query scorer of segment `s`'s codes `idx` (built once per segment) and those codes.
+fn seg_scorer<'a>(
+    snap: &'a Snapshot,
+    field: &DenseField,
+    idx: usize,
+    s: usize,
+    q: &[f32],
+    n: usize,
+    cache: &'a mut HashMap<usize, Option<QueryScorer>>,
+) -> Result<Option<(&'a QueryScorer, &'a [u8])>, QueryError> {
+    let Some(fc) = snap.version.segments[s].codes(&field.name).get(idx) else {
+        return Ok(None);
+    };
+    if !cache.contains_key(&s) {
+        let sc = fc
+            .codec
+            .query(&seg_query(snap, field, s, q, n))
+            .map_err(|e| QueryError::BadPlan(format!("codes of {:?}: {e}", field.name)))?;
+        cache.insert(s, Some(sc));
+    }
+    Ok(cache
+        .get(&s)
+        .and_then(|o| o.as_ref())
+        .map(|sc| (sc, fc.codes.as_slice())))
 }
 
 /// Merges ranked lists (each best first) into one, best first.

@@ -120,6 +120,8 @@ pub struct CollectionInfo {
     /// Vectors per document of each multi field.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub multi: Vec<crate::multi::MultiInfo>,
+    /// Memory and disk use per dense field.
+    pub dense: Vec<crate::tiers::DenseTierInfo>,
 }
 
 /// An open collection. All methods take `&self`; writes serialise on an internal lock.
@@ -885,6 +887,7 @@ impl Collection {
             graph_bytes: snap.version.segments.iter().map(|s| s.graph_bytes()).sum(),
             seq: snap.seq,
             multi: snap.multi_info(),
+            dense: crate::tiers::dense_info(&snap),
         }
     }
 }

@@ -28,6 +28,7 @@
 //! assert_eq!(c.count(None), 1);
 //! ```
 
+pub mod codes;
 mod collection;
 mod db;
 mod doc;
@@ -50,7 +51,7 @@ pub use mutable::MutableSegment;
 pub use payload_index::PayloadIndex;
 pub use schema::{DenseField, Embedding, FieldSpec, IndexSpec, MetricName, PayloadKind, Schema};
 pub use segment::{NoProgress, Progress, Segment, LIVE};
-pub use tiers::{CodecConfig, CodecKind, VectorTier};
+pub use tiers::{CodecConfig, CodecKind, DenseTierInfo, Rotation, VectorTier};
 
 #[cfg(not(target_endian = "little"))]
 compile_error!(

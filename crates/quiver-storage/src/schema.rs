@@ -11,7 +11,7 @@
 //! type = "integer"                  # keyword | integer | float | bool | datetime
 //! ```
 
-use crate::tiers::{CodecConfig, VectorTier};
+use crate::tiers::{CodecConfig, Rotation, VectorTier};
 use crate::StorageError;
 use quiver_index::HnswParams;
 use quiver_linalg::Metric;
@@ -68,6 +68,9 @@ pub enum FieldSpec {
         /// Where the full-precision vectors live.
         #[serde(default, skip_serializing_if = "VectorTier::is_default")]
         vectors: VectorTier,
+        /// Rotation applied before prefixes are taken for codes (see [`crate::tiers`]).
+        #[serde(default, skip_serializing_if = "Rotation::is_none")]
+        rotation: Rotation,
     },
     /// Many vectors per document, scored with MaxSim (see [`crate::multi`]).
     Multi(crate::multi::MultiSpec),
@@ -230,6 +233,8 @@ pub struct DenseField {
     pub codecs: Vec<CodecConfig>,
     /// Where full-precision vectors live.
     pub vectors: VectorTier,
+    /// Rotation applied before prefixes are taken.
+    pub rotation: Rotation,
 }
 
 impl Schema {
@@ -321,6 +326,7 @@ impl Schema {
                     matryoshka,
                     codecs,
                     vectors,
+                    rotation,
                 } => Some(DenseField {
                     name: name.clone(),
                     dim: *dim,
@@ -335,6 +341,7 @@ impl Schema {
                     matryoshka: matryoshka.clone(),
                     codecs: codecs.clone(),
                     vectors: *vectors,
+                    rotation: *rotation,
                 }),
                 _ => None,
             })

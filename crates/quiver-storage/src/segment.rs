@@ -123,6 +123,7 @@ pub struct Segment {
     vectors: HashMap<String, (VecStore, usize)>,
     graphs: HashMap<String, Hnsw>,
     multi: HashMap<String, crate::multi::SegmentMulti>,
+    codes: HashMap<String, crate::codes::SegmentCodes>,
     payload: Mmap,
     payload_index: PayloadIndex,
 }
@@ -191,7 +192,7 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn corrupt(path: &Path, msg: impl Into<String>) -> StorageError {
+pub(crate) fn corrupt(path: &Path, msg: impl Into<String>) -> StorageError {
     StorageError::Corrupt {
         file: path.display().to_string(),
         msg: msg.into(),
@@ -308,6 +309,7 @@ impl Segment {
                     &mut files,
                 )?;
             }
+            crate::codes::write(&tmp, &f, v, rows, seed, &mut files)?;
         }
         crate::multi::write_segment_files(schema, &tmp, rows, &data.multi, &mut files, progress)?;
         let meta = SegmentMeta {
@@ -410,7 +412,9 @@ impl Segment {
 
         let mut vectors = HashMap::new();
         let mut graphs = HashMap::new();
+        let mut codes = HashMap::new();
         for f in schema.dense_fields() {
+            codes.insert(f.name.clone(), crate::codes::open(&dir, &f, &maps, rows)?);
             let fname = format!("vec.{}.f32", f.name);
             let path = dir.join(&fname);
             let m = maps
@@ -466,6 +470,7 @@ impl Segment {
             vectors,
             graphs,
             multi,
+            codes,
             payload,
             payload_index,
         })
@@ -538,6 +543,40 @@ impl Segment {
         let mut v: Vec<String> = self.multi.keys().cloned().collect();
         v.sort();
         v
+    }
+
+    /// Compact codes of a dense field (one entry per declared codec; empty if none).
+    pub fn codes(&self, field: &str) -> &[crate::codes::FieldCodes] {
+        self.codes.get(field).map_or(&[], |c| c.codecs.as_slice())
+    }
+
+    /// The PCA rotation the codes of `field` were computed under (`rotation = "pca"`).
+    pub fn rotation(&self, field: &str) -> Option<&quiver_linalg::pca::Pca> {
+        self.codes.get(field).and_then(|c| c.rotation.as_ref())
+    }
+
+    /// Bytes held in RAM for `field`: codes, graph, and the vectors when their tier is `ram`.
+    pub fn ram_bytes(&self, field: &str) -> (usize, usize, usize) {
+        let codes = self
+            .codes(field)
+            .iter()
+            .map(|c| c.ram_bytes())
+            .sum::<usize>()
+            + self.rotation(field).map_or(0, |p| p.dim() * p.dim() * 4);
+        let graph = self.graphs.get(field).map_or(0, |g| g.stats().bytes);
+        let vecs = match self.vectors.get(field) {
+            Some((VecStore::Owned(v), _)) => v.len() * 4,
+            _ => 0,
+        };
+        (codes, graph, vecs)
+    }
+
+    /// Bytes of full vectors of `field` left on disk (memory-mapped, paged in on demand).
+    pub fn mapped_bytes(&self, field: &str) -> usize {
+        match self.vectors.get(field) {
+            Some((VecStore::Mapped(m), _)) => m.len(),
+            _ => 0,
+        }
     }
 
     /// Payload indexes.

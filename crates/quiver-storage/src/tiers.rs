@@ -14,6 +14,15 @@
 //! ]
 //! ```
 //!
+//! `rotation = "pca"` learns, when a segment is sealed, an orthonormal rotation `R` whose axes are
+//! sorted by variance (quiver-linalg's `Pca`, applied without mean subtraction). Codes are computed
+//! from the prefixes of `R·v`, and queries are rotated the same way (per segment) before they
+//! score those codes, so a prefix of any model carries the most variance first. `R` preserves dot
+//! products, so full-dimension scores do not change; the stored f32 vectors stay as given (what
+//! `get` returns). An f32 prefix stage (`dims < dim`, precision f32) on a rotated field rotates
+//! the stored vectors of the rows it scores on the fly; the mutable segment, which has no rotation
+//! yet, is scored at full dimension by such stages.
+//!
 //! Codes are trained and written when a segment is sealed (`codes.<field>.<i>.bin`, checksummed
 //! like the other segment files) and loaded into RAM when it opens. The mutable segment has no
 //! codes: plans that ask for a codec score its rows exactly with f32 instead (`explain` says so).
@@ -36,6 +45,24 @@ impl VectorTier {
     /// Whether this is the default (for serialisation).
     pub fn is_default(&self) -> bool {
         *self == VectorTier::Disk
+    }
+}
+
+/// Rotation applied to a dense field's vectors before prefixes are taken for codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rotation {
+    /// Prefixes of the vectors as given (Matryoshka-trained models).
+    #[default]
+    None,
+    /// A PCA rotation learned per sealed segment.
+    Pca,
+}
+
+impl Rotation {
+    /// Whether this is the default (for serialisation).
+    pub fn is_none(&self) -> bool {
+        *self == Rotation::None
     }
 }
 
@@ -151,4 +178,81 @@ pub(crate) fn validate(
         }
     }
     Ok(())
+}
+
+/// Where a dense field's bytes are: RAM (codes, graphs, vectors of the `ram` tier and of the
+/// mutable segment) and disk (memory-mapped vectors), in total and per stored row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DenseTierInfo {
+    /// Field name.
+    pub field: String,
+    /// Dimensions.
+    pub dim: usize,
+    /// Tier of the full vectors in sealed segments.
+    pub vectors: VectorTier,
+    /// Declared codecs: label and bytes per vector.
+    pub codecs: Vec<(String, usize)>,
+    /// Rows stored (sealed and mutable, live or not yet compacted away).
+    pub rows: usize,
+    /// Bytes of codes (and codec tables) in RAM.
+    pub ram_codes: usize,
+    /// Bytes of HNSW graphs in RAM.
+    pub ram_graph: usize,
+    /// Bytes of full vectors in RAM (`ram` tier, plus the mutable segment's).
+    pub ram_vectors: usize,
+    /// Bytes of full vectors memory-mapped from disk.
+    pub disk_vectors: usize,
+    /// All RAM bytes divided by `rows`.
+    pub ram_bytes_per_vector: f64,
+    /// Disk bytes divided by `rows`.
+    pub disk_bytes_per_vector: f64,
+}
+
+/// Tier figures of every dense field in `snap`.
+pub(crate) fn dense_info(snap: &crate::Snapshot) -> Vec<DenseTierInfo> {
+    let m = snap.version.mutable.read();
+    let out = snap
+        .schema
+        .dense_fields()
+        .into_iter()
+        .map(|f| {
+            let (mut codes, mut graph, mut ram, mut disk, mut rows) = (0, 0, 0, 0, 0);
+            for seg in &snap.version.segments {
+                let (c, g, v) = seg.ram_bytes(&f.name);
+                codes += c;
+                graph += g;
+                ram += v;
+                disk += seg.mapped_bytes(&f.name);
+                rows += seg.rows();
+            }
+            rows += m.rows();
+            ram += m.vectors(&f.name).map_or(0, |v| v.as_slice().len() * 4);
+            let per = |b: usize| {
+                if rows > 0 {
+                    b as f64 / rows as f64
+                } else {
+                    0.0
+                }
+            };
+            DenseTierInfo {
+                codecs: f
+                    .codecs
+                    .iter()
+                    .map(|c| (c.label(f.dim), c.code_bytes(f.dim)))
+                    .collect(),
+                field: f.name,
+                dim: f.dim,
+                vectors: f.vectors,
+                rows,
+                ram_codes: codes,
+                ram_graph: graph,
+                ram_vectors: ram,
+                disk_vectors: disk,
+                ram_bytes_per_vector: per(codes + graph + ram),
+                disk_bytes_per_vector: per(disk),
+            }
+        })
+        .collect();
+    drop(m);
+    out
 }

@@ -26,13 +26,13 @@
 /// Oracles and test data generators are in `quiver-eval`; index internals here.
 pub use quiver_index as index;
 pub use quiver_index::{flat, AllRows, Bitset, Hnsw, HnswParams, Neighbor, RowFilter, Vectors};
+pub use quiver_index::{MultiVectors, MultiVectorsBuf};
 /// Distance kernels.
 pub use quiver_linalg as linalg;
 pub use quiver_linalg::Metric;
-pub use quiver_index::{MultiVectors, MultiVectorsBuf};
-pub use quiver_query::{maxsim_search, muvera_search, MultiSearchRequest};
 pub use quiver_query as query;
 pub use quiver_query::plan::{execute, Plan, PlanResult, QueryEncoder};
+pub use quiver_query::{maxsim_search, muvera_search, MultiSearchRequest};
 pub use quiver_query::{
     prefer_exact, search, Hit, QueryError, SearchRequest, SearchResult, SegmentPlan, Strategy,
 };

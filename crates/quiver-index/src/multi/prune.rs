@@ -38,16 +38,29 @@ pub fn ball_carve(query: Vectors<'_>, tau: f32) -> Vec<f32> {
 }
 
 /// Index-time pruning (CRISP's post-hoc baseline): clusters one document's vectors into `k`
-/// centroids with k-means and returns them row-major (`k × dim`).
+/// centroids with k-means (`quiver_linalg::kmeans`: k-means++ seeding, Lloyd iterations) and
+/// returns them row-major (`min(k, n) × dim`). Deterministic for a given `seed`.
 pub fn kmeans_prune(
     doc: Vectors<'_>,
     k: usize,
     iters: usize,
     seed: u64,
 ) -> Result<Vec<f32>, crate::IndexError> {
-    let _ = (doc, k, iters, seed);
-    Err(crate::IndexError::InvalidParams(
-        "k-means pruning is not available in this build yet (waiting for quiver_linalg::kmeans)"
-            .into(),
-    ))
+    if k == 0 {
+        return Err(crate::IndexError::InvalidParams(
+            "pruning needs k >= 1".into(),
+        ));
+    }
+    if k >= doc.len() {
+        return Ok(doc.as_slice().to_vec());
+    }
+    let params = quiver_linalg::kmeans::KMeansParams {
+        k,
+        iters,
+        seed,
+        max_samples: 0,
+    };
+    quiver_linalg::kmeans::kmeans(doc.as_slice(), doc.dim(), &params)
+        .map(|km| km.centroids)
+        .map_err(|e| crate::IndexError::InvalidParams(format!("k-means: {e}")))
 }
