@@ -45,7 +45,7 @@ fn sets(seed: u64, n_docs: usize, n_queries: usize, dim: usize) -> Sets {
     let mut rng = gen::rng(seed);
     // 256 topic centres; a vector is a noisy copy of its topic's centre (unit length).
     let centres = gen::clustered(seed + 1, 256, dim, 256, 1.0, true);
-    let mut noisy = |rng: &mut rand::rngs::StdRng, t: usize| -> Vec<f32> {
+    let noisy = |rng: &mut rand::rngs::StdRng, t: usize| -> Vec<f32> {
         let mut v: Vec<f32> = centres[t]
             .iter()
             .map(|x| x + 0.12 * rng.sample::<f32, _>(StandardNormal))

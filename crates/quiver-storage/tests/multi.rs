@@ -227,3 +227,53 @@ fn bad_multi_input_is_rejected_with_the_field_named() {
         println!("{bad} -> {e}");
     }
 }
+
+#[test]
+fn pruning_keeps_a_fraction_and_info_reports_raw_and_kept() {
+    let schema = Schema::parse(
+        r#"{"mutable_max_rows": 30, "fields": {"tok": {"type": "multi", "dim": 6, "metric": "cosine",
+            "prune": {"fraction": 0.34}, "muvera": {"k_sim": 2, "d_proj": 4, "r_reps": 2}}}}"#,
+    )
+    .expect("schema");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Database::open(dir.path()).expect("open");
+    let c = db.create_collection("c", &schema).expect("create");
+    // 12 vectors per document in 3 tight groups: 0.34 keeps ceil(4.08) = 5 centroids.
+    let docs: Vec<Document> = (0..40u64)
+        .map(|i| {
+            let mut d = Document {
+                id: Some(DocId::Int(i)),
+                ..Default::default()
+            };
+            let set: Vec<Vec<f32>> = (0..12)
+                .map(|t| {
+                    let mut v = vec![0.01 * t as f32; DIM];
+                    v[(t % 3) as usize] = 1.0 + i as f32 * 0.01;
+                    v
+                })
+                .collect();
+            d.multi.insert("tok".into(), set);
+            d
+        })
+        .collect();
+    c.upsert(docs).expect("upsert");
+    let info = c.info();
+    assert_eq!(info.multi[0].documents, 40);
+    assert_eq!(info.multi[0].raw_vectors, 40 * 12);
+    assert_eq!(info.multi[0].kept_vectors, 40 * 5);
+    let d = c.get(&DocId::Int(3)).expect("doc");
+    assert_eq!(d.multi["tok"].len(), 5);
+    assert_eq!(d.multi_raw["tok"], 12);
+    for v in &d.multi["tok"] {
+        let n: f32 = v.iter().map(|x| x * x).sum();
+        assert!(
+            (n - 1.0).abs() < 1e-4,
+            "centroids are renormalised for cosine"
+        );
+    }
+    drop(c);
+    drop(db);
+    let db = Database::open(dir.path()).expect("reopen");
+    let c = db.collection("c").expect("c");
+    assert_eq!(c.info().multi, info.multi);
+}
