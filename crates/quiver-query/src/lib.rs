@@ -21,7 +21,7 @@
 
 pub mod multi;
 
-pub use multi::{maxsim_search, muvera_search, MultiSearchRequest};
+pub use multi::{maxsim_search, muvera_search, MaxsimRescore, MultiQuery, MultiSearchRequest};
 
 pub mod plan;
 pub mod presets;

@@ -13,8 +13,9 @@ use crate::{Hit, QueryError, SearchResult, SegmentPlan};
 use quiver_index::multi::{maxsim, prune::ball_carve};
 use quiver_index::{flat, Bitset, Neighbor, Vectors};
 use quiver_linalg::Metric;
-use quiver_storage::{DocId, Filter, MultiField, Snapshot};
-use serde_json::{Map, Value};
+use quiver_storage::{Filter, Loc, MultiField, Snapshot};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::time::Instant;
 
 /// A multi-vector query.
@@ -96,18 +97,28 @@ fn prepare(
     Ok((field, flat_q))
 }
 
-type Found = (Neighbor, DocId, Option<Map<String, Value>>);
+type Found = (f32, Loc);
 
-fn finish(mut all: Vec<Found>, k: usize, explain: Vec<SegmentPlan>) -> SearchResult {
-    all.sort_by(|a, b| b.0.score.total_cmp(&a.0.score).then_with(|| a.1.cmp(&b.1)));
-    all.truncate(k);
+/// Best first; ties by location (deterministic).
+fn sort_found(all: &mut [Found]) {
+    all.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+}
+
+fn finish(
+    snap: &Snapshot,
+    mut all: Vec<Found>,
+    req: &MultiSearchRequest,
+    explain: Vec<SegmentPlan>,
+) -> SearchResult {
+    sort_found(&mut all);
+    all.truncate(req.k);
     SearchResult {
         hits: all
             .into_iter()
-            .map(|(n, id, payload)| Hit {
-                id,
-                score: n.score,
-                payload,
+            .map(|(score, loc)| Hit {
+                id: snap.doc_id(loc),
+                score,
+                payload: req.with_payload.then(|| snap.payload(loc)),
             })
             .collect(),
         explain,
@@ -135,8 +146,7 @@ fn search_mutable(
             .collect();
         let n = allowed.len();
         for h in maxsim::search_rows(sets, q, req.k, allowed) {
-            let payload = req.with_payload.then(|| m.payload(h.id).clone());
-            all.push((h, m.id(h.id).clone(), payload));
+            all.push((h.score, Loc::Mutable(h.id)));
         }
         explain.push(SegmentPlan {
             segment: "mutable".into(),
@@ -153,6 +163,25 @@ pub fn maxsim_search(
     snap: &Snapshot,
     req: &MultiSearchRequest,
 ) -> Result<SearchResult, QueryError> {
+    let (all, explain) = maxsim_locs(snap, req)?;
+    Ok(finish(snap, all, req, explain))
+}
+
+/// MUVERA: per sealed segment, candidates from the FDE index (HNSW, or an exact FDE scan for a
+/// flat index), reranked by exact MaxSim; the mutable segment is scored exactly. Segments without
+/// encodings (MUVERA off) are scored exactly.
+pub fn muvera_search(
+    snap: &Snapshot,
+    req: &MultiSearchRequest,
+) -> Result<SearchResult, QueryError> {
+    let (all, explain) = muvera_locs(snap, req)?;
+    Ok(finish(snap, all, req, explain))
+}
+
+fn maxsim_locs(
+    snap: &Snapshot,
+    req: &MultiSearchRequest,
+) -> Result<(Vec<Found>, Vec<SegmentPlan>), QueryError> {
     let (field, flat_q) = prepare(snap, req)?;
     let q = Vectors::new(&flat_q, field.dim);
     let mut all = Vec::new();
@@ -165,8 +194,7 @@ pub fn maxsim_search(
         let allowed: Bitset = snap.allowed(s, req.filter.as_ref());
         let n = allowed.count();
         for h in maxsim::search(sets, q, req.k, &allowed) {
-            let payload = req.with_payload.then(|| seg.payload(h.id));
-            all.push((h, seg.id(h.id).clone(), payload));
+            all.push((h.score, Loc::Sealed(s, h.id)));
         }
         explain.push(SegmentPlan {
             segment: seg.name.clone(),
@@ -177,16 +205,13 @@ pub fn maxsim_search(
         });
     }
     search_mutable(snap, req, &field, q, &mut all, &mut explain);
-    Ok(finish(all, req.k, explain))
+    Ok((all, explain))
 }
 
-/// MUVERA: per sealed segment, candidates from the FDE index (HNSW, or an exact FDE scan for a
-/// flat index), reranked by exact MaxSim; the mutable segment is scored exactly. Segments without
-/// encodings (MUVERA off) are scored exactly.
-pub fn muvera_search(
+fn muvera_locs(
     snap: &Snapshot,
     req: &MultiSearchRequest,
-) -> Result<SearchResult, QueryError> {
+) -> Result<(Vec<Found>, Vec<SegmentPlan>), QueryError> {
     let (field, flat_q) = prepare(snap, req)?;
     let q = Vectors::new(&flat_q, field.dim);
     let encoder = field.encoder().map_err(|e| QueryError::BadVector {
@@ -228,8 +253,7 @@ pub fn muvera_search(
             }
         };
         for h in hits {
-            let payload = req.with_payload.then(|| seg.payload(h.id));
-            all.push((h, seg.id(h.id).clone(), payload));
+            all.push((h.score, Loc::Sealed(s, h.id)));
         }
         explain.push(SegmentPlan {
             segment: seg.name.clone(),
@@ -240,5 +264,137 @@ pub fn muvera_search(
         });
     }
     search_mutable(snap, req, &field, q, &mut all, &mut explain);
-    Ok(finish(all, req.k, explain))
+    Ok((all, explain))
+}
+
+/// A plan source on a multi field: `{"multi": {"field": "tok", "text": "..."}, "limit": 100}`.
+/// MUVERA candidates reranked by exact MaxSim, or exact MaxSim with `"exact": true`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultiQuery {
+    /// Multi field.
+    pub field: String,
+    /// Query text, turned into token vectors by the field's model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Query vectors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vectors: Option<Vec<Vec<f32>>>,
+    /// Brute-force MaxSim instead of MUVERA.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exact: bool,
+    /// MUVERA candidates per segment reranked exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidates: Option<usize>,
+    /// MUVERA HNSW beam width.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ef: Option<usize>,
+    /// Ball carving threshold for the rerank.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ball_carving: Option<f32>,
+}
+
+/// A rescore stage by exact MaxSim on a multi field: `{"maxsim": {"field": "tok"}, "limit": 10}`.
+/// The query vectors come from the stage (`text` or `vectors`) or else from the plan's first
+/// `multi` source on the same field.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaxsimRescore {
+    /// Multi field.
+    pub field: String,
+    /// Query text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Query vectors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vectors: Option<Vec<Vec<f32>>>,
+}
+
+/// Runs a plan's multi source: (score, location) best first, and the per-segment report.
+pub(crate) fn plan_source(
+    snap: &Snapshot,
+    m: &MultiQuery,
+    query: Vec<Vec<f32>>,
+    limit: usize,
+    filter: Option<Filter>,
+) -> Result<(Vec<(Loc, f32)>, Vec<SegmentPlan>), QueryError> {
+    let req = MultiSearchRequest {
+        field: m.field.clone(),
+        query,
+        k: limit,
+        candidates: m.candidates,
+        ef: m.ef,
+        ball_carving: m.ball_carving,
+        filter,
+        with_payload: false,
+    };
+    let (mut all, explain) = if m.exact {
+        maxsim_locs(snap, &req)?
+    } else {
+        muvera_locs(snap, &req)?
+    };
+    sort_found(&mut all);
+    all.truncate(limit);
+    Ok((all.into_iter().map(|(s, l)| (l, s)).collect(), explain))
+}
+
+/// Exact MaxSim of `query` against the documents at `locs` (unknown field or query: an error).
+pub(crate) fn plan_rescore(
+    snap: &Snapshot,
+    field: &str,
+    query: Vec<Vec<f32>>,
+    locs: &[Loc],
+) -> Result<Vec<f32>, QueryError> {
+    let req = MultiSearchRequest::new(field, query, 1);
+    let (f, flat_q) = prepare(snap, &req)?;
+    let q = Vectors::new(&flat_q, f.dim);
+    let m = snap.version.mutable.read();
+    let mut cache: HashMap<usize, Option<quiver_index::MultiVectors<'_>>> = HashMap::new();
+    Ok(locs
+        .iter()
+        .map(|&loc| match loc {
+            Loc::Mutable(r) => m
+                .multi(&f.name)
+                .filter(|s| (r as usize) < s.len())
+                .map_or(f32::NEG_INFINITY, |s| maxsim::maxsim(q, s.doc(r))),
+            Loc::Sealed(si, r) => {
+                let sets = *cache.entry(si).or_insert_with(|| {
+                    snap.version
+                        .segments
+                        .get(si)
+                        .and_then(|seg| seg.multi(&f.name))
+                });
+                sets.filter(|s| (r as usize) < s.len())
+                    .map_or(f32::NEG_INFINITY, |s| maxsim::maxsim(q, s.doc(r)))
+            }
+        })
+        .collect())
+}
+
+/// The query vectors of a plan's multi source or maxsim stage: given, or embedded from `text`.
+pub(crate) fn plan_query(
+    snap: &Snapshot,
+    encoder: Option<&dyn crate::plan::QueryEncoder>,
+    field: &str,
+    text: &Option<String>,
+    vectors: &Option<Vec<Vec<f32>>>,
+    at: &str,
+) -> Result<Vec<Vec<f32>>, QueryError> {
+    if let Some(v) = vectors {
+        return Ok(v.clone());
+    }
+    let f = snap
+        .schema
+        .multi(field)
+        .ok_or_else(|| QueryError::UnknownMultiField(field.to_string()))?;
+    let t = text
+        .as_ref()
+        .ok_or_else(|| QueryError::BadPlan(format!("{at}: give `text` or `vectors`")))?;
+    let enc = encoder.ok_or_else(|| {
+        QueryError::BadPlan(format!(
+            "{at}: text queries need an encoder; give `vectors`"
+        ))
+    })?;
+    enc.encode_multi(&f, t)
+        .map_err(|e| QueryError::BadPlan(format!("{at}: {e}")))
 }

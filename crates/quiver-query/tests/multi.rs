@@ -130,3 +130,99 @@ fn maxsim_and_muvera_on_a_collection() {
     .expect_err("bad dim");
     assert!(e.to_string().contains("query vector 0"), "{e}");
 }
+
+#[test]
+fn plans_with_a_multi_source_and_a_maxsim_stage() {
+    use quiver_query::plan::{execute, Plan};
+    let seed = 99_u64;
+    println!("seed = {seed}");
+    let mut rng = quiver_eval::gen::rng(seed);
+    let centres = quiver_eval::gen::clustered(seed, 32, DIM, 32, 1.0, true);
+    let docs: Vec<Document> = (0..400u64)
+        .map(|i| {
+            let set: Vec<Vec<f32>> = (0..rng.random_range(3..10))
+                .map(|_| {
+                    let t = rng.random_range(0..32);
+                    unit(&mut rng, &centres[t], 0.2)
+                })
+                .collect();
+            let mut d = Document {
+                id: Some(DocId::Int(i)),
+                ..Default::default()
+            };
+            d.multi.insert("tok".into(), set);
+            d.vectors.insert(
+                "emb".into(),
+                unit(&mut rng, &centres[(i % 32) as usize], 0.3),
+            );
+            d.payload.insert("even".into(), json!(i % 2 == 0));
+            d
+        })
+        .collect();
+    let schema = Schema::parse(
+        r#"{"mutable_max_rows": 150, "fields": {"even": {"type": "bool"}, "emb": {"type": "dense", "dim": 16},
+            "tok": {"type": "multi", "dim": 16, "muvera": {"k_sim": 3, "d_proj": 8, "r_reps": 6}}}}"#,
+    )
+    .expect("schema");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Database::open(dir.path()).expect("open");
+    let c = db.create_collection("c", &schema).expect("create");
+    c.upsert(docs).expect("upsert");
+    let snap = c.snapshot();
+    let q: Vec<Vec<f32>> = (0..4)
+        .map(|j| unit(&mut rng, &centres[j * 3], 0.2))
+        .collect();
+    let qjson = serde_json::to_value(&q).expect("json");
+    // Exact multi source == maxsim_search, with the filter applied.
+    let plan = Plan::from_json(
+        &json!({"prefetch": [{"multi": {"field": "tok", "vectors": qjson, "exact": true}, "limit": 10}],
+                "filter": {"field": "even", "eq": true}, "limit": 10})
+        .to_string(),
+    )
+    .expect("plan");
+    let got = execute(&snap, &plan, None).expect("execute");
+    let mut req = MultiSearchRequest::new("tok", q.clone(), 10);
+    req.filter = Some(Filter::from_json(&json!({"field": "even", "eq": true})).expect("filter"));
+    let want = maxsim_search(&snap, &req).expect("maxsim");
+    let ids = |h: &[quiver_query::Hit]| h.iter().map(|x| x.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&got.hits), ids(&want.hits));
+    // Dense prefetch of 400 (everything) rescored by MaxSim == exact MaxSim top 10.
+    let plan = Plan::from_json(
+        &json!({"prefetch": [{"dense": {"field": "emb", "vector": q[0].clone()}, "limit": 400}],
+                "rescore": [{"maxsim": {"field": "tok", "vectors": qjson}, "limit": 10}], "limit": 10})
+        .to_string(),
+    )
+    .expect("plan");
+    let got = execute(&snap, &plan, None).expect("execute");
+    let all = maxsim_search(&snap, &MultiSearchRequest::new("tok", q.clone(), 10)).expect("maxsim");
+    assert_eq!(ids(&got.hits), ids(&all.hits));
+    for (g, w) in got.hits.iter().zip(&all.hits) {
+        assert!((g.score - w.score).abs() < 1e-5);
+    }
+    assert!(got.explain.iter().any(|s| s.stage.contains("maxsim tok")));
+    // MUVERA source + maxsim stage taking the source's query vectors.
+    let plan = Plan::from_json(
+        &json!({"prefetch": [{"multi": {"field": "tok", "vectors": qjson}, "limit": 50}],
+                "rescore": [{"maxsim": {"field": "tok"}, "limit": 5}], "limit": 5})
+        .to_string(),
+    )
+    .expect("plan");
+    let got = execute(&snap, &plan, None).expect("execute");
+    assert_eq!(got.hits.len(), 5);
+    // Text without an encoder, and both sources at once, are errors that say so.
+    let e = execute(
+        &snap,
+        &Plan::from_json(
+            &json!({"prefetch": [{"multi": {"field": "tok", "text": "hi"}, "limit": 5}]})
+                .to_string(),
+        )
+        .expect("plan"),
+        None,
+    )
+    .expect_err("no encoder");
+    assert!(e.to_string().contains("encoder"), "{e}");
+    assert!(Plan::from_json(
+        &json!({"prefetch": [{"multi": {"field": "tok"}, "limit": 5}]}).to_string()
+    )
+    .is_err());
+}
