@@ -12,6 +12,7 @@ mod multi_cmd;
 mod ops;
 mod progress;
 mod query_cmd;
+mod search_text;
 mod text;
 
 use anyhow::Result;
@@ -48,7 +49,7 @@ pub enum Cmd {
     Collection(ops::CollectionCmd),
     /// Load documents from JSONL, Parquet, or a folder of Markdown/text files.
     Ingest(ingest::IngestArgs),
-    /// k-nearest-neighbour search.
+    /// Search: dense k-NN, BM25 (--mode bm25) or hybrid (--mode hybrid).
     Search(ops::SearchArgs),
     /// Run a JSON query plan (prefetch -> fusion -> rescore -> limit).
     Query(query_cmd::QueryArgs),

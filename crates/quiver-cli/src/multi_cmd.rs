@@ -228,7 +228,7 @@ pub fn search(c: &Collection, as_json: bool, a: &SearchArgs, field_name: &str) -
     };
     let mut req = MultiSearchRequest::new(field_name, query, a.k);
     req.ef = a.ef;
-    req.candidates = a.candidates;
+    req.candidates = a.text.candidates;
     req.ball_carving = a.ball_carving;
     req.filter = a.filter.as_deref().map(parse_filter).transpose()?;
     let t = std::time::Instant::now();

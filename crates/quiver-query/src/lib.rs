@@ -19,6 +19,9 @@
 //!                     merge by score ─► top k ─► ids, scores, payloads
 //! ```
 
+pub mod bm25;
+pub mod fusion;
+
 pub mod multi;
 
 pub use multi::{maxsim_search, muvera_search, MaxsimRescore, MultiQuery, MultiSearchRequest};
@@ -26,6 +29,8 @@ pub use multi::{maxsim_search, muvera_search, MaxsimRescore, MultiQuery, MultiSe
 pub mod plan;
 pub mod presets;
 
+pub use bm25::{bm25_search, bm25_search_stats, resolve_text_field, Bm25Request};
+pub use fusion::{fuse_hits, rrf, score_fusion, DEFAULT_RRF_K};
 pub use plan::{Candidate, Plan, PlanResult, QueryEncoder};
 use quiver_index::{flat, Bitset};
 use quiver_storage::{DenseField, DocId, Filter, Loc, Snapshot};
@@ -53,6 +58,18 @@ pub enum QueryError {
     /// The collection has several dense fields and the request names none.
     #[error("the collection has several dense fields ({0}); choose one")]
     AmbiguousField(String),
+    /// The field is not a text field of the collection.
+    #[error("unknown text field {0:?}")]
+    UnknownTextField(String),
+    /// The collection has several text fields and the request names none.
+    #[error("the collection has several text fields ({0}); choose one")]
+    AmbiguousTextField(String),
+    /// A text index failed while searching.
+    #[error("text search: {0}")]
+    Text(String),
+    /// Fusion parameters are invalid.
+    #[error("fusion: {0}")]
+    BadFusion(String),
     /// A query plan is malformed or does not fit the collection.
     #[error("bad query plan: {0}")]
     BadPlan(String),

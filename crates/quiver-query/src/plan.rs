@@ -92,6 +92,19 @@ pub enum Source {
     Dense(DenseQuery),
     /// Best documents by MaxSim on a multi field (MUVERA + rerank, or exact).
     Multi(crate::multi::MultiQuery),
+    /// BM25 on a text field (see [`crate::bm25`]).
+    Bm25(Bm25Query),
+}
+
+/// BM25 source: `{"bm25": {"field": "body", "text": "who likes quokkas?"}, "limit": 200}`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bm25Query {
+    /// Text field (default: the only one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Query text, analyzed with the field's analyzer.
+    pub text: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -101,6 +114,7 @@ struct PrefetchRepr {
     dense: Option<DenseQuery>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     multi: Option<crate::multi::MultiQuery>,
+    bm25: Option<Bm25Query>,
     #[serde(default = "default_prefetch_limit")]
     limit: usize,
 }
@@ -108,13 +122,18 @@ struct PrefetchRepr {
 impl TryFrom<PrefetchRepr> for Prefetch {
     type Error = String;
     fn try_from(r: PrefetchRepr) -> Result<Self, String> {
-        let source = match (r.dense, r.multi) {
-            (Some(_), Some(_)) => {
-                return Err("a prefetch has one source: `dense` or `multi`".into())
+        let source = match (r.dense, r.bm25, r.multi) {
+            (Some(d), None, None) => Source::Dense(d),
+            (None, Some(b), None) => Source::Bm25(b),
+            (None, None, Some(m)) => Source::Multi(m),
+            (None, None, None) => {
+                return Err("a prefetch needs a source: `dense`, `bm25` or `multi`".into())
             }
-            (None, Some(m)) => Source::Multi(m),
-            (Some(d), None) => Source::Dense(d),
-            (None, None) => return Err("a prefetch needs a source: `dense`".into()),
+            _ => {
+                return Err(
+                    "a prefetch has one source: `dense`, `bm25` or `multi`, not several".into(),
+                )
+            }
         };
         Ok(Prefetch {
             source,
@@ -128,11 +147,19 @@ impl From<Prefetch> for PrefetchRepr {
         match p.source {
             Source::Dense(d) => PrefetchRepr {
                 dense: Some(d),
+                bm25: None,
+                multi: None,
+                limit: p.limit,
+            },
+            Source::Bm25(b) => PrefetchRepr {
+                dense: None,
+                bm25: Some(b),
                 multi: None,
                 limit: p.limit,
             },
             Source::Multi(m) => PrefetchRepr {
                 dense: None,
+                bm25: None,
                 multi: Some(m),
                 limit: p.limit,
             },
@@ -337,7 +364,8 @@ pub enum Fusion {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         weights: Vec<f32>,
     },
-    /// Normalised score fusion: `sum_i w_i * norm_i(score)`; absent from a list counts 0.
+    /// Normalised score fusion: `sum_i w_i * norm_i(score)`; absent from a list counts as that
+    /// list's lowest normalised score (0 for min-max).
     Score {
         /// Normalisation per list.
         #[serde(default)]
@@ -398,6 +426,11 @@ impl Plan {
                         return bad(format!(
                             "prefetch[{i}].multi needs exactly one of `text` and `vectors`"
                         ));
+                    }
+                }
+                Source::Bm25(b) => {
+                    if b.text.trim().is_empty() {
+                        return bad(format!("prefetch[{i}].bm25.text is empty"));
                     }
                 }
             }
@@ -515,6 +548,7 @@ pub fn execute(
                 }
             }
             Source::Multi(_) => {}
+            Source::Bm25(b) => cx.texts.push(b.text.clone()),
         }
     }
     let mut explain = Vec::new();
@@ -548,6 +582,30 @@ pub fn execute(
                 let how = if m.exact { "maxsim" } else { "muvera" };
                 (list, s, format!("prefetch[{i}] multi {} {how}", m.field))
             }
+            Source::Bm25(b) => {
+                let at = format!("prefetch[{i}].bm25");
+                let bad = |e: QueryError| QueryError::BadPlan(format!("{at}: {e}"));
+                let field =
+                    crate::bm25::resolve_text_field(snap, b.field.as_deref()).map_err(bad)?;
+                let c = crate::bm25::bm25_candidates(
+                    snap,
+                    Some(&field.name),
+                    &b.text,
+                    p.limit,
+                    cx.filter.as_ref(),
+                )
+                .map_err(bad)?;
+                let list = c
+                    .hits
+                    .into_iter()
+                    .map(|(loc, score)| Candidate { loc, score })
+                    .collect();
+                (
+                    list,
+                    c.segments,
+                    format!("prefetch[{i}] bm25 {}", field.name),
+                )
+            }
         };
         explain.push(report(label, 0, &list, t, segments));
         lists.push(list);
@@ -561,7 +619,7 @@ pub fn execute(
             weights: Vec::new(),
         });
         let n_in = lists.iter().map(Vec::len).sum();
-        let fused = fuse(&lists, &fusion);
+        let fused = fuse(&lists, &fusion)?;
         let label = match fusion {
             Fusion::Rrf { k, .. } => format!("fusion rrf k={k}"),
             Fusion::Score { norm, .. } => format!("fusion score {norm:?}").to_lowercase(),
@@ -1143,35 +1201,17 @@ fn seg_scorer<'a>(
         .map(|sc| (sc, fc.codes.as_slice())))
 }
 
-/// Merges ranked lists (each best first) into one, best first.
-pub fn fuse(lists: &[Vec<Candidate>], fusion: &Fusion) -> Vec<Candidate> {
-    let mut acc: HashMap<Loc, f32> = HashMap::new();
-    let weight = |w: &[f32], i: usize| w.get(i).copied().unwrap_or(1.0);
-    match fusion {
-        Fusion::Rrf { k, weights } => {
-            for (i, list) in lists.iter().enumerate() {
-                let w = weight(weights, i);
-                for (rank, c) in list.iter().enumerate() {
-                    *acc.entry(c.loc).or_insert(0.0) += w / (k + rank as f32 + 1.0);
-                }
-            }
-        }
-        Fusion::Score { norm, weights } => {
-            for (i, list) in lists.iter().enumerate() {
-                let w = weight(weights, i);
-                let scores: Vec<f32> = list.iter().map(|c| c.score).collect();
-                for (c, s) in list.iter().zip(normalise(&scores, *norm)) {
-                    *acc.entry(c.loc).or_insert(0.0) += w * s;
-                }
-            }
-        }
-    }
-    let mut out: Vec<Candidate> = acc
+/// Merges ranked lists (each best first) into one, best first (see [`crate::fusion`]: RRF, or
+/// normalised score fusion where a location missing from a list gets that list's lowest score).
+pub fn fuse(lists: &[Vec<Candidate>], fusion: &Fusion) -> Result<Vec<Candidate>, QueryError> {
+    let keyed: Vec<Vec<(Loc, f32)>> = lists
+        .iter()
+        .map(|l| l.iter().map(|c| (c.loc, c.score)).collect())
+        .collect();
+    Ok(crate::fusion::fuse_keyed(&keyed, fusion)?
         .into_iter()
         .map(|(loc, score)| Candidate { loc, score })
-        .collect();
-    sort_candidates(&mut out);
-    out
+        .collect())
 }
 
 /// Min-max or z-score normalisation of one list's scores.

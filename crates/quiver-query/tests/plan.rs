@@ -97,7 +97,9 @@ fn json_round_trip() {
     }"#;
     let p = Plan::from_json(text).expect("parse");
     assert_eq!(p.prefetch.len(), 2);
-    let Source::Dense(d) = &p.prefetch[0].source;
+    let Source::Dense(d) = &p.prefetch[0].source else {
+        panic!("a dense source")
+    };
     assert_eq!(d.dims, Dims::Prefix(64));
     assert_eq!(p.prefetch[0].limit, 1000);
     assert_eq!(

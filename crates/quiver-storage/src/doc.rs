@@ -269,6 +269,7 @@ impl Schema {
                 ));
             }
         }
+        self.check_text_payload(&doc.id, &doc.payload)?;
         Ok((id, doc))
     }
 

@@ -38,6 +38,7 @@ mod mutable;
 mod payload_index;
 mod schema;
 mod segment;
+mod text;
 pub mod tiers;
 
 pub use collection::{Collection, CollectionInfo, Loc, Snapshot, Version, WriteReport};
@@ -51,6 +52,7 @@ pub use mutable::MutableSegment;
 pub use payload_index::PayloadIndex;
 pub use schema::{DenseField, Embedding, FieldSpec, IndexSpec, MetricName, PayloadKind, Schema};
 pub use segment::{NoProgress, Progress, Segment, LIVE};
+pub use text::{TextField, TextFieldStats};
 pub use tiers::{CodecConfig, CodecKind, DenseTierInfo, Rotation, VectorTier};
 
 #[cfg(not(target_endian = "little"))]

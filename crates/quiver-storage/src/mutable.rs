@@ -20,6 +20,8 @@ pub struct MutableSegment {
     pub(crate) dims: BTreeMap<String, usize>,
     /// Multi fields' vector sets, one row per row (see [`crate::multi`]).
     pub(crate) multi: BTreeMap<String, crate::multi::MultiColumn>,
+    /// In-memory text indexes per text field, filled lazily (see `text.rs`).
+    pub(crate) text: parking_lot::Mutex<BTreeMap<String, quiver_text::MemText>>,
 }
 
 impl MutableSegment {

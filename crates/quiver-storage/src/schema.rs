@@ -84,6 +84,19 @@ pub enum FieldSpec {
     Bool,
     /// RFC 3339 timestamps (range, equality).
     Datetime,
+    /// Text indexed for BM25 (see `text.rs`): `source` payload string fields (default: the
+    /// payload field of this name), joined with a space.
+    Text {
+        /// Payload fields the text comes from; empty: the payload field named like this field.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        source: Vec<String>,
+        /// Tokenizer, lowercase, stop words, stemmer.
+        #[serde(default)]
+        analyzer: quiver_text::AnalyzerSpec,
+        /// BM25 `k1` and `b`.
+        #[serde(default)]
+        bm25: quiver_text::Bm25Params,
+    },
 }
 
 /// A dense field's embedding model: when `model` is set, documents carry text in the payload
@@ -289,7 +302,9 @@ impl Schema {
                     )));
                 }
                 for t in embed {
-                    if self.fields.contains_key(t) {
+                    if self.fields.contains_key(t)
+                        && !matches!(self.fields.get(t), Some(FieldSpec::Text { .. }))
+                    {
                         return Err(StorageError::Schema(format!(
                             "field {name:?}: text field {t:?} must be a plain payload field, not a declared index field"
                         )));
@@ -307,6 +322,7 @@ impl Schema {
             }
         }
         self.validate_multi()?;
+        self.validate_text()?;
         Ok(())
     }
 
@@ -358,6 +374,7 @@ impl Schema {
         match self.fields.get(name)? {
             FieldSpec::Dense { .. } => None,
             FieldSpec::Multi(_) => None,
+            FieldSpec::Text { .. } => None,
             FieldSpec::Keyword => Some(PayloadKind::Keyword),
             FieldSpec::Integer => Some(PayloadKind::Integer),
             FieldSpec::Float => Some(PayloadKind::Float),

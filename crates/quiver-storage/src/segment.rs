@@ -126,6 +126,8 @@ pub struct Segment {
     codes: HashMap<String, crate::codes::SegmentCodes>,
     payload: Mmap,
     payload_index: PayloadIndex,
+    /// Text indexes by text field (see `text.rs`).
+    pub(crate) text: BTreeMap<String, quiver_text::SealedText>,
 }
 
 impl std::fmt::Debug for Segment {
@@ -312,6 +314,9 @@ impl Segment {
             crate::codes::write(&tmp, &f, v, rows, seed, &mut files)?;
         }
         crate::multi::write_segment_files(schema, &tmp, rows, &data.multi, &mut files, progress)?;
+        for (fname, bytes, xxh3) in crate::text::write_text_indexes(schema, &tmp, &data.payloads)? {
+            files.insert(fname, FileMeta { bytes, xxh3 });
+        }
         let meta = SegmentMeta {
             format: 1,
             rows,
@@ -461,6 +466,7 @@ impl Segment {
             .map(|r| read_payload(&payload, rows, r, &payload_path))
             .collect::<Result<_, _>>()?;
         let payload_index = PayloadIndex::build(schema, &payloads);
+        let text = crate::text::open_text_indexes(schema, &dir, rows)?;
         Ok(Segment {
             name: name.to_string(),
             dir: dir.clone(),
@@ -473,6 +479,7 @@ impl Segment {
             codes,
             payload,
             payload_index,
+            text,
         })
     }
 

@@ -33,6 +33,10 @@ pub use quiver_linalg::Metric;
 pub use quiver_query as query;
 pub use quiver_query::plan::{execute, Plan, PlanResult, QueryEncoder};
 pub use quiver_query::{maxsim_search, muvera_search, MultiSearchRequest};
+/// BM25 search and fusion.
+pub use quiver_query::{
+    bm25_search, bm25_search_stats, fuse_hits, rrf, score_fusion, Bm25Request, DEFAULT_RRF_K,
+};
 pub use quiver_query::{
     prefer_exact, search, Hit, QueryError, SearchRequest, SearchResult, SegmentPlan, Strategy,
 };
@@ -42,6 +46,9 @@ pub use quiver_storage::{
     StoredDoc, WriteReport,
 };
 pub use quiver_storage::{MultiField, MultiInfo, MultiSpec, MuveraSpec, PruneSpec};
+/// Analyzers and BM25 internals.
+pub use quiver_storage::{TextField, TextFieldStats};
+pub use quiver_text as text;
 
 /// Crate versions, for `--version` output and reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
