@@ -104,7 +104,7 @@ pub struct BenchEmbedArgs {
 }
 
 /// Resolve `--model`: an existing directory is used as is, anything else is a registry name.
-fn model_path(model: &str) -> anyhow::Result<(PathBuf, String)> {
+pub(crate) fn model_path(model: &str) -> anyhow::Result<(PathBuf, String)> {
     let p = Path::new(model);
     if p.is_dir() {
         let name = p

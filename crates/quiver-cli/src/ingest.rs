@@ -95,10 +95,13 @@ pub fn doc_from_json(v: Value, schema: &Schema) -> std::result::Result<Document,
         };
         raw.extend(m);
     }
+    if let Some(m) = o.remove("multi") {
+        crate::multi_cmd::parse_multi(m, &mut doc)?;
+    }
     if let Some(k) = o.keys().next() {
         return Err((
             k.clone(),
-            "unknown key (expected id, payload, vectors, vector)".into(),
+            "unknown key (expected id, payload, vectors, vector, multi)".into(),
         ));
     }
     for (name, v) in raw {
@@ -327,12 +330,9 @@ pub fn run(db: &Path, as_json: bool, a: IngestArgs) -> Result<()> {
             format!("{label}: {}", at(line, parquet))
         }
     };
-    crate::text::fill_vectors(
-        &schema,
-        &mut docs,
-        &mut crate::text::Models::default(),
-        &where_,
-    )?;
+    let mut models = crate::text::Models::default();
+    crate::text::fill_vectors(&schema, &mut docs, &mut models, &where_)?;
+    crate::multi_cmd::fill_multi(&schema, &mut docs, &mut models, &where_)?;
     // Validate everything before writing anything.
     let mut seen: HashMap<DocId, usize> = HashMap::with_capacity(docs.len());
     for (line, doc) in &docs {

@@ -5,9 +5,11 @@
 
 mod bench_ann;
 mod bench_codecs;
+mod bench_multi;
 mod demo;
 mod embed_cmd;
 mod ingest;
+mod multi_cmd;
 mod ops;
 mod progress;
 mod query_cmd;
@@ -75,6 +77,8 @@ pub enum BenchCmd {
     Codecs(bench_codecs::CodecsArgs),
     /// Embedding throughput on SciFact (long documents and short queries).
     Embed(embed_cmd::BenchEmbedArgs),
+    /// Multi-vector retrieval: MUVERA + MaxSim rerank against brute-force MaxSim (SciFact tokens).
+    Multivector(bench_multi::MultiBenchArgs),
 }
 
 fn main() {
@@ -103,6 +107,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Bench(BenchCmd::Ann(a)) => bench_ann::run(cli.json, a),
         Cmd::Bench(BenchCmd::Codecs(a)) => bench_codecs::run(cli.json, a),
         Cmd::Bench(BenchCmd::Embed(a)) => embed_cmd::run_bench_embed(a, cli.json),
+        Cmd::Bench(BenchCmd::Multivector(a)) => bench_multi::run(a, cli.json),
         Cmd::Embed(a) => embed_cmd::run_embed(a),
         Cmd::Models(a) => embed_cmd::run_models(a, cli.json),
     }

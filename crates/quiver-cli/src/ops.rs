@@ -94,7 +94,7 @@ pub fn collection(db: &Path, as_json: bool, cmd: CollectionCmd) -> Result<()> {
                 .collect();
             let v = json!({"name": info.name, "documents": info.documents, "mutable_rows": info.mutable_rows,
                 "segments": info.segments.iter().map(|(n, r, l)| json!({"name": n, "rows": r, "live": l})).collect::<Vec<_>>(),
-                "graph_bytes": info.graph_bytes, "seq": info.seq, "dense_fields": dense, "tiers": serde_json::to_value(&info.dense)?, "schema": serde_json::to_value(schema.as_ref())?});
+                "graph_bytes": info.graph_bytes, "seq": info.seq, "dense_fields": dense, "tiers": serde_json::to_value(&info.dense)?, "multi_fields": info.multi, "schema": serde_json::to_value(schema.as_ref())?});
             let mut v = v;
             let snap = c.snapshot();
             v["text_fields"] = schema
@@ -198,21 +198,24 @@ pub struct SearchArgs {
     /// Print the per-segment plan.
     #[arg(long)]
     pub explain: bool,
+    /// Search this multi-vector field: MUVERA candidates reranked by exact MaxSim (`--exact`:
+    /// brute-force MaxSim). `--vector` then takes a JSON array of vectors.
+    #[arg(long)]
+    pub multi: Option<String>,
+    /// Multi: ball-carve query vectors at this inner-product threshold before the rerank.
+    #[arg(long)]
+    pub ball_carving: Option<f32>,
     /// BM25 and hybrid search.
     #[command(flatten)]
     pub text: crate::search_text::TextSearchArgs,
-    /// Run the funnel preset on the dense field: its cheapest codec's shortlist, its richest
-    /// codec, then the f32 vectors (or its Matryoshka prefix cascade).
-    #[arg(long, conflicts_with = "exact")]
-    pub funnel: bool,
-    /// First-stage shortlist of --funnel (default max(100·k, 1000)).
-    #[arg(long, requires = "funnel")]
-    pub shortlist: Option<usize>,
 }
 
 pub fn search_cmd(db: &Path, as_json: bool, a: SearchArgs) -> Result<()> {
     let d = open_db(db)?;
     let c = d.collection(&a.collection)?;
+    if let Some(f) = &a.multi {
+        return crate::multi_cmd::search(&c, as_json, &a, f);
+    }
     let mode = crate::search_text::resolve_mode(&c, &a);
     if mode != crate::search_text::Mode::Dense {
         return crate::search_text::run(&c, as_json, &a, mode);
@@ -250,9 +253,6 @@ pub fn search_cmd(db: &Path, as_json: bool, a: SearchArgs) -> Result<()> {
         ),
         _ => bail!("give exactly one of: query text, --vector, --vector-file"),
     };
-    if a.funnel {
-        return funnel_search(&c, as_json, &a, vector, field);
-    }
     search_with(&c, as_json, &a, vector, field)
 }
 
@@ -292,33 +292,6 @@ pub(crate) fn parse_vector(text: &str) -> Result<Vec<f32>> {
         .into_iter()
         .map(|x| x as f32)
         .collect())
-}
-
-/// `quiver search --funnel`: the funnel preset plan for the dense field.
-fn funnel_search(
-    c: &quiver::Collection,
-    as_json: bool,
-    a: &SearchArgs,
-    vector: Vec<f32>,
-    field: Option<String>,
-) -> Result<()> {
-    let snap = c.snapshot();
-    let f = quiver::query::resolve_dense(&snap, field.as_deref())?;
-    let query = quiver::query::plan::DenseQuery {
-        vector: Some(vector),
-        ef: a.ef,
-        ..Default::default()
-    };
-    let mut plan = quiver::query::presets::funnel(&f, query, a.k, a.shortlist)?;
-    plan.filter = match &a.filter {
-        Some(s) => {
-            Some(serde_json::from_str(s).map_err(|e| anyhow!("--filter is not valid JSON: {e}"))?)
-        }
-        None => None,
-    };
-    let t = std::time::Instant::now();
-    let res = quiver::execute(&snap, &plan, None)?;
-    crate::query_cmd::print_result(&res, t.elapsed().as_secs_f64() * 1e3, as_json, a.explain)
 }
 
 fn search_with(

@@ -32,6 +32,15 @@ impl QueryEncoder for ModelEncoder {
     fn encode_dense(&self, field: &DenseField, text: &str) -> Result<Vec<f32>, String> {
         embed_query(field, text, &mut self.models.borrow_mut()).map_err(|e| format!("{e:#}"))
     }
+
+    fn encode_multi(
+        &self,
+        field: &quiver::MultiField,
+        text: &str,
+    ) -> Result<Vec<Vec<f32>>, String> {
+        crate::multi_cmd::embed_query_tokens(field, text, &mut self.models.borrow_mut())
+            .map_err(|e| format!("{e:#}"))
+    }
 }
 
 pub fn run(db: &Path, as_json: bool, a: QueryArgs) -> Result<()> {

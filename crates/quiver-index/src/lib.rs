@@ -7,6 +7,8 @@
 //! - [`Hnsw`]: a Hierarchical Navigable Small World graph (Malkov & Yashunin, 2018) with concurrent
 //!   incremental inserts, per-query `ef`, and a row predicate ([`RowFilter`]) checked *during*
 //!   traversal: rejected rows are still walked through, never returned.
+//! - [`multi`]: vector *sets* per document — exact MaxSim ([`multi::maxsim`]), MUVERA
+//!   fixed-dimensional encodings ([`multi::muvera`]) and token pruning ([`multi::prune`]).
 //!
 //! Scores are "higher is closer" everywhere ([`quiver_linalg::Metric::score`]).
 //!
@@ -23,10 +25,12 @@
 pub mod flat;
 mod heap;
 mod hnsw;
+pub mod multi;
 mod persist;
 
 pub use heap::{Neighbor, TopK};
 pub use hnsw::{Hnsw, HnswParams, HnswStats};
+pub use multi::{MultiVectors, MultiVectorsBuf};
 pub use rescore::{oversample, prefetch_slice, rerank, NodeScorer};
 
 mod rescore;

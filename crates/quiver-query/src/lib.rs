@@ -8,8 +8,8 @@
 //!   filter leaves few (cardinality from the payload indexes); the mutable segment is scanned
 //!   exactly; results are merged by score.
 //! - [`SearchResult::explain`]: what was chosen per segment and why.
-//! - [`bm25_search`] ([`Bm25Request`]): BM25 on a text field with collection-wide statistics;
-//!   [`fusion`]: reciprocal rank and normalised score fusion of ranked lists.
+//! - [`multi`]: multi-vector fields — [`maxsim_search`] (exact MaxSim) and [`muvera_search`]
+//!   (MUVERA FDE candidates reranked by exact MaxSim).
 //!
 //! ```text
 //!   SearchRequest ──► for each sealed segment:  allowed = payload_index(filter) ∧ visible(snapshot)
@@ -21,6 +21,11 @@
 
 pub mod bm25;
 pub mod fusion;
+
+pub mod multi;
+
+pub use multi::{maxsim_search, muvera_search, MaxsimRescore, MultiQuery, MultiSearchRequest};
+
 pub mod plan;
 pub mod presets;
 
@@ -47,6 +52,9 @@ pub enum QueryError {
         /// What is wrong.
         msg: String,
     },
+    /// The field is not a multi field of the collection.
+    #[error("unknown multi field {0:?}")]
+    UnknownMultiField(String),
     /// The collection has several dense fields and the request names none.
     #[error("the collection has several dense fields ({0}); choose one")]
     AmbiguousField(String),

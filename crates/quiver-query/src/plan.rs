@@ -90,6 +90,8 @@ pub struct Prefetch {
 pub enum Source {
     /// Nearest neighbours on a dense field (full vector, a Matryoshka prefix, or compact codes).
     Dense(DenseQuery),
+    /// Best documents by MaxSim on a multi field (MUVERA + rerank, or exact).
+    Multi(crate::multi::MultiQuery),
     /// BM25 on a text field (see [`crate::bm25`]).
     Bm25(Bm25Query),
 }
@@ -111,6 +113,7 @@ struct PrefetchRepr {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     dense: Option<DenseQuery>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    multi: Option<crate::multi::MultiQuery>,
     bm25: Option<Bm25Query>,
     #[serde(default = "default_prefetch_limit")]
     limit: usize,
@@ -119,13 +122,18 @@ struct PrefetchRepr {
 impl TryFrom<PrefetchRepr> for Prefetch {
     type Error = String;
     fn try_from(r: PrefetchRepr) -> Result<Self, String> {
-        let source = match (r.dense, r.bm25) {
-            (Some(d), None) => Source::Dense(d),
-            (None, Some(b)) => Source::Bm25(b),
-            (Some(_), Some(_)) => {
-                return Err("a prefetch has one source: `dense` or `bm25`, not both".into())
+        let source = match (r.dense, r.bm25, r.multi) {
+            (Some(d), None, None) => Source::Dense(d),
+            (None, Some(b), None) => Source::Bm25(b),
+            (None, None, Some(m)) => Source::Multi(m),
+            (None, None, None) => {
+                return Err("a prefetch needs a source: `dense`, `bm25` or `multi`".into())
             }
-            (None, None) => return Err("a prefetch needs a source: `dense` or `bm25`".into()),
+            _ => {
+                return Err(
+                    "a prefetch has one source: `dense`, `bm25` or `multi`, not several".into(),
+                )
+            }
         };
         Ok(Prefetch {
             source,
@@ -140,11 +148,19 @@ impl From<Prefetch> for PrefetchRepr {
             Source::Dense(d) => PrefetchRepr {
                 dense: Some(d),
                 bm25: None,
+                multi: None,
                 limit: p.limit,
             },
             Source::Bm25(b) => PrefetchRepr {
                 dense: None,
                 bm25: Some(b),
+                multi: None,
+                limit: p.limit,
+            },
+            Source::Multi(m) => PrefetchRepr {
+                dense: None,
+                bm25: None,
+                multi: Some(m),
                 limit: p.limit,
             },
         }
@@ -270,6 +286,8 @@ pub struct Rescore {
 pub enum Stage {
     /// Dense similarity on a field, at a prefix length and precision.
     Dense(DenseRescore),
+    /// Exact MaxSim on a multi field.
+    Maxsim(crate::multi::MaxsimRescore),
 }
 
 /// Dense rescoring.
@@ -292,6 +310,8 @@ pub struct DenseRescore {
 struct RescoreRepr {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     dense: Option<DenseRescore>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    maxsim: Option<crate::multi::MaxsimRescore>,
     #[serde(default = "default_prefetch_limit")]
     limit: usize,
 }
@@ -299,9 +319,13 @@ struct RescoreRepr {
 impl TryFrom<RescoreRepr> for Rescore {
     type Error = String;
     fn try_from(r: RescoreRepr) -> Result<Self, String> {
-        let stage = match r.dense {
-            Some(d) => Stage::Dense(d),
-            None => return Err("a rescore stage needs a kind: `dense`".into()),
+        let stage = match (r.dense, r.maxsim) {
+            (Some(_), Some(_)) => {
+                return Err("a rescore stage has one kind: `dense` or `maxsim`".into())
+            }
+            (None, Some(m)) => Stage::Maxsim(m),
+            (Some(d), None) => Stage::Dense(d),
+            (None, None) => return Err("a rescore stage needs a kind: `dense`".into()),
         };
         Ok(Rescore {
             stage,
@@ -315,6 +339,12 @@ impl From<Rescore> for RescoreRepr {
         match r.stage {
             Stage::Dense(d) => RescoreRepr {
                 dense: Some(d),
+                maxsim: None,
+                limit: r.limit,
+            },
+            Stage::Maxsim(m) => RescoreRepr {
+                dense: None,
+                maxsim: Some(m),
                 limit: r.limit,
             },
         }
@@ -391,6 +421,13 @@ impl Plan {
                         ));
                     }
                 }
+                Source::Multi(m) => {
+                    if m.text.is_some() == m.vectors.is_some() {
+                        return bad(format!(
+                            "prefetch[{i}].multi needs exactly one of `text` and `vectors`"
+                        ));
+                    }
+                }
                 Source::Bm25(b) => {
                     if b.text.trim().is_empty() {
                         return bad(format!("prefetch[{i}].bm25.text is empty"));
@@ -432,6 +469,19 @@ impl Plan {
 pub trait QueryEncoder {
     /// The query vector of `text` for dense `field` (its model and query prefix).
     fn encode_dense(&self, field: &DenseField, text: &str) -> Result<Vec<f32>, String>;
+
+    /// The query vectors of `text` for multi `field` (its model's token vectors).
+    fn encode_multi(
+        &self,
+        field: &quiver_storage::MultiField,
+        text: &str,
+    ) -> Result<Vec<Vec<f32>>, String> {
+        let _ = text;
+        Err(format!(
+            "multi field {:?}: this encoder cannot embed text; give `vectors`",
+            field.name
+        ))
+    }
 }
 
 /// What one stage of an executed plan did.
@@ -497,6 +547,7 @@ pub fn execute(
                     cx.texts.push(t.clone());
                 }
             }
+            Source::Multi(_) => {}
             Source::Bm25(b) => cx.texts.push(b.text.clone()),
         }
     }
@@ -518,6 +569,18 @@ pub fn execute(
                         dims_label(d.dims)
                     ),
                 )
+            }
+            Source::Multi(m) => {
+                let at = format!("prefetch[{i}].multi");
+                let q =
+                    crate::multi::plan_query(snap, encoder, &m.field, &m.text, &m.vectors, &at)?;
+                let (l, s) = crate::multi::plan_source(snap, m, q, p.limit, cx.filter.clone())?;
+                let list = l
+                    .into_iter()
+                    .map(|(loc, score)| Candidate { loc, score })
+                    .collect();
+                let how = if m.exact { "maxsim" } else { "muvera" };
+                (list, s, format!("prefetch[{i}] multi {} {how}", m.field))
             }
             Source::Bm25(b) => {
                 let at = format!("prefetch[{i}].bm25");
@@ -587,6 +650,34 @@ pub fn execute(
                     dims_label(d.dims)
                 )
                 .to_lowercase()
+            }
+            Stage::Maxsim(m) => {
+                let at = format!("rescore[{i}].maxsim");
+                let (text, vectors) = match (&m.text, &m.vectors) {
+                    (None, None) => plan
+                        .prefetch
+                        .iter()
+                        .find_map(|p| match &p.source {
+                            Source::Multi(q) if q.field == m.field => {
+                                Some((q.text.clone(), q.vectors.clone()))
+                            }
+                            _ => None,
+                        })
+                        .ok_or_else(|| {
+                            QueryError::BadPlan(format!(
+                                "{at}: give `text` or `vectors`, or a `multi` prefetch on field {:?}",
+                                m.field
+                            ))
+                        })?,
+                    (t, v) => (t.clone(), v.clone()),
+                };
+                let q = crate::multi::plan_query(snap, encoder, &m.field, &text, &vectors, &at)?;
+                let locs: Vec<Loc> = cands.iter().map(|c| c.loc).collect();
+                let scores = crate::multi::plan_rescore(snap, &m.field, q, &locs)?;
+                for (c, s) in cands.iter_mut().zip(scores) {
+                    c.score = s;
+                }
+                format!("rescore[{i}] maxsim {}", m.field)
             }
         };
         sort_candidates(&mut cands);

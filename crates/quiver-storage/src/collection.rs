@@ -117,6 +117,9 @@ pub struct CollectionInfo {
     pub graph_bytes: usize,
     /// Last committed sequence number.
     pub seq: u64,
+    /// Vectors per document of each multi field.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub multi: Vec<crate::multi::MultiInfo>,
     /// Memory and disk use per dense field.
     pub dense: Vec<crate::tiers::DenseTierInfo>,
 }
@@ -327,6 +330,7 @@ impl Collection {
         pending.sort_by_key(|d| d.seq);
         for doc in pending {
             max_seq = max_seq.max(doc.seq);
+            mutable.push_multi(&schema, &doc.multi, &doc.multi_raw);
             let row = mutable.push(doc.id.clone(), doc.seq, doc.payload, &doc.vectors);
             match ids.get(&doc.id) {
                 Some(&(old_seq, _)) if old_seq >= doc.seq => mutable.mark_superseded(row, old_seq),
@@ -457,6 +461,7 @@ impl Collection {
             }
             prepared.push((id, doc));
         }
+        crate::multi::prune_batch(&self.schema, &mut prepared)?;
         if prepared.is_empty() {
             return Ok(WriteReport {
                 count: 0,
@@ -489,6 +494,7 @@ impl Collection {
             let mut m = version.mutable.write();
             for (i, (id, doc)) in prepared.into_iter().enumerate() {
                 let seq = seq0 + i as u64;
+                m.push_multi(&self.schema, &doc.multi, &doc.multi_raw);
                 let row = m.push(id.clone(), seq, doc.payload, &doc.vectors);
                 if let Some(old) = ids.insert(id, Loc::Mutable(row)) {
                     match old {
@@ -678,6 +684,26 @@ impl Collection {
         (ids, seqs, payloads, vectors)
     }
 
+    fn gather_multi(
+        &self,
+        rows: &[(Loc, &Version)],
+    ) -> BTreeMap<String, crate::multi::MultiColumn> {
+        let mut cols = crate::multi::columns(&self.schema);
+        if cols.is_empty() {
+            return cols;
+        }
+        for &(loc, version) in rows {
+            match loc {
+                Loc::Mutable(r) => {
+                    let m = version.mutable.read();
+                    crate::multi::copy_row(&mut cols, &m.multi, r);
+                }
+                Loc::Sealed(s, r) => version.segments[s].copy_multi_row(&mut cols, r),
+            }
+        }
+        cols
+    }
+
     fn seal_locked(&self, w: &mut Writer) -> Result<(), StorageError> {
         self.check_live()?;
         let (version, seq) = self.current.read().clone();
@@ -695,6 +721,7 @@ impl Collection {
             .map(|&r| (Loc::Mutable(r), version.as_ref()))
             .collect();
         let (ids, seqs, payloads, vectors) = self.gather(&rows);
+        let multi = self.gather_multi(&rows);
         let mut manifest = w.manifest.clone();
         let mut new_segments = version.segments.clone();
         if !ids.is_empty() {
@@ -707,6 +734,7 @@ impl Collection {
                 seqs,
                 payloads: payloads.iter().collect(),
                 vectors,
+                multi,
             };
             let progress = self.progress.read().clone();
             let seg = Segment::write(
@@ -767,6 +795,7 @@ impl Collection {
             })
             .collect();
         let (ids, seqs, payloads, vectors) = self.gather(&rows);
+        let multi = self.gather_multi(&rows);
         let mut manifest = w.manifest.clone();
         let old = std::mem::take(&mut manifest.segments);
         let mut segments = Vec::new();
@@ -780,6 +809,7 @@ impl Collection {
                 seqs,
                 payloads: payloads.iter().collect(),
                 vectors,
+                multi,
             };
             let progress = self.progress.read().clone();
             segments.push(Arc::new(Segment::write(
@@ -856,6 +886,7 @@ impl Collection {
             segments,
             graph_bytes: snap.version.segments.iter().map(|s| s.graph_bytes()).sum(),
             seq: snap.seq,
+            multi: snap.multi_info(),
             dense: crate::tiers::dense_info(&snap),
         }
     }
@@ -874,6 +905,8 @@ fn doc_at(version: &Version, schema: &Schema, loc: Loc) -> StoredDoc {
                     .into_iter()
                     .filter_map(|f| m.vector(&f.name, r).map(|v| (f.name, v.to_vec())))
                     .collect(),
+                multi: m.multi_sets(r).0,
+                multi_raw: m.multi_sets(r).1,
             }
         }
         Loc::Sealed(s, r) => {
@@ -887,6 +920,8 @@ fn doc_at(version: &Version, schema: &Schema, loc: Loc) -> StoredDoc {
                     .into_iter()
                     .filter_map(|f| seg.vectors(&f.name).map(|v| (f.name, v.row(r).to_vec())))
                     .collect(),
+                multi: seg.multi_sets(r).0,
+                multi_raw: seg.multi_sets(r).1,
             }
         }
     }

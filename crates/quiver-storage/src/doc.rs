@@ -102,6 +102,13 @@ pub struct Document {
     /// Vectors by dense field name.
     #[serde(default)]
     pub vectors: BTreeMap<String, Vec<f32>>,
+    /// Vector sets by multi field name (see [`crate::multi`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub multi: BTreeMap<String, Vec<Vec<f32>>>,
+    /// Per multi field, how many vectors the document had before index-time pruning (set by the
+    /// collection at upsert; not part of the input).
+    #[serde(skip)]
+    pub multi_raw: BTreeMap<String, u32>,
 }
 
 /// A stored document as read back.
@@ -115,6 +122,10 @@ pub struct StoredDoc {
     pub payload: Map<String, Value>,
     /// Vectors by dense field name (unit length for cosine fields).
     pub vectors: BTreeMap<String, Vec<f32>>,
+    /// Vector sets by multi field name (after pruning).
+    pub multi: BTreeMap<String, Vec<Vec<f32>>>,
+    /// Per multi field, vectors before pruning.
+    pub multi_raw: BTreeMap<String, u32>,
 }
 
 impl StoredDoc {
@@ -130,6 +141,14 @@ impl StoredDoc {
                 .map(|(k, v)| (k.clone(), Value::from(v.clone())))
                 .collect();
             o.insert("vectors".into(), Value::Object(v));
+            if !self.multi.is_empty() {
+                let m: Map<String, Value> = self
+                    .multi
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::from(v.clone())))
+                    .collect();
+                o.insert("multi".into(), Value::Object(m));
+            }
         }
         Value::Object(o)
     }
@@ -238,6 +257,7 @@ impl Schema {
                 ));
             }
         }
+        self.prepare_multi(&mut doc)?;
         for (name, value) in &doc.payload {
             if let Some(kind) = self.payload_kind(name) {
                 check_payload_value(kind, value).map_err(|m| invalid(&doc.id, name, m))?;
@@ -269,6 +289,7 @@ impl Schema {
                 }
             }
         }
+        self.encode_multi(doc, &mut out);
         out
     }
 
@@ -311,6 +332,7 @@ impl Schema {
             );
             pos = end;
         }
+        let (multi, multi_raw, pos) = self.decode_multi(bytes, pos).map_err(corrupt)?;
         if pos != bytes.len() {
             return Err(corrupt("trailing bytes"));
         }
@@ -319,6 +341,8 @@ impl Schema {
             seq,
             payload,
             vectors,
+            multi,
+            multi_raw,
         })
     }
 }

@@ -33,6 +33,7 @@ mod collection;
 mod db;
 mod doc;
 mod filter;
+mod multi;
 mod mutable;
 mod payload_index;
 mod schema;
@@ -44,6 +45,9 @@ pub use collection::{Collection, CollectionInfo, Loc, Snapshot, Version, WriteRe
 pub use db::Database;
 pub use doc::{parse_datetime, DocId, Document, StoredDoc, MAX_ID_BYTES};
 pub use filter::{Filter, Range};
+pub use multi::{
+    MultiColumn, MultiField, MultiInfo, MultiSpec, MuveraSpec, PruneSpec, MAX_MULTI_VECTORS,
+};
 pub use mutable::MutableSegment;
 pub use payload_index::PayloadIndex;
 pub use schema::{DenseField, Embedding, FieldSpec, IndexSpec, MetricName, PayloadKind, Schema};

@@ -18,6 +18,8 @@ pub struct MutableSegment {
     pub(crate) payloads: Vec<Map<String, Value>>,
     pub(crate) vectors: BTreeMap<String, Vec<f32>>,
     pub(crate) dims: BTreeMap<String, usize>,
+    /// Multi fields' vector sets, one row per row (see [`crate::multi`]).
+    pub(crate) multi: BTreeMap<String, crate::multi::MultiColumn>,
     /// In-memory text indexes per text field, filled lazily (see `text.rs`).
     pub(crate) text: parking_lot::Mutex<BTreeMap<String, quiver_text::MemText>>,
 }
@@ -96,6 +98,39 @@ impl MutableSegment {
     /// The vector of `row` in `field`.
     pub fn vector(&self, field: &str, row: u32) -> Option<&[f32]> {
         self.vectors(field).map(|v| v.row(row))
+    }
+
+    /// Appends the multi-vector sets of the row pushed next (or just pushed): every row gets one
+    /// entry per multi field of `schema`.
+    pub(crate) fn push_multi(
+        &mut self,
+        schema: &crate::schema::Schema,
+        sets: &BTreeMap<String, Vec<Vec<f32>>>,
+        raws: &BTreeMap<String, u32>,
+    ) {
+        if self.multi.is_empty() {
+            self.multi = crate::multi::columns(schema);
+        }
+        crate::multi::push_row(&mut self.multi, sets, raws);
+    }
+
+    /// The multi-vector sets and raw counts of `row`.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn multi_sets(
+        &self,
+        row: u32,
+    ) -> (BTreeMap<String, Vec<Vec<f32>>>, BTreeMap<String, u32>) {
+        crate::multi::sets_of(
+            self.multi
+                .iter()
+                .map(|(k, c)| (k.as_str(), c.vectors.view(), c.raw.as_slice())),
+            row,
+        )
+    }
+
+    /// Vector sets of a multi field.
+    pub fn multi(&self, field: &str) -> Option<quiver_index::MultiVectors<'_>> {
+        self.multi.get(field).map(|c| c.vectors.view())
     }
 
     pub(crate) fn mark_superseded(&mut self, row: u32, seq: u64) {

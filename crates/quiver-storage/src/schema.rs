@@ -72,6 +72,8 @@ pub enum FieldSpec {
         #[serde(default, skip_serializing_if = "Rotation::is_none")]
         rotation: Rotation,
     },
+    /// Many vectors per document, scored with MaxSim (see [`crate::multi`]).
+    Multi(crate::multi::MultiSpec),
     /// Exact-match strings (equality, in-set).
     Keyword,
     /// 64-bit integers (equality, in-set, range).
@@ -319,6 +321,7 @@ impl Schema {
                 }
             }
         }
+        self.validate_multi()?;
         self.validate_text()?;
         Ok(())
     }
@@ -370,6 +373,7 @@ impl Schema {
     pub fn payload_kind(&self, name: &str) -> Option<PayloadKind> {
         match self.fields.get(name)? {
             FieldSpec::Dense { .. } => None,
+            FieldSpec::Multi(_) => None,
             FieldSpec::Text { .. } => None,
             FieldSpec::Keyword => Some(PayloadKind::Keyword),
             FieldSpec::Integer => Some(PayloadKind::Integer),

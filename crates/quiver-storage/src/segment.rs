@@ -52,6 +52,8 @@ pub struct SegmentData<'a> {
     pub payloads: Vec<&'a Map<String, Value>>,
     /// Row-major vectors per dense field.
     pub vectors: BTreeMap<String, Vec<f32>>,
+    /// Vector sets per multi field.
+    pub multi: BTreeMap<String, crate::multi::MultiColumn>,
 }
 
 impl SegmentData<'_> {
@@ -73,6 +75,11 @@ impl SegmentData<'_> {
                     }
                     (name.clone(), out)
                 })
+                .collect(),
+            multi: self
+                .multi
+                .iter()
+                .map(|(name, c)| (name.clone(), c.permuted(order)))
                 .collect(),
         }
     }
@@ -115,6 +122,7 @@ pub struct Segment {
     deleted_at: Vec<AtomicU64>,
     vectors: HashMap<String, (VecStore, usize)>,
     graphs: HashMap<String, Hnsw>,
+    multi: HashMap<String, crate::multi::SegmentMulti>,
     codes: HashMap<String, crate::codes::SegmentCodes>,
     payload: Mmap,
     payload_index: PayloadIndex,
@@ -305,6 +313,7 @@ impl Segment {
             }
             crate::codes::write(&tmp, &f, v, rows, seed, &mut files)?;
         }
+        crate::multi::write_segment_files(schema, &tmp, rows, &data.multi, &mut files, progress)?;
         for (fname, bytes, xxh3) in crate::text::write_text_indexes(schema, &tmp, &data.payloads)? {
             files.insert(fname, FileMeta { bytes, xxh3 });
         }
@@ -448,6 +457,7 @@ impl Segment {
             vectors.insert(f.name.clone(), (store, f.dim));
         }
 
+        let multi = crate::multi::open_segment_files(schema, &dir, rows, &mut maps)?;
         let payload = maps
             .remove("payload.bin")
             .ok_or_else(|| corrupt(&dir.join("payload.bin"), "missing from segment"))?;
@@ -465,6 +475,7 @@ impl Segment {
             deleted_at: (0..rows).map(|_| AtomicU64::new(LIVE)).collect(),
             vectors,
             graphs,
+            multi,
             codes,
             payload,
             payload_index,
@@ -521,6 +532,26 @@ impl Segment {
         self.graphs.get(field)
     }
 
+    /// Vector sets of a multi field.
+    pub fn multi(&self, field: &str) -> Option<quiver_index::MultiVectors<'_>> {
+        self.multi.get(field).and_then(|m| m.vectors())
+    }
+
+    /// MUVERA encodings of a multi field and their HNSW graph, if built.
+    pub fn fde(&self, field: &str) -> Option<(Vectors<'_>, Option<&Hnsw>)> {
+        self.multi.get(field).and_then(|m| m.fde())
+    }
+
+    pub(crate) fn multi_store(&self, field: &str) -> Option<&crate::multi::SegmentMulti> {
+        self.multi.get(field)
+    }
+
+    pub(crate) fn multi_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.multi.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
     /// Compact codes of a dense field (one entry per declared codec; empty if none).
     pub fn codes(&self, field: &str) -> &[crate::codes::FieldCodes] {
         self.codes.get(field).map_or(&[], |c| c.codecs.as_slice())
@@ -573,6 +604,7 @@ impl Segment {
 
     /// Bytes of index structures held in memory (graphs), for reporting.
     pub fn graph_bytes(&self) -> usize {
-        self.graphs.values().map(|g| g.stats().bytes).sum()
+        self.graphs.values().map(|g| g.stats().bytes).sum::<usize>()
+            + self.multi.values().map(|m| m.graph_bytes()).sum::<usize>()
     }
 }

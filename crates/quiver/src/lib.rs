@@ -26,11 +26,13 @@
 /// Oracles and test data generators are in `quiver-eval`; index internals here.
 pub use quiver_index as index;
 pub use quiver_index::{flat, AllRows, Bitset, Hnsw, HnswParams, Neighbor, RowFilter, Vectors};
+pub use quiver_index::{MultiVectors, MultiVectorsBuf};
 /// Distance kernels.
 pub use quiver_linalg as linalg;
 pub use quiver_linalg::Metric;
 pub use quiver_query as query;
 pub use quiver_query::plan::{execute, Plan, PlanResult, QueryEncoder};
+pub use quiver_query::{maxsim_search, muvera_search, MultiSearchRequest};
 /// BM25 search and fusion.
 pub use quiver_query::{
     bm25_search, bm25_search_stats, fuse_hits, rrf, score_fusion, Bm25Request, DEFAULT_RRF_K,
@@ -45,6 +47,7 @@ pub use quiver_storage::{
     Filter, IndexSpec, NoProgress, PayloadKind, Progress, Schema, Snapshot, StorageError,
     StoredDoc, WriteReport,
 };
+pub use quiver_storage::{MultiField, MultiInfo, MultiSpec, MuveraSpec, PruneSpec};
 /// Analyzers and BM25 internals.
 pub use quiver_storage::{TextField, TextFieldStats};
 pub use quiver_text as text;
