@@ -6,6 +6,8 @@
 mod bench_ann;
 mod demo;
 mod embed_cmd;
+mod eval_cache;
+mod eval_cmd;
 mod ingest;
 mod ops;
 mod progress;
@@ -60,6 +62,8 @@ pub enum Cmd {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Evaluate retrieval quality and cost on a BEIR-layout dataset (nDCG, recall, MAP, MRR, P).
+    Eval(eval_cmd::EvalArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -96,5 +100,6 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Bench(BenchCmd::Embed(a)) => embed_cmd::run_bench_embed(a, cli.json),
         Cmd::Embed(a) => embed_cmd::run_embed(a),
         Cmd::Models(a) => embed_cmd::run_models(a, cli.json),
+        Cmd::Eval(a) => eval_cmd::run(&cli.db, cli.json, a),
     }
 }
