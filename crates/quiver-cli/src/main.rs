@@ -11,6 +11,8 @@ mod eval_cmd;
 mod ingest;
 mod ops;
 mod progress;
+mod query_cmd;
+mod search_text;
 mod text;
 
 use anyhow::Result;
@@ -47,8 +49,10 @@ pub enum Cmd {
     Collection(ops::CollectionCmd),
     /// Load documents from JSONL, Parquet, or a folder of Markdown/text files.
     Ingest(ingest::IngestArgs),
-    /// k-nearest-neighbour search.
+    /// Search: dense k-NN, BM25 (--mode bm25) or hybrid (--mode hybrid).
     Search(ops::SearchArgs),
+    /// Run a JSON query plan (prefetch -> fusion -> rescore -> limit).
+    Query(query_cmd::QueryArgs),
     /// Fetch documents by id.
     Get(ops::GetArgs),
     /// Delete documents by id or by filter.
@@ -93,6 +97,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Collection(c) => ops::collection(&cli.db, cli.json, c),
         Cmd::Ingest(a) => ingest::run(&cli.db, cli.json, a),
         Cmd::Search(a) => ops::search_cmd(&cli.db, cli.json, a),
+        Cmd::Query(a) => query_cmd::run(&cli.db, cli.json, a),
         Cmd::Get(a) => ops::get(&cli.db, cli.json, a),
         Cmd::Delete(a) => ops::delete(&cli.db, cli.json, a),
         Cmd::Count(a) => ops::count(&cli.db, cli.json, a),

@@ -94,7 +94,17 @@ pub fn collection(db: &Path, as_json: bool, cmd: CollectionCmd) -> Result<()> {
                 .collect();
             let v = json!({"name": info.name, "documents": info.documents, "mutable_rows": info.mutable_rows,
                 "segments": info.segments.iter().map(|(n, r, l)| json!({"name": n, "rows": r, "live": l})).collect::<Vec<_>>(),
-                "graph_bytes": info.graph_bytes, "seq": info.seq, "dense_fields": dense, "schema": serde_json::to_value(schema.as_ref())?});
+                "graph_bytes": info.graph_bytes, "seq": info.seq, "dense_fields": dense, "tiers": serde_json::to_value(&info.dense)?, "schema": serde_json::to_value(schema.as_ref())?});
+            let mut v = v;
+            let snap = c.snapshot();
+            v["text_fields"] = schema
+                .text_fields()
+                .iter()
+                .filter_map(|f| snap.text_stats(&f.name))
+                .map(|s| json!({"field": s.field, "docs": s.docs, "avg_len": s.avg_len,
+                    "terms": s.terms.iter().map(|(seg, n)| json!({"segment": seg, "terms": n})).collect::<Vec<_>>()}))
+                .collect::<Vec<_>>()
+                .into();
             if as_json {
                 println!("{v}");
             } else {
@@ -188,11 +198,18 @@ pub struct SearchArgs {
     /// Print the per-segment plan.
     #[arg(long)]
     pub explain: bool,
+    /// BM25 and hybrid search.
+    #[command(flatten)]
+    pub text: crate::search_text::TextSearchArgs,
 }
 
 pub fn search_cmd(db: &Path, as_json: bool, a: SearchArgs) -> Result<()> {
     let d = open_db(db)?;
     let c = d.collection(&a.collection)?;
+    let mode = crate::search_text::resolve_mode(&c, &a);
+    if mode != crate::search_text::Mode::Dense {
+        return crate::search_text::run(&c, as_json, &a, mode);
+    }
     let (vector, field) = match (&a.vector, &a.vector_file, &a.query) {
         (Some(v), _, None) => (parse_vector(v)?, a.field.clone()),
         (None, Some(p), None) => {
@@ -230,7 +247,7 @@ pub fn search_cmd(db: &Path, as_json: bool, a: SearchArgs) -> Result<()> {
 }
 
 /// One line for a hit: `title — text snippet` for text documents, else the payload as JSON.
-fn describe(payload: Option<&serde_json::Map<String, Value>>) -> String {
+pub fn describe(payload: Option<&serde_json::Map<String, Value>>) -> String {
     let Some(p) = payload else {
         return String::new();
     };
@@ -246,7 +263,7 @@ fn describe(payload: Option<&serde_json::Map<String, Value>>) -> String {
     }
 }
 
-fn parse_vector(text: &str) -> Result<Vec<f32>> {
+pub(crate) fn parse_vector(text: &str) -> Result<Vec<f32>> {
     Ok(serde_json::from_str::<Vec<f64>>(text.trim())
         .map_err(|e| anyhow!("query vector must be a JSON array of numbers: {e}"))?
         .into_iter()

@@ -36,28 +36,31 @@ impl Ord for ByScore {
     }
 }
 
-/// Worst-on-top bounded heap of the best `cap` neighbours seen.
-pub(crate) struct TopK {
+/// Worst-on-top bounded heap of the best `cap` neighbours seen (the collector of every scan).
+#[derive(Debug)]
+pub struct TopK {
     heap: BinaryHeap<std::cmp::Reverse<ByScore>>,
     cap: usize,
 }
 
 impl TopK {
-    pub(crate) fn new(cap: usize) -> Self {
+    /// An empty collector of the best `cap` (at least 1) neighbours.
+    pub fn new(cap: usize) -> Self {
         TopK {
             heap: BinaryHeap::with_capacity(cap + 1),
             cap: cap.max(1),
         }
     }
 
+    /// Whether `cap` neighbours are held.
     #[inline]
-    pub(crate) fn is_full(&self) -> bool {
+    pub fn is_full(&self) -> bool {
         self.heap.len() >= self.cap
     }
 
     /// Score of the worst kept neighbour, or -inf if not full.
     #[inline]
-    pub(crate) fn threshold(&self) -> f32 {
+    pub fn threshold(&self) -> f32 {
         if self.is_full() {
             self.heap.peek().map_or(f32::NEG_INFINITY, |r| r.0 .0.score)
         } else {
@@ -65,8 +68,9 @@ impl TopK {
         }
     }
 
+    /// Offers `n`; kept if there is room or it beats the worst kept one.
     #[inline]
-    pub(crate) fn push(&mut self, n: Neighbor) {
+    pub fn push(&mut self, n: Neighbor) {
         if !self.is_full() {
             self.heap.push(std::cmp::Reverse(ByScore(n)));
         } else if n.score > self.threshold() {
@@ -75,8 +79,8 @@ impl TopK {
         }
     }
 
-    /// Best first.
-    pub(crate) fn into_sorted(self) -> Vec<Neighbor> {
+    /// The kept neighbours, best first (ties by lower id).
+    pub fn into_sorted(self) -> Vec<Neighbor> {
         let mut v: Vec<Neighbor> = self.heap.into_iter().map(|r| r.0 .0).collect();
         sort_best_first(&mut v);
         v

@@ -15,7 +15,7 @@
 //! serve parallel bulk builds, incremental inserts and lock-free search.
 
 use crate::heap::{sort_best_first, ByScore, Candidates, TopK};
-use crate::{IndexError, Neighbor, RowFilter, Vectors};
+use crate::{IndexError, Neighbor, NodeScorer, RowFilter, Vectors};
 use parking_lot::{Mutex, RwLock};
 use quiver_linalg::Metric;
 use rayon::prelude::*;
@@ -141,7 +141,7 @@ fn prefetch(v: &[f32]) {
 /// Prefetch hints for `bytes` bytes (at most 512) from `p`. Only hints are issued: nothing is read,
 /// so `p` may point into memory that other threads write atomically.
 #[inline]
-fn prefetch_bytes(p: *const u8, bytes: usize) {
+pub(crate) fn prefetch_bytes(p: *const u8, bytes: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
@@ -159,6 +159,25 @@ fn prefetch_bytes(p: *const u8, bytes: usize) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (p, bytes);
+}
+
+/// Scores rows of a full-precision matrix against a query: the graph's own scorer.
+struct F32Scorer<'a> {
+    vectors: Vectors<'a>,
+    query: &'a [f32],
+    score: fn(&[f32], &[f32]) -> f32,
+}
+
+impl NodeScorer for F32Scorer<'_> {
+    #[inline]
+    fn score(&self, row: u32) -> f32 {
+        (self.score)(self.query, self.vectors.row(row))
+    }
+
+    #[inline]
+    fn prefetch(&self, row: u32) {
+        prefetch(self.vectors.row(row));
+    }
 }
 
 fn splitmix64(mut x: u64) -> u64 {
@@ -352,18 +371,11 @@ impl Hnsw {
     }
 
     /// Greedy walk on an upper layer: from `cur`, move to any closer neighbour until none is.
-    fn greedy(
-        &self,
-        vectors: Vectors<'_>,
-        q: &[f32],
-        mut cur: Neighbor,
-        layer: u8,
-        score: fn(&[f32], &[f32]) -> f32,
-    ) -> Neighbor {
+    fn greedy<S: NodeScorer + ?Sized>(&self, scorer: &S, mut cur: Neighbor, layer: u8) -> Neighbor {
         loop {
             let start = cur.id;
             self.for_neighbors(start, layer, |nb| {
-                let s = score(q, vectors.row(nb));
+                let s = scorer.score(nb);
                 if s > cur.score {
                     cur = Neighbor { id: nb, score: s };
                 }
@@ -376,15 +388,13 @@ impl Hnsw {
 
     /// Beam search on one layer (the paper's SEARCH-LAYER), returning up to `ef` allowed rows, best
     /// first. Rows the filter rejects are expanded but never enter the result set.
-    fn search_layer<F: RowFilter + ?Sized>(
+    fn search_layer<S: NodeScorer + ?Sized, F: RowFilter + ?Sized>(
         &self,
-        vectors: Vectors<'_>,
-        q: &[f32],
+        scorer: &S,
         entry: Neighbor,
         ef: usize,
         layer: u8,
         filter: &F,
-        score: fn(&[f32], &[f32]) -> f32,
     ) -> Vec<Neighbor> {
         VISITED.with(|cell| {
             let mut visited = cell.borrow_mut();
@@ -414,9 +424,9 @@ impl Hnsw {
                 });
                 for (j, &nb) in scratch.iter().enumerate() {
                     if let Some(&next) = scratch.get(j + 1) {
-                        prefetch(vectors.row(next));
+                        scorer.prefetch(next);
                     }
-                    let s = score(q, vectors.row(nb));
+                    let s = scorer.score(nb);
                     if !results.is_full() || s > results.threshold() {
                         if layer == 0 {
                             // Likely expanded soon: start fetching its link list now.
@@ -470,6 +480,11 @@ impl Hnsw {
             return;
         }
         let q = vectors.row(id);
+        let scorer = F32Scorer {
+            vectors,
+            query: q,
+            score,
+        };
         let entry = {
             let e = self.entry.upgradable_read();
             match *e {
@@ -489,20 +504,18 @@ impl Hnsw {
         };
         let mut l = top;
         while l > level {
-            ep = self.greedy(vectors, q, ep, l, score);
+            ep = self.greedy(&scorer, ep, l);
             l -= 1;
         }
         let mut layer = level.min(top) as i32;
         while layer >= 0 {
             let lc = layer as u8;
             let w = self.search_layer(
-                vectors,
-                q,
+                &scorer,
                 ep,
                 self.params.ef_construction,
                 lc,
                 &crate::AllRows,
-                score,
             );
             let chosen = self.select_heuristic(vectors, &w, self.params.m, score);
             {
@@ -564,21 +577,43 @@ impl Hnsw {
         ef: usize,
         filter: &F,
     ) -> Vec<Neighbor> {
-        let Some((ep_id, top)) = *self.entry.read() else {
-            return Vec::new();
-        };
         if k == 0 || vectors.len() < self.len() {
             return Vec::new();
         }
-        let score = self.metric.scorer();
+        let scorer = F32Scorer {
+            vectors,
+            query,
+            score: self.metric.scorer(),
+        };
+        self.search_by(&scorer, k, ef, filter)
+    }
+
+    /// [`Hnsw::search`] with rows scored by `scorer` instead of the `f32` metric: a graph built on
+    /// full vectors, traversed with compact-code scores (see `quiver-quant`), or on a Matryoshka
+    /// prefix. Scores are whatever `scorer` returns (higher is closer); rescore the results with
+    /// [`crate::rerank`] when they only approximate the metric. `filter` is honoured as in
+    /// [`Hnsw::search`]. `scorer` must accept every inserted row id.
+    pub fn search_by<S: NodeScorer + ?Sized, F: RowFilter + ?Sized>(
+        &self,
+        scorer: &S,
+        k: usize,
+        ef: usize,
+        filter: &F,
+    ) -> Vec<Neighbor> {
+        let Some((ep_id, top)) = *self.entry.read() else {
+            return Vec::new();
+        };
+        if k == 0 {
+            return Vec::new();
+        }
         let mut ep = Neighbor {
             id: ep_id,
-            score: score(query, vectors.row(ep_id)),
+            score: scorer.score(ep_id),
         };
         for l in (1..=top).rev() {
-            ep = self.greedy(vectors, query, ep, l, score);
+            ep = self.greedy(scorer, ep, l);
         }
-        let mut res = self.search_layer(vectors, query, ep, ef.max(k), 0, filter, score);
+        let mut res = self.search_layer(scorer, ep, ef.max(k), 0, filter);
         res.truncate(k);
         res
     }

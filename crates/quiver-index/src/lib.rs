@@ -25,8 +25,11 @@ mod heap;
 mod hnsw;
 mod persist;
 
-pub use heap::Neighbor;
+pub use heap::{Neighbor, TopK};
 pub use hnsw::{Hnsw, HnswParams, HnswStats};
+pub use rescore::{oversample, prefetch_slice, rerank, NodeScorer};
+
+mod rescore;
 
 /// Errors of index persistence.
 #[derive(Debug, thiserror::Error)]

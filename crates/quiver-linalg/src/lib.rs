@@ -11,6 +11,10 @@
 //! Cosine is computed as a dot product over unit vectors: callers normalise with [`normalize`] once,
 //! at ingest and at query time, instead of dividing by norms in every comparison.
 //!
+//! Beyond distances: [`kmeans`] (k-means++ seeding, parallel Lloyd iterations; codebooks and token
+//! pruning) and [`pca`] (an orthonormal rotation sorted by variance, for Matryoshka-style prefixes
+//! of any model's vectors). Their errors are [`LinalgError`].
+//!
 //! ```
 //! use quiver_linalg::{dot, l2sq, Metric};
 //! let a = [1.0_f32, 2.0, 3.0];
@@ -21,10 +25,34 @@
 //! ```
 
 mod kernels;
+pub mod kmeans;
+pub mod pca;
 
 pub use kernels::{dot_at, l2sq_at, Level};
 
 use std::sync::OnceLock;
+
+pub use kmeans::{kmeans, KMeans, KMeansParams};
+pub use pca::Pca;
+
+/// Errors of the training routines (k-means, PCA) and of decoding their serialised forms.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LinalgError {
+    /// Bad shape or parameter (the message names it).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// A NaN or infinity in the input matrix.
+    #[error("non-finite value at row {row}, column {col}")]
+    NonFinite {
+        /// Row of the offending value.
+        row: usize,
+        /// Column of the offending value.
+        col: usize,
+    },
+    /// A serialised block failed validation.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+}
 
 /// The similarity a dense field is searched with. Persisted in schemas; scores are "higher is closer".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

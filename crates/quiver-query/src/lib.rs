@@ -17,8 +17,16 @@
 //!                     merge by score ─► top k ─► ids, scores, payloads
 //! ```
 
-use quiver_index::{flat, Bitset, Neighbor};
-use quiver_storage::{DocId, Filter, Snapshot};
+pub mod bm25;
+pub mod fusion;
+pub mod plan;
+pub mod presets;
+
+pub use bm25::{bm25_search, bm25_search_stats, resolve_text_field, Bm25Request};
+pub use fusion::{fuse_hits, rrf, score_fusion, DEFAULT_RRF_K};
+pub use plan::{Candidate, Plan, PlanResult, QueryEncoder};
+use quiver_index::{flat, Bitset};
+use quiver_storage::{DenseField, DocId, Filter, Loc, Snapshot};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::time::Instant;
@@ -40,6 +48,21 @@ pub enum QueryError {
     /// The collection has several dense fields and the request names none.
     #[error("the collection has several dense fields ({0}); choose one")]
     AmbiguousField(String),
+    /// The field is not a text field of the collection.
+    #[error("unknown text field {0:?}")]
+    UnknownTextField(String),
+    /// The collection has several text fields and the request names none.
+    #[error("the collection has several text fields ({0}); choose one")]
+    AmbiguousTextField(String),
+    /// A text index failed while searching.
+    #[error("text search: {0}")]
+    Text(String),
+    /// Fusion parameters are invalid.
+    #[error("fusion: {0}")]
+    BadFusion(String),
+    /// A query plan is malformed or does not fit the collection.
+    #[error("bad query plan: {0}")]
+    BadPlan(String),
 }
 
 /// How segments are searched.
@@ -134,50 +157,94 @@ pub fn prefer_exact(allowed: usize, rows: usize, ef: usize) -> bool {
 
 /// Runs `req` against `snap`.
 pub fn search(snap: &Snapshot, req: &SearchRequest) -> Result<SearchResult, QueryError> {
-    let dense = snap.schema.dense_fields();
-    let field = match &req.field {
+    let field = resolve_dense(snap, req.field.as_deref())?;
+    let q = prepare_query(&field, &req.vector)?;
+    let default_ef = field.index.hnsw_params().map_or(128, |p| p.ef_search);
+    let ef = req.ef.unwrap_or(default_ef);
+    let (cands, explain) = dense_candidates(
+        snap,
+        &field,
+        &q,
+        req.k,
+        ef,
+        req.filter.as_ref(),
+        req.strategy,
+    );
+    Ok(SearchResult {
+        hits: cands
+            .into_iter()
+            .map(|c| Hit {
+                id: snap.doc_id(c.loc),
+                score: c.score,
+                payload: req.with_payload.then(|| snap.payload(c.loc)),
+            })
+            .collect(),
+        explain,
+    })
+}
+
+/// The dense field called `name`, or the collection's only dense field when `name` is `None`.
+pub fn resolve_dense(snap: &Snapshot, name: Option<&str>) -> Result<DenseField, QueryError> {
+    match name {
         Some(f) => snap
             .schema
             .dense(f)
-            .ok_or_else(|| QueryError::UnknownField(f.clone()))?,
-        None => match dense.as_slice() {
-            [one] => one.clone(),
-            [] => {
-                return Err(QueryError::UnknownField(
+            .ok_or_else(|| QueryError::UnknownField(f.to_string())),
+        None => {
+            let dense = snap.schema.dense_fields();
+            match dense.as_slice() {
+                [one] => Ok(one.clone()),
+                [] => Err(QueryError::UnknownField(
                     "<none: the collection has no dense field>".into(),
-                ))
-            }
-            many => {
-                return Err(QueryError::AmbiguousField(
+                )),
+                many => Err(QueryError::AmbiguousField(
                     many.iter()
                         .map(|f| f.name.as_str())
                         .collect::<Vec<_>>()
                         .join(", "),
-                ))
+                )),
             }
-        },
-    };
+        }
+    }
+}
+
+/// Checks a query vector against `field` (length, finiteness) and normalises it for cosine.
+pub fn prepare_query(field: &DenseField, vector: &[f32]) -> Result<Vec<f32>, QueryError> {
     let bad = |msg: String| QueryError::BadVector {
         field: field.name.clone(),
         msg,
     };
-    if req.vector.len() != field.dim {
+    if vector.len() != field.dim {
         return Err(bad(format!(
             "expected {} dimensions, got {}",
             field.dim,
-            req.vector.len()
+            vector.len()
         )));
     }
-    if let Some(i) = req.vector.iter().position(|x| !x.is_finite()) {
+    if let Some(i) = vector.iter().position(|x| !x.is_finite()) {
         return Err(bad(format!("component {i} is not finite")));
     }
-    let mut q = req.vector.clone();
+    let mut q = vector.to_vec();
     if field.metric.normalizes() && !quiver_linalg::normalize(&mut q) {
         return Err(bad(
             "zero vector cannot be used with the cosine metric".into()
         ));
     }
-    let default_ef = field.index.hnsw_params().map_or(128, |p| p.ef_search);
+    Ok(q)
+}
+
+/// The best `k` rows for prepared query `q` on `field` over all segments, best first, plus what
+/// was done per segment. Sealed segments use the planner (graph walk or exact scan of the allowed
+/// rows); the mutable segment is scanned exactly.
+pub fn dense_candidates(
+    snap: &Snapshot,
+    field: &DenseField,
+    q: &[f32],
+    k: usize,
+    ef: usize,
+    filter: Option<&Filter>,
+    strategy: Strategy,
+) -> (Vec<Candidate>, Vec<SegmentPlan>) {
     // No segment can return more rows than it holds: clamping keeps absurd k/ef from sizing heaps.
     let total_rows: usize = snap
         .version
@@ -186,9 +253,9 @@ pub fn search(snap: &Snapshot, req: &SearchRequest) -> Result<SearchResult, Quer
         .map(|s| s.rows())
         .sum::<usize>()
         + snap.version.mutable.read().rows();
-    let k = req.k.min(total_rows);
-    let ef = req.ef.unwrap_or(default_ef).max(k).min(total_rows.max(1));
-    let mut all: Vec<(Neighbor, DocId, Option<Map<String, Value>>)> = Vec::new();
+    let k = k.min(total_rows);
+    let ef = ef.max(k).min(total_rows.max(1));
+    let mut all: Vec<Candidate> = Vec::new();
     let mut explain = Vec::new();
 
     for (s, seg) in snap.version.segments.iter().enumerate() {
@@ -197,15 +264,15 @@ pub fn search(snap: &Snapshot, req: &SearchRequest) -> Result<SearchResult, Quer
             continue;
         };
         let rows = seg.rows();
-        let (hits, allowed_n, method) = match &req.filter {
+        let (hits, allowed_n, method) = match filter {
             None => {
                 let vis = |r: u32| seg.visible(r, snap.seq);
-                match (seg.graph(&field.name), req.strategy) {
+                match (seg.graph(&field.name), strategy) {
                     (Some(g), Strategy::Auto | Strategy::Graph) => {
-                        (g.search(vectors, &q, k, ef, &vis), rows, "graph")
+                        (g.search(vectors, q, k, ef, &vis), rows, "graph")
                     }
                     _ => (
-                        flat::search(vectors, field.metric, &q, k, &vis),
+                        flat::search(vectors, field.metric, q, k, &vis),
                         rows,
                         "exact",
                     ),
@@ -215,25 +282,25 @@ pub fn search(snap: &Snapshot, req: &SearchRequest) -> Result<SearchResult, Quer
                 let allowed: Bitset = snap.allowed(s, Some(f));
                 let n = allowed.count();
                 let graph = seg.graph(&field.name);
-                let use_graph = match req.strategy {
+                let use_graph = match strategy {
                     Strategy::Exact => false,
                     Strategy::Graph => graph.is_some(),
                     Strategy::Auto => graph.is_some() && !prefer_exact(n, rows, ef),
                 };
                 match graph {
-                    Some(g) if use_graph => (g.search(vectors, &q, k, ef, &allowed), n, "graph"),
+                    Some(g) if use_graph => (g.search(vectors, q, k, ef, &allowed), n, "graph"),
                     _ => (
-                        flat::search_rows(vectors, field.metric, &q, k, allowed.iter()),
+                        flat::search_rows(vectors, field.metric, q, k, allowed.iter()),
                         n,
                         "exact",
                     ),
                 }
             }
         };
-        for h in hits {
-            let payload = req.with_payload.then(|| seg.payload(h.id));
-            all.push((h, seg.id(h.id).clone(), payload));
-        }
+        all.extend(hits.into_iter().map(|h| Candidate {
+            loc: Loc::Sealed(s, h.id),
+            score: h.score,
+        }));
         explain.push(SegmentPlan {
             segment: seg.name.clone(),
             rows,
@@ -247,15 +314,17 @@ pub fn search(snap: &Snapshot, req: &SearchRequest) -> Result<SearchResult, Quer
     let m = snap.version.mutable.read();
     if let Some(vectors) = m.vectors(&field.name) {
         let rows = m.rows();
-        let ok = |r: u32| {
-            m.visible(r, snap.seq) && req.filter.as_ref().is_none_or(|f| f.matches(m.payload(r)))
-        };
+        let ok = |r: u32| m.visible(r, snap.seq) && filter.is_none_or(|f| f.matches(m.payload(r)));
         let allowed: Vec<u32> = (0..rows as u32).filter(|&r| ok(r)).collect();
         let n = allowed.len();
-        for h in flat::search_rows(vectors, field.metric, &q, k, allowed) {
-            let payload = req.with_payload.then(|| m.payload(h.id).clone());
-            all.push((h, m.id(h.id).clone(), payload));
-        }
+        all.extend(
+            flat::search_rows(vectors, field.metric, q, k, allowed)
+                .into_iter()
+                .map(|h| Candidate {
+                    loc: Loc::Mutable(h.id),
+                    score: h.score,
+                }),
+        );
         explain.push(SegmentPlan {
             segment: "mutable".into(),
             rows,
@@ -265,17 +334,10 @@ pub fn search(snap: &Snapshot, req: &SearchRequest) -> Result<SearchResult, Quer
         });
     }
     drop(m);
-    all.sort_by(|a, b| b.0.score.total_cmp(&a.0.score).then_with(|| a.1.cmp(&b.1)));
-    all.truncate(k);
-    Ok(SearchResult {
-        hits: all
-            .into_iter()
-            .map(|(n, id, payload)| Hit {
-                id,
-                score: n.score,
-                payload,
-            })
-            .collect(),
-        explain,
-    })
+    // Ties by id, so results do not depend on how documents are spread over segments.
+    let mut keyed: Vec<(Candidate, DocId)> =
+        all.into_iter().map(|c| (c, snap.doc_id(c.loc))).collect();
+    keyed.sort_by(|a, b| b.0.score.total_cmp(&a.0.score).then_with(|| a.1.cmp(&b.1)));
+    keyed.truncate(k);
+    (keyed.into_iter().map(|(c, _)| c).collect(), explain)
 }

@@ -27,6 +27,7 @@ use parking_lot::{Mutex, RwLock};
 use quiver_index::Bitset;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -75,9 +76,12 @@ pub struct Snapshot {
     pub schema: Arc<Schema>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Loc {
+/// Where a document's row lives in a [`Version`]: the mutable segment or sealed segment `s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Loc {
+    /// Row of the mutable segment.
     Mutable(u32),
+    /// Segment index (into [`Version::segments`]) and row.
     Sealed(usize, u32),
 }
 
@@ -113,6 +117,8 @@ pub struct CollectionInfo {
     pub graph_bytes: usize,
     /// Last committed sequence number.
     pub seq: u64,
+    /// Memory and disk use per dense field.
+    pub dense: Vec<crate::tiers::DenseTierInfo>,
 }
 
 /// An open collection. All methods take `&self`; writes serialise on an internal lock.
@@ -850,6 +856,7 @@ impl Collection {
             segments,
             graph_bytes: snap.version.segments.iter().map(|s| s.graph_bytes()).sum(),
             seq: snap.seq,
+            dense: crate::tiers::dense_info(&snap),
         }
     }
 }
@@ -912,6 +919,30 @@ impl Snapshot {
             if m.visible(r, self.seq) && filter.is_none_or(|fl| fl.matches(m.payload(r))) {
                 f(m.id(r), Loc::Mutable(r));
             }
+        }
+    }
+
+    /// Id of the document at `loc`.
+    pub fn doc_id(&self, loc: Loc) -> DocId {
+        match loc {
+            Loc::Mutable(r) => self.version.mutable.read().id(r).clone(),
+            Loc::Sealed(s, r) => self.version.segments[s].id(r).clone(),
+        }
+    }
+
+    /// Payload of the document at `loc`.
+    pub fn payload(&self, loc: Loc) -> Map<String, Value> {
+        match loc {
+            Loc::Mutable(r) => self.version.mutable.read().payload(r).clone(),
+            Loc::Sealed(s, r) => self.version.segments[s].payload(r),
+        }
+    }
+
+    /// Calls `f` with the stored vector of dense `field` at `loc` (`None` if it has none).
+    pub fn with_vector<R>(&self, field: &str, loc: Loc, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+        match loc {
+            Loc::Mutable(r) => self.version.mutable.read().vector(field, r).map(f),
+            Loc::Sealed(s, r) => self.version.segments[s].vectors(field).map(|v| f(v.row(r))),
         }
     }
 

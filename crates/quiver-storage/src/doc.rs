@@ -249,6 +249,7 @@ impl Schema {
                 ));
             }
         }
+        self.check_text_payload(&doc.id, &doc.payload)?;
         Ok((id, doc))
     }
 

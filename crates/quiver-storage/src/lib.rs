@@ -28,6 +28,7 @@
 //! assert_eq!(c.count(None), 1);
 //! ```
 
+pub mod codes;
 mod collection;
 mod db;
 mod doc;
@@ -36,8 +37,10 @@ mod mutable;
 mod payload_index;
 mod schema;
 mod segment;
+mod text;
+pub mod tiers;
 
-pub use collection::{Collection, CollectionInfo, Snapshot, Version, WriteReport};
+pub use collection::{Collection, CollectionInfo, Loc, Snapshot, Version, WriteReport};
 pub use db::Database;
 pub use doc::{parse_datetime, DocId, Document, StoredDoc, MAX_ID_BYTES};
 pub use filter::{Filter, Range};
@@ -45,6 +48,8 @@ pub use mutable::MutableSegment;
 pub use payload_index::PayloadIndex;
 pub use schema::{DenseField, Embedding, FieldSpec, IndexSpec, MetricName, PayloadKind, Schema};
 pub use segment::{NoProgress, Progress, Segment, LIVE};
+pub use text::{TextField, TextFieldStats};
+pub use tiers::{CodecConfig, CodecKind, DenseTierInfo, Rotation, VectorTier};
 
 #[cfg(not(target_endian = "little"))]
 compile_error!(

@@ -18,6 +18,8 @@ pub struct MutableSegment {
     pub(crate) payloads: Vec<Map<String, Value>>,
     pub(crate) vectors: BTreeMap<String, Vec<f32>>,
     pub(crate) dims: BTreeMap<String, usize>,
+    /// In-memory text indexes per text field, filled lazily (see `text.rs`).
+    pub(crate) text: parking_lot::Mutex<BTreeMap<String, quiver_text::MemText>>,
 }
 
 impl MutableSegment {

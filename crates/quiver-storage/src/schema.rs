@@ -11,6 +11,7 @@
 //! type = "integer"                  # keyword | integer | float | bool | datetime
 //! ```
 
+use crate::tiers::{CodecConfig, Rotation, VectorTier};
 use crate::StorageError;
 use quiver_index::HnswParams;
 use quiver_linalg::Metric;
@@ -58,6 +59,18 @@ pub enum FieldSpec {
         /// Prefix for document texts.
         #[serde(default, skip_serializing_if = "String::is_empty")]
         document_prefix: String,
+        /// Matryoshka prefix lengths (ascending); see [`crate::tiers`].
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        matryoshka: Vec<usize>,
+        /// Compact codes kept in RAM for sealed segments; see [`crate::tiers`].
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        codecs: Vec<CodecConfig>,
+        /// Where the full-precision vectors live.
+        #[serde(default, skip_serializing_if = "VectorTier::is_default")]
+        vectors: VectorTier,
+        /// Rotation applied before prefixes are taken for codes (see [`crate::tiers`]).
+        #[serde(default, skip_serializing_if = "Rotation::is_none")]
+        rotation: Rotation,
     },
     /// Exact-match strings (equality, in-set).
     Keyword,
@@ -69,6 +82,19 @@ pub enum FieldSpec {
     Bool,
     /// RFC 3339 timestamps (range, equality).
     Datetime,
+    /// Text indexed for BM25 (see `text.rs`): `source` payload string fields (default: the
+    /// payload field of this name), joined with a space.
+    Text {
+        /// Payload fields the text comes from; empty: the payload field named like this field.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        source: Vec<String>,
+        /// Tokenizer, lowercase, stop words, stemmer.
+        #[serde(default)]
+        analyzer: quiver_text::AnalyzerSpec,
+        /// BM25 `k1` and `b`.
+        #[serde(default)]
+        bm25: quiver_text::Bm25Params,
+    },
 }
 
 /// A dense field's embedding model: when `model` is set, documents carry text in the payload
@@ -212,6 +238,14 @@ pub struct DenseField {
     pub index: IndexSpec,
     /// Embedding model, if vectors are computed from text.
     pub embedding: Embedding,
+    /// Matryoshka prefix lengths (ascending; may be empty).
+    pub matryoshka: Vec<usize>,
+    /// Compact codes kept for sealed segments.
+    pub codecs: Vec<CodecConfig>,
+    /// Where full-precision vectors live.
+    pub vectors: VectorTier,
+    /// Rotation applied before prefixes are taken.
+    pub rotation: Rotation,
 }
 
 impl Schema {
@@ -254,16 +288,21 @@ impl Schema {
                 index,
                 model,
                 embed,
+                matryoshka,
+                codecs,
                 ..
             } = f
             {
+                crate::tiers::validate(name, *dim, matryoshka, codecs)?;
                 if model.is_some() != !embed.is_empty() {
                     return Err(StorageError::Schema(format!(
                         "field {name:?}: `model` and `embed` (the text fields to embed) go together"
                     )));
                 }
                 for t in embed {
-                    if self.fields.contains_key(t) {
+                    if self.fields.contains_key(t)
+                        && !matches!(self.fields.get(t), Some(FieldSpec::Text { .. }))
+                    {
                         return Err(StorageError::Schema(format!(
                             "field {name:?}: text field {t:?} must be a plain payload field, not a declared index field"
                         )));
@@ -280,6 +319,7 @@ impl Schema {
                 }
             }
         }
+        self.validate_text()?;
         Ok(())
     }
 
@@ -296,6 +336,10 @@ impl Schema {
                     embed,
                     query_prefix,
                     document_prefix,
+                    matryoshka,
+                    codecs,
+                    vectors,
+                    rotation,
                 } => Some(DenseField {
                     name: name.clone(),
                     dim: *dim,
@@ -307,6 +351,10 @@ impl Schema {
                         query_prefix: query_prefix.clone(),
                         document_prefix: document_prefix.clone(),
                     },
+                    matryoshka: matryoshka.clone(),
+                    codecs: codecs.clone(),
+                    vectors: *vectors,
+                    rotation: *rotation,
                 }),
                 _ => None,
             })
@@ -322,6 +370,7 @@ impl Schema {
     pub fn payload_kind(&self, name: &str) -> Option<PayloadKind> {
         match self.fields.get(name)? {
             FieldSpec::Dense { .. } => None,
+            FieldSpec::Text { .. } => None,
             FieldSpec::Keyword => Some(PayloadKind::Keyword),
             FieldSpec::Integer => Some(PayloadKind::Integer),
             FieldSpec::Float => Some(PayloadKind::Float),

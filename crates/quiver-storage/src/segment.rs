@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 pub const LIVE: u64 = u64::MAX;
 
 #[derive(Debug, Serialize, Deserialize)]
-struct FileMeta {
+pub(crate) struct FileMeta {
     bytes: u64,
     xxh3: String,
 }
@@ -98,7 +98,10 @@ impl Progress for NoProgress {
 }
 
 enum VecStore {
+    /// `vectors = "disk"`: the mapped file.
     Mapped(Mmap),
+    /// `vectors = "ram"`: copied into process memory at open.
+    Owned(Vec<f32>),
 }
 
 /// An open sealed segment.
@@ -112,8 +115,11 @@ pub struct Segment {
     deleted_at: Vec<AtomicU64>,
     vectors: HashMap<String, (VecStore, usize)>,
     graphs: HashMap<String, Hnsw>,
+    codes: HashMap<String, crate::codes::SegmentCodes>,
     payload: Mmap,
     payload_index: PayloadIndex,
+    /// Text indexes by text field (see `text.rs`).
+    pub(crate) text: BTreeMap<String, quiver_text::SealedText>,
 }
 
 impl std::fmt::Debug for Segment {
@@ -125,7 +131,7 @@ impl std::fmt::Debug for Segment {
     }
 }
 
-fn write_file(
+pub(crate) fn write_file(
     dir: &Path,
     name: &str,
     bytes: &[u8],
@@ -180,7 +186,7 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn corrupt(path: &Path, msg: impl Into<String>) -> StorageError {
+pub(crate) fn corrupt(path: &Path, msg: impl Into<String>) -> StorageError {
     StorageError::Corrupt {
         file: path.display().to_string(),
         msg: msg.into(),
@@ -297,6 +303,10 @@ impl Segment {
                     &mut files,
                 )?;
             }
+            crate::codes::write(&tmp, &f, v, rows, seed, &mut files)?;
+        }
+        for (fname, bytes, xxh3) in crate::text::write_text_indexes(schema, &tmp, &data.payloads)? {
+            files.insert(fname, FileMeta { bytes, xxh3 });
         }
         let meta = SegmentMeta {
             format: 1,
@@ -398,7 +408,9 @@ impl Segment {
 
         let mut vectors = HashMap::new();
         let mut graphs = HashMap::new();
+        let mut codes = HashMap::new();
         for f in schema.dense_fields() {
+            codes.insert(f.name.clone(), crate::codes::open(&dir, &f, &maps, rows)?);
             let fname = format!("vec.{}.f32", f.name);
             let path = dir.join(&fname);
             let m = maps
@@ -425,7 +437,15 @@ impl Segment {
                 }
                 graphs.insert(f.name.clone(), g);
             }
-            vectors.insert(f.name.clone(), (VecStore::Mapped(m), f.dim));
+            let store = match f.vectors {
+                crate::tiers::VectorTier::Disk => VecStore::Mapped(m),
+                crate::tiers::VectorTier::Ram => VecStore::Owned(
+                    m.chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                ),
+            };
+            vectors.insert(f.name.clone(), (store, f.dim));
         }
 
         let payload = maps
@@ -436,6 +456,7 @@ impl Segment {
             .map(|r| read_payload(&payload, rows, r, &payload_path))
             .collect::<Result<_, _>>()?;
         let payload_index = PayloadIndex::build(schema, &payloads);
+        let text = crate::text::open_text_indexes(schema, &dir, rows)?;
         Ok(Segment {
             name: name.to_string(),
             dir: dir.clone(),
@@ -444,8 +465,10 @@ impl Segment {
             deleted_at: (0..rows).map(|_| AtomicU64::new(LIVE)).collect(),
             vectors,
             graphs,
+            codes,
             payload,
             payload_index,
+            text,
         })
     }
 
@@ -480,19 +503,56 @@ impl Segment {
 
     /// Vectors of a dense field.
     pub fn vectors(&self, field: &str) -> Option<Vectors<'_>> {
-        self.vectors.get(field).map(|(VecStore::Mapped(m), dim)| {
-            // SAFETY: the mapping is page-aligned (so 4-byte aligned), its length was checked to be
-            // rows*dim*4 at open, f32 has no invalid bit patterns, and files are little-endian which
-            // is asserted at compile time for this crate (see lib.rs).
-            let floats =
-                unsafe { std::slice::from_raw_parts(m.as_ptr() as *const f32, m.len() / 4) };
-            Vectors::new(floats, *dim)
+        self.vectors.get(field).map(|(store, dim)| match store {
+            VecStore::Mapped(m) => {
+                // SAFETY: the mapping is page-aligned (so 4-byte aligned), its length was checked
+                // to be rows*dim*4 at open, f32 has no invalid bit patterns, and files are
+                // little-endian which is asserted at compile time for this crate (see lib.rs).
+                let floats =
+                    unsafe { std::slice::from_raw_parts(m.as_ptr() as *const f32, m.len() / 4) };
+                Vectors::new(floats, *dim)
+            }
+            VecStore::Owned(v) => Vectors::new(v, *dim),
         })
     }
 
     /// HNSW graph of a dense field, if it has one.
     pub fn graph(&self, field: &str) -> Option<&Hnsw> {
         self.graphs.get(field)
+    }
+
+    /// Compact codes of a dense field (one entry per declared codec; empty if none).
+    pub fn codes(&self, field: &str) -> &[crate::codes::FieldCodes] {
+        self.codes.get(field).map_or(&[], |c| c.codecs.as_slice())
+    }
+
+    /// The PCA rotation the codes of `field` were computed under (`rotation = "pca"`).
+    pub fn rotation(&self, field: &str) -> Option<&quiver_linalg::pca::Pca> {
+        self.codes.get(field).and_then(|c| c.rotation.as_ref())
+    }
+
+    /// Bytes held in RAM for `field`: codes, graph, and the vectors when their tier is `ram`.
+    pub fn ram_bytes(&self, field: &str) -> (usize, usize, usize) {
+        let codes = self
+            .codes(field)
+            .iter()
+            .map(|c| c.ram_bytes())
+            .sum::<usize>()
+            + self.rotation(field).map_or(0, |p| p.dim() * p.dim() * 4);
+        let graph = self.graphs.get(field).map_or(0, |g| g.stats().bytes);
+        let vecs = match self.vectors.get(field) {
+            Some((VecStore::Owned(v), _)) => v.len() * 4,
+            _ => 0,
+        };
+        (codes, graph, vecs)
+    }
+
+    /// Bytes of full vectors of `field` left on disk (memory-mapped, paged in on demand).
+    pub fn mapped_bytes(&self, field: &str) -> usize {
+        match self.vectors.get(field) {
+            Some((VecStore::Mapped(m), _)) => m.len(),
+            _ => 0,
+        }
     }
 
     /// Payload indexes.

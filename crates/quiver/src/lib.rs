@@ -29,6 +29,12 @@ pub use quiver_index::{flat, AllRows, Bitset, Hnsw, HnswParams, Neighbor, RowFil
 /// Distance kernels.
 pub use quiver_linalg as linalg;
 pub use quiver_linalg::Metric;
+pub use quiver_query as query;
+pub use quiver_query::plan::{execute, Plan, PlanResult, QueryEncoder};
+/// BM25 search and fusion.
+pub use quiver_query::{
+    bm25_search, bm25_search_stats, fuse_hits, rrf, score_fusion, Bm25Request, DEFAULT_RRF_K,
+};
 pub use quiver_query::{
     prefer_exact, search, Hit, QueryError, SearchRequest, SearchResult, SegmentPlan, Strategy,
 };
@@ -37,6 +43,9 @@ pub use quiver_storage::{
     Filter, IndexSpec, NoProgress, PayloadKind, Progress, Schema, Snapshot, StorageError,
     StoredDoc, WriteReport,
 };
+/// Analyzers and BM25 internals.
+pub use quiver_storage::{TextField, TextFieldStats};
+pub use quiver_text as text;
 
 /// Crate versions, for `--version` output and reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
