@@ -17,7 +17,10 @@ use crate::eval_cache;
 use crate::progress::bar;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
-use quiver::{search, Collection, Database, DocId, Document, Schema, SearchRequest, Strategy};
+use quiver::{
+    bm25_search, execute, fuse_hits, search, Bm25Request, Collection, Database, DocId, Document,
+    Schema, SearchRequest, Strategy,
+};
 use quiver_embed::{EmbedOptions, Embedder};
 use quiver_eval::beir::{self, BeirDataset, TextMode};
 use quiver_eval::metrics::{Evaluation, Evaluator, Measure, Run, Scored, DEFAULT_MEASURES};
@@ -31,7 +34,8 @@ use std::time::Instant;
 pub struct EvalArgs {
     /// BEIR-layout dataset folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv).
     pub dataset: PathBuf,
-    /// Retrieval mode: dense (HNSW, the planner's choice), dense-exact (exact scan).
+    /// Retrieval mode: dense (HNSW, the planner's choice), dense-exact (exact scan), bm25,
+    /// hybrid (dense + BM25 fused), funnel (binary codes -> int8 codes -> f32).
     #[arg(long, default_value = "dense")]
     pub mode: String,
     /// Run every mode into one table of quality against cost.
@@ -76,6 +80,19 @@ pub struct EvalArgs {
     /// Do not read or write the corpus embedding cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Hybrid: candidates taken from each source before fusion (default: max(depth, 100), as
+    /// `quiver search --mode hybrid`).
+    #[arg(long)]
+    pub candidates: Option<usize>,
+    /// Hybrid: k of reciprocal rank fusion.
+    #[arg(long, default_value_t = quiver::DEFAULT_RRF_K)]
+    pub rrf_k: f32,
+    /// Hybrid: weight of the dense list.
+    #[arg(long, default_value_t = 1.0)]
+    pub dense_weight: f32,
+    /// Hybrid: weight of the BM25 list.
+    #[arg(long, default_value_t = 1.0)]
+    pub bm25_weight: f32,
 }
 
 /// A retrieval mode that `quiver eval` can run.
@@ -85,17 +102,32 @@ pub enum Mode {
     Dense,
     /// Dense vectors, exact scan of every document.
     DenseExact,
+    /// BM25 on the `title text` field (Pyserini's defaults).
+    Bm25,
+    /// Dense (planner) and BM25 candidates fused by reciprocal rank fusion.
+    Hybrid,
+    /// The funnel preset: binary-code shortlist, int8 re-score, f32 re-score.
+    Funnel,
 }
 
 impl Mode {
     /// Every mode, in sweep order.
-    pub const ALL: &'static [Mode] = &[Mode::Dense, Mode::DenseExact];
+    pub const ALL: &'static [Mode] = &[
+        Mode::Dense,
+        Mode::DenseExact,
+        Mode::Bm25,
+        Mode::Hybrid,
+        Mode::Funnel,
+    ];
 
     /// The name used by `--mode` and in reports.
     pub fn name(self) -> &'static str {
         match self {
             Mode::Dense => "dense",
             Mode::DenseExact => "dense-exact",
+            Mode::Bm25 => "bm25",
+            Mode::Hybrid => "hybrid",
+            Mode::Funnel => "funnel",
         }
     }
 
@@ -117,12 +149,14 @@ impl Mode {
     }
 
     fn needs_dense(self) -> bool {
-        matches!(self, Mode::Dense | Mode::DenseExact)
+        !matches!(self, Mode::Bm25)
     }
 }
 
 /// The dense field of evaluation collections.
 const DENSE_FIELD: &str = "emb";
+/// The BM25 field of evaluation collections.
+const TEXT_FIELD: &str = "body";
 
 /// Timings of the shared setup, in seconds.
 #[derive(Debug, Default, Clone)]
@@ -152,16 +186,30 @@ struct Bench<'a> {
     query_vectors: Option<Vec<Vec<f32>>>,
     depth: usize,
     ef: Option<usize>,
+    fusion: quiver::query::plan::Fusion,
+    candidates: usize,
 }
 
-/// The evaluation schema: one cosine dense field whose model and source fields are recorded, so
-/// a kept collection answers `quiver search COLLECTION "text"` too.
-fn eval_schema(model: &str, dim: usize) -> Result<Schema> {
-    let v = json!({"fields": {DENSE_FIELD: {
-        "type": "dense", "dim": dim, "metric": "cosine", "model": model, "embed": ["title", "text"],
-        "index": {"type": "hnsw", "m": 16, "ef_construction": 200}
-    }}});
-    Ok(Schema::parse(&v.to_string())?)
+/// The evaluation schema: a BM25 text field over `title` and `text` (joined with a space, the
+/// analyzer and k1/b defaults of Pyserini), and with a model a cosine dense field (HNSW, binary and
+/// int8 codes for the funnel) whose model and source fields are recorded, so a kept collection
+/// answers `quiver search COLLECTION "text"` too.
+fn eval_schema(model: Option<(&str, usize)>, text_mode: TextMode) -> Result<Schema> {
+    let source = match text_mode {
+        TextMode::TitleText => json!(["title", "text"]),
+        TextMode::TextOnly => json!(["text"]),
+    };
+    let mut fields = Map::new();
+    fields.insert(TEXT_FIELD.into(), json!({"type": "text", "source": source}));
+    if let Some((model, dim)) = model {
+        fields.insert(
+            DENSE_FIELD.into(),
+            json!({"type": "dense", "dim": dim, "metric": "cosine", "model": model, "embed": source,
+                   "index": {"type": "hnsw", "m": 16, "ef_construction": 200},
+                   "codecs": [{"type": "binary"}, {"type": "int8"}]}),
+        );
+    }
+    Ok(Schema::parse(&json!({ "fields": fields }).to_string())?)
 }
 
 fn id_text(id: &DocId) -> String {
@@ -224,8 +272,10 @@ pub fn run(db: &Path, as_json: bool, a: EvalArgs) -> Result<()> {
     } else {
         None
     };
-    let dim = model.as_ref().map_or(0, |m| m.info().dim);
-    let schema = eval_schema(&a.model, dim.max(1))?;
+    let schema = eval_schema(
+        model.as_ref().map(|m| (a.model.as_str(), m.info().dim)),
+        text_mode,
+    )?;
 
     // The collection: temporary, or named in --db and reused when it matches.
     let tmp;
@@ -279,6 +329,11 @@ pub fn run(db: &Path, as_json: bool, a: EvalArgs) -> Result<()> {
         query_vectors,
         depth,
         ef: a.ef,
+        fusion: quiver::query::plan::Fusion::Rrf {
+            k: a.rrf_k,
+            weights: vec![a.dense_weight, a.bm25_weight],
+        },
+        candidates: a.candidates.unwrap_or(100).max(depth),
     };
 
     let mut reports = Vec::new();
@@ -300,7 +355,7 @@ pub fn run(db: &Path, as_json: bool, a: EvalArgs) -> Result<()> {
         };
         reports.push(ModeReport {
             mode,
-            index_bytes: index_bytes(&bench.collection, mode),
+            index_bytes: index_bytes(&bench.collection, &database, &name, mode),
             eval,
             latencies_ms,
             query_embed_ms,
@@ -456,24 +511,48 @@ fn run_mode(b: &Bench, mode: Mode, ignore_identical: bool) -> Result<(Run, Vec<f
         b.ds.queries.len() as u64,
     );
     for (qi, q) in b.ds.queries.iter().enumerate() {
+        let qv = || {
+            b.query_vectors
+                .as_ref()
+                .and_then(|v| v.get(qi))
+                .ok_or_else(|| anyhow!("no query vector for query {:?}", q.id))
+        };
+        let dense = |k: usize, strategy: Strategy| -> Result<Vec<quiver::Hit>> {
+            let mut req = SearchRequest::new(qv()?.clone(), k);
+            req.field = Some(DENSE_FIELD.into());
+            req.ef = b.ef;
+            req.with_payload = false;
+            req.strategy = strategy;
+            Ok(search(&snap, &req)?.hits)
+        };
+        let bm25 = |k: usize| -> Result<Vec<quiver::Hit>> {
+            let mut req = Bm25Request::new(q.text.as_str(), k);
+            req.field = Some(TEXT_FIELD.into());
+            req.with_payload = false;
+            Ok(bm25_search(&snap, &req)?.hits)
+        };
         let t = Instant::now();
         let hits = match mode {
-            Mode::Dense | Mode::DenseExact => {
-                let qv = b
-                    .query_vectors
-                    .as_ref()
-                    .and_then(|v| v.get(qi))
-                    .ok_or_else(|| anyhow!("no query vector for query {:?}", q.id))?;
-                let mut req = SearchRequest::new(qv.clone(), b.depth);
-                req.field = Some(DENSE_FIELD.into());
-                req.ef = b.ef;
-                req.with_payload = false;
-                req.strategy = if mode == Mode::DenseExact {
-                    Strategy::Exact
-                } else {
-                    Strategy::Auto
+            Mode::Dense => dense(b.depth, Strategy::Auto)?,
+            Mode::DenseExact => dense(b.depth, Strategy::Exact)?,
+            Mode::Bm25 => bm25(b.depth)?,
+            Mode::Hybrid => {
+                let lists = [dense(b.candidates, Strategy::Auto)?, bm25(b.candidates)?];
+                fuse_hits(&lists, &b.fusion, b.depth)?
+            }
+            Mode::Funnel => {
+                let field = snap
+                    .schema
+                    .dense(DENSE_FIELD)
+                    .ok_or_else(|| anyhow!("the evaluation collection has no dense field"))?;
+                let query = quiver::query::plan::DenseQuery {
+                    vector: Some(qv()?.clone()),
+                    ef: b.ef,
+                    ..Default::default()
                 };
-                search(&snap, &req)?.hits
+                let mut plan = quiver::query::presets::funnel(&field, query, b.depth, None)?;
+                plan.with_payload = false;
+                execute(&snap, &plan, None)?.hits
             }
         };
         lat.push(t.elapsed().as_secs_f64() * 1e3);
@@ -489,18 +568,43 @@ fn run_mode(b: &Bench, mode: Mode, ignore_identical: bool) -> Result<(Run, Vec<f
     Ok((run, lat))
 }
 
-/// Bytes of the structures `mode` searches, from the collection's own sizes: f32 vectors
-/// (dim × 4 × documents) plus HNSW graphs for graph search.
-fn index_bytes(c: &Collection, mode: Mode) -> Option<usize> {
+/// Bytes of the structures `mode` searches, from the collection's own figures (`collection
+/// info`): f32 vectors, plus HNSW graphs for graph search, codes for the funnel; for BM25 the
+/// bytes of the sealed tantivy indexes (memory-mapped), read from the segment folders.
+fn index_bytes(c: &Collection, db: &Database, name: &str, mode: Mode) -> Option<usize> {
     let info = c.info();
-    let vectors: usize = c
-        .schema()
-        .dense(DENSE_FIELD)
-        .map(|f| f.dim * 4 * info.documents)?;
+    let d = info.dense.iter().find(|d| d.field == DENSE_FIELD);
+    let text = || text_index_bytes(&db.path().join("collections").join(name));
     Some(match mode {
-        Mode::Dense => vectors + info.graph_bytes,
-        Mode::DenseExact => vectors,
+        Mode::Dense => d?.ram_vectors + d?.ram_graph,
+        Mode::DenseExact => d?.ram_vectors,
+        Mode::Funnel => d?.ram_vectors + d?.ram_codes,
+        Mode::Bm25 => text()?,
+        Mode::Hybrid => d?.ram_vectors + d?.ram_graph + text()?,
     })
+}
+
+/// Total size of the `text.*` folders of every sealed segment under `collection_dir`.
+fn text_index_bytes(collection_dir: &Path) -> Option<usize> {
+    fn size(p: &Path) -> usize {
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => std::fs::read_dir(p)
+                .map(|rd| rd.filter_map(|e| e.ok()).map(|e| size(&e.path())).sum())
+                .unwrap_or(0),
+            Ok(m) => m.len() as usize,
+            Err(_) => 0,
+        }
+    }
+    let mut total = 0;
+    for seg in std::fs::read_dir(collection_dir.join("segments")).ok()? {
+        let seg = seg.ok()?.path();
+        for e in std::fs::read_dir(&seg).ok()?.filter_map(|e| e.ok()) {
+            if e.file_name().to_string_lossy().starts_with("text.") {
+                total += size(&e.path());
+            }
+        }
+    }
+    Some(total)
 }
 
 /// Peak resident memory of this process (Linux `VmHWM`), model weights included.
