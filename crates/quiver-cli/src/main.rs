@@ -8,6 +8,8 @@ mod bench_codecs;
 mod bench_multi;
 mod demo;
 mod embed_cmd;
+mod eval_cache;
+mod eval_cmd;
 mod ingest;
 mod multi_cmd;
 mod ops;
@@ -67,6 +69,8 @@ pub enum Cmd {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Evaluate retrieval quality and cost on a BEIR-layout dataset (nDCG, recall, MAP, MRR, P).
+    Eval(eval_cmd::EvalArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -110,5 +114,6 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Bench(BenchCmd::Multivector(a)) => bench_multi::run(a, cli.json),
         Cmd::Embed(a) => embed_cmd::run_embed(a),
         Cmd::Models(a) => embed_cmd::run_models(a, cli.json),
+        Cmd::Eval(a) => eval_cmd::run(&cli.db, cli.json, a),
     }
 }

@@ -7,6 +7,10 @@
 //! - [`gen`]: seeded generators of clustered vectors and payloads for tests.
 //! - [`npy`]: reading and writing `.npy` arrays (float32 / int32), the exchange format with peer
 //!   benchmarks in `bench/compare`.
+//! - [`beir`]: BEIR-layout datasets (corpus, queries, qrels) with errors that name file and line.
+//! - [`metrics`]: nDCG@k, recall@k, P@k, MAP@k and MRR@k exactly as `trec_eval` / `pytrec_eval`
+//!   compute them (graded gains, their tie-breaking), and TREC run files. `quiver eval` is built
+//!   on these two.
 //!
 //! ```
 //! use quiver_eval::{brute_force_topk, recall_at_k};
@@ -17,7 +21,9 @@
 //! assert_eq!(recall_at_k(&[0, 1], &truth[0], 2), 0.5);
 //! ```
 
+pub mod beir;
 pub mod gen;
+pub mod metrics;
 pub mod npy;
 
 use quiver_linalg::Metric;
