@@ -93,6 +93,9 @@ pub struct EvalArgs {
     /// Hybrid: weight of the BM25 list.
     #[arg(long, default_value_t = 1.0)]
     pub bm25_weight: f32,
+    /// Hybrid: how the dense and BM25 lists merge.
+    #[arg(long, value_enum, default_value = "rrf")]
+    pub fusion: crate::search_text::FusionArg,
 }
 
 /// A retrieval mode that `quiver eval` can run.
@@ -329,10 +332,11 @@ pub fn run(db: &Path, as_json: bool, a: EvalArgs) -> Result<()> {
         query_vectors,
         depth,
         ef: a.ef,
-        fusion: quiver::query::plan::Fusion::Rrf {
-            k: a.rrf_k,
-            weights: vec![a.dense_weight, a.bm25_weight],
-        },
+        fusion: crate::search_text::fusion_of(
+            a.fusion,
+            a.rrf_k,
+            vec![a.dense_weight, a.bm25_weight],
+        ),
         candidates: a.candidates.unwrap_or(100).max(depth),
     };
 

@@ -61,6 +61,21 @@ pub struct TextSearchArgs {
     pub candidates: Option<usize>,
 }
 
+/// The plan fusion for the `--fusion`, `--rrf-k` and weight flags.
+pub fn fusion_of(f: FusionArg, rrf_k: f32, weights: Vec<f32>) -> Fusion {
+    match f {
+        FusionArg::Rrf => Fusion::Rrf { k: rrf_k, weights },
+        FusionArg::Minmax => Fusion::Score {
+            norm: Norm::Minmax,
+            weights,
+        },
+        FusionArg::Zscore => Fusion::Score {
+            norm: Norm::Zscore,
+            weights,
+        },
+    }
+}
+
 /// The mode to run: the flag, or the default for this collection and query.
 pub fn resolve_mode(c: &Collection, a: &SearchArgs) -> Mode {
     if let Some(m) = a.text.mode {
@@ -172,20 +187,7 @@ pub fn run(c: &Collection, as_json: bool, a: &SearchArgs, mode: Mode) -> Result<
             let dense = dense_source(c, a, text, n)?;
             let bm25 = bm25_source(c, a, text, n)?;
             let weights = vec![a.text.dense_weight, a.text.bm25_weight];
-            let method = match a.text.fusion {
-                FusionArg::Rrf => Fusion::Rrf {
-                    k: a.text.rrf_k,
-                    weights,
-                },
-                FusionArg::Minmax => Fusion::Score {
-                    norm: Norm::Minmax,
-                    weights,
-                },
-                FusionArg::Zscore => Fusion::Score {
-                    norm: Norm::Zscore,
-                    weights,
-                },
-            };
+            let method = fusion_of(a.text.fusion, a.text.rrf_k, weights);
             let fused = fuse_hits(
                 &[dense.result.hits.clone(), bm25.result.hits.clone()],
                 &method,

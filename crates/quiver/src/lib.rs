@@ -30,15 +30,15 @@ pub use quiver_index::{MultiVectors, MultiVectorsBuf};
 /// Distance kernels.
 pub use quiver_linalg as linalg;
 pub use quiver_linalg::Metric;
+/// Vector codecs (int8, binary, PQ) and Matryoshka prefixes.
+pub use quiver_quant as quant;
 pub use quiver_query as query;
 pub use quiver_query::plan::{execute, Plan, PlanResult, QueryEncoder};
-pub use quiver_query::{maxsim_search, muvera_search, MultiSearchRequest};
 /// BM25 search and fusion.
 pub use quiver_query::{
     bm25_search, bm25_search_stats, fuse_hits, rrf, score_fusion, Bm25Request, DEFAULT_RRF_K,
 };
-/// Vector codecs (int8, binary, PQ) and Matryoshka prefixes.
-pub use quiver_quant as quant;
+pub use quiver_query::{maxsim_search, muvera_search, MultiSearchRequest};
 pub use quiver_query::{
     prefer_exact, search, Hit, QueryError, SearchRequest, SearchResult, SegmentPlan, Strategy,
 };
