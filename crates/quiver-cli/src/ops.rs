@@ -208,6 +208,13 @@ pub struct SearchArgs {
     /// BM25 and hybrid search.
     #[command(flatten)]
     pub text: crate::search_text::TextSearchArgs,
+    /// Run the funnel preset on the dense field: its cheapest codec's shortlist, its richest
+    /// codec, then the f32 vectors (or its Matryoshka prefix cascade).
+    #[arg(long, conflicts_with = "exact")]
+    pub funnel: bool,
+    /// First-stage shortlist of --funnel (default max(100·k, 1000)).
+    #[arg(long, requires = "funnel")]
+    pub shortlist: Option<usize>,
 }
 
 pub fn search_cmd(db: &Path, as_json: bool, a: SearchArgs) -> Result<()> {
@@ -253,6 +260,9 @@ pub fn search_cmd(db: &Path, as_json: bool, a: SearchArgs) -> Result<()> {
         ),
         _ => bail!("give exactly one of: query text, --vector, --vector-file"),
     };
+    if a.funnel {
+        return funnel_search(&c, as_json, &a, vector, field);
+    }
     search_with(&c, as_json, &a, vector, field)
 }
 
@@ -292,6 +302,33 @@ pub(crate) fn parse_vector(text: &str) -> Result<Vec<f32>> {
         .into_iter()
         .map(|x| x as f32)
         .collect())
+}
+
+/// `quiver search --funnel`: the funnel preset plan for the dense field.
+fn funnel_search(
+    c: &quiver::Collection,
+    as_json: bool,
+    a: &SearchArgs,
+    vector: Vec<f32>,
+    field: Option<String>,
+) -> Result<()> {
+    let snap = c.snapshot();
+    let f = quiver::query::resolve_dense(&snap, field.as_deref())?;
+    let query = quiver::query::plan::DenseQuery {
+        vector: Some(vector),
+        ef: a.ef,
+        ..Default::default()
+    };
+    let mut plan = quiver::query::presets::funnel(&f, query, a.k, a.shortlist)?;
+    plan.filter = match &a.filter {
+        Some(s) => {
+            Some(serde_json::from_str(s).map_err(|e| anyhow!("--filter is not valid JSON: {e}"))?)
+        }
+        None => None,
+    };
+    let t = std::time::Instant::now();
+    let res = quiver::execute(&snap, &plan, None)?;
+    crate::query_cmd::print_result(&res, t.elapsed().as_secs_f64() * 1e3, as_json, a.explain)
 }
 
 fn search_with(

@@ -8,6 +8,8 @@
 //!   filter leaves few (cardinality from the payload indexes); the mutable segment is scanned
 //!   exactly; results are merged by score.
 //! - [`SearchResult::explain`]: what was chosen per segment and why.
+//! - [`bm25_search`] ([`Bm25Request`]): BM25 on a text field with collection-wide statistics;
+//!   [`fusion`]: reciprocal rank and normalised score fusion of ranked lists.
 //! - [`multi`]: multi-vector fields — [`maxsim_search`] (exact MaxSim) and [`muvera_search`]
 //!   (MUVERA FDE candidates reranked by exact MaxSim).
 //!
