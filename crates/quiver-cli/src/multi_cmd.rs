@@ -88,31 +88,6 @@ pub fn keep_tokens(field: &MultiField, t: &TokenEmbeddings, punct: &HashSet<u32>
     out
 }
 
-fn text_of(field: &MultiField, doc: &Document) -> std::result::Result<String, String> {
-    let mut parts = Vec::new();
-    for name in &field.embedding.embed {
-        match doc.payload.get(name) {
-            None | Some(Value::Null) => {}
-            Some(Value::String(s)) if s.trim().is_empty() => {}
-            Some(Value::String(s)) => parts.push(s.as_str()),
-            Some(other) => {
-                return Err(format!("text field {name:?} must be a string, got {other}"))
-            }
-        }
-    }
-    if parts.is_empty() {
-        return Err(format!(
-            "no text to embed: fields {:?} are missing or empty",
-            field.embedding.embed
-        ));
-    }
-    Ok(format!(
-        "{}{}",
-        field.embedding.document_prefix,
-        parts.join("\n\n")
-    ))
-}
-
 fn model_for(
     field: &MultiField,
     models: &mut crate::text::Models,
@@ -154,7 +129,7 @@ pub fn fill_multi(
         let mut texts = Vec::with_capacity(todo.len());
         for &i in &todo {
             texts.push(
-                text_of(&field, &docs[i].1)
+                crate::text::document_text(&field.embedding, &docs[i].1)
                     .map_err(|m| anyhow!("{}, field {:?}: {m}", where_(docs[i].0), field.name))?,
             );
         }

@@ -58,11 +58,14 @@ fn check_dim(field: &DenseField, model: &dyn Embedder) -> Result<()> {
     Ok(())
 }
 
-/// The text a document contributes to `field`: its `embed` payload fields, present and non-empty,
-/// joined with a blank line.
-fn document_text(field: &DenseField, doc: &Document) -> std::result::Result<String, String> {
+/// The text a document contributes to a model-backed field (dense or multi): its `embed` payload
+/// fields, present and non-empty, joined with a blank line, after the document prefix.
+pub fn document_text(
+    embedding: &quiver::Embedding,
+    doc: &Document,
+) -> std::result::Result<String, String> {
     let mut parts = Vec::new();
-    for name in &field.embedding.embed {
+    for name in &embedding.embed {
         match doc.payload.get(name) {
             None | Some(Value::Null) => {}
             Some(Value::String(s)) if s.trim().is_empty() => {}
@@ -75,12 +78,12 @@ fn document_text(field: &DenseField, doc: &Document) -> std::result::Result<Stri
     if parts.is_empty() {
         return Err(format!(
             "no text to embed: fields {:?} are missing or empty",
-            field.embedding.embed
+            embedding.embed
         ));
     }
     Ok(format!(
         "{}{}",
-        field.embedding.document_prefix,
+        embedding.document_prefix,
         parts.join("\n\n")
     ))
 }
@@ -105,7 +108,7 @@ pub fn fill_vectors(
         }
         let mut texts = Vec::with_capacity(todo.len());
         for &i in &todo {
-            let t = document_text(&field, &docs[i].1)
+            let t = document_text(&field.embedding, &docs[i].1)
                 .map_err(|m| anyhow!("{}, field {:?}: {m}", where_(docs[i].0), field.name))?;
             texts.push(t);
         }

@@ -43,9 +43,9 @@ pub use quiver_query::{
     prefer_exact, search, Hit, QueryError, SearchRequest, SearchResult, SegmentPlan, Strategy,
 };
 pub use quiver_storage::{
-    parse_datetime, Collection, CollectionInfo, Database, DenseField, DocId, Document, FieldSpec,
-    Filter, IndexSpec, NoProgress, PayloadKind, Progress, Schema, Snapshot, StorageError,
-    StoredDoc, WriteReport,
+    parse_datetime, Collection, CollectionInfo, Database, DenseField, DocId, Document, Embedding,
+    FieldSpec, Filter, IndexSpec, NoProgress, PayloadKind, Progress, Schema, Snapshot,
+    StorageError, StoredDoc, WriteReport,
 };
 pub use quiver_storage::{MultiField, MultiInfo, MultiSpec, MuveraSpec, PruneSpec};
 /// Analyzers and BM25 internals.
