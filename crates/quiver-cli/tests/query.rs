@@ -3,33 +3,9 @@
 
 use serde_json::{json, Value};
 use std::io::Write;
-use std::path::Path;
-use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_quiver");
-
-fn run(db: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN)
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .output()
-        .expect("run quiver");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
-
-fn ok_json(db: &Path, args: &[&str]) -> Value {
-    let mut a = args.to_vec();
-    a.push("--json");
-    let (ok, out, err) = run(db, &a);
-    assert!(ok, "quiver {args:?} failed: {err}");
-    serde_json::from_str(out.lines().last().unwrap_or(""))
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-}
+mod common;
+use common::{ok_json, run};
 
 #[test]
 fn plans_funnel_and_tiers() {
