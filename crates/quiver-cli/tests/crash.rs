@@ -30,6 +30,47 @@ fn quiver(db: &std::path::Path, args: &[&str]) -> std::process::Output {
         .expect("run quiver")
 }
 
+/// Writes the lines of `input` from `start_line` on to `part`, starts `quiver ingest c part --ack`
+/// on `db`, SIGKILLs it after `delay_ms`, and returns how many lines of `part` it acknowledged.
+fn ingest_then_kill(
+    db: &std::path::Path,
+    input: &std::path::Path,
+    start_line: usize,
+    part: &std::path::Path,
+    delay_ms: u64,
+) -> usize {
+    let text = std::fs::read_to_string(input).expect("read");
+    let lines: Vec<&str> = text.lines().skip(start_line).collect();
+    std::fs::write(part, lines.join("\n") + "\n").expect("write part");
+    let mut child = Command::new(BIN)
+        .arg("--db")
+        .arg(db)
+        .args(["ingest", "c"])
+        .arg(part)
+        .args(["--batch-size", "40", "--ack"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut last = 0usize;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                if let Some(n) = v["acked"].as_u64() {
+                    last = n as usize;
+                }
+            }
+        }
+        last
+    });
+    std::thread::sleep(Duration::from_millis(delay_ms));
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+    reader.join().expect("reader")
+}
+
 #[test]
 fn sigkill_during_ingest_loses_no_acknowledged_document() {
     let work = tempfile::tempdir().expect("tempdir");
@@ -51,46 +92,16 @@ fn sigkill_during_ingest_loses_no_acknowledged_document() {
                 .success()
         );
         let mut rounds = 0;
-        let mut acked_total = 0usize;
         // Kill repeatedly, resuming from the first unacknowledged line each time, so later kills hit
         // a database that already has sealed segments and tombstone-free compactions.
         let mut start_line = 0usize;
         while start_line < N && rounds < 3 {
             rounds += 1;
             let part = work.path().join(format!("part-{seed}-{rounds}.jsonl"));
-            let text = std::fs::read_to_string(&input).expect("read");
-            let lines: Vec<&str> = text.lines().skip(start_line).collect();
-            std::fs::write(&part, lines.join("\n") + "\n").expect("write part");
-            let mut child = Command::new(BIN)
-                .arg("--db")
-                .arg(&db)
-                .args(["ingest", "c"])
-                .arg(&part)
-                .args(["--batch-size", "40", "--ack"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn");
-            let stdout = child.stdout.take().expect("stdout");
-            let reader = std::thread::spawn(move || {
-                let mut last = 0usize;
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                        if let Some(n) = v["acked"].as_u64() {
-                            last = n as usize;
-                        }
-                    }
-                }
-                last
-            });
             let delay = rng.random_range(30..1200);
-            std::thread::sleep(Duration::from_millis(delay));
-            let _ = child.kill(); // SIGKILL
-            let _ = child.wait();
-            let acked_in_part = reader.join().expect("reader");
+            let acked_in_part = ingest_then_kill(&db, &input, start_line, &part, delay);
             println!("seed {seed} round {rounds}: killed after {delay} ms, {acked_in_part} lines acknowledged");
-            acked_total = start_line + acked_in_part;
+            let acked_total = start_line + acked_in_part;
             start_line = acked_total;
 
             let d = Database::open(&db).expect("database must open after SIGKILL");
@@ -160,37 +171,8 @@ fn sigkill_during_ingest_keeps_multi_vector_sets() {
         let mut start_line = 0usize;
         for round in 1..=2 {
             let part = work.path().join(format!("mpart-{seed}-{round}.jsonl"));
-            let text = std::fs::read_to_string(&input).expect("read");
-            let lines: Vec<&str> = text.lines().skip(start_line).collect();
-            std::fs::write(&part, lines.join("\n") + "\n").expect("write part");
-            let mut child = Command::new(BIN)
-                .arg("--db")
-                .arg(&db)
-                .args(["ingest", "c"])
-                .arg(&part)
-                .args(["--batch-size", "40", "--ack"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn");
-            let stdout = child.stdout.take().expect("stdout");
-            let reader = std::thread::spawn(move || {
-                let mut last = 0usize;
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                        if let Some(n) = v["acked"].as_u64() {
-                            last = n as usize;
-                        }
-                    }
-                }
-                last
-            });
             let delay = rng.random_range(30..1000);
-            std::thread::sleep(Duration::from_millis(delay));
-            let _ = child.kill(); // SIGKILL
-            let _ = child.wait();
-            let acked = start_line + reader.join().expect("reader");
+            let acked = start_line + ingest_then_kill(&db, &input, start_line, &part, delay);
             println!("multi seed {seed} round {round}: killed after {delay} ms, {acked} lines acknowledged");
             start_line = acked;
             let d = Database::open(&db).expect("database must open after SIGKILL");
