@@ -1,15 +1,20 @@
-//! Crash test: a real `quiver ingest` child process is killed with SIGKILL at random moments
-//! (several seeds). After each kill the database opens without error and every acknowledged
-//! document is there with its exact vector and payload; unacknowledged ones are either absent or
-//! exact. Seals (every 300 rows) and compactions (after 8 segments) happen during the ingest, so
-//! kills land in every phase.
+//! Crash test: a real `quiver ingest` child process is killed with SIGKILL (several seeds).
+//! After each kill the database opens without error and every acknowledged document is there
+//! with its exact vector and payload; unacknowledged ones are either absent or exact. Seals
+//! (every 300 rows) and compactions (after 8 segments) happen during the ingest. Every seed kills
+//! once during a compaction, once right after a seal and once at a random moment, and each kill
+//! is placed by evidence, not by timing: the child runs with `QUIVER_TEST_EVENTS=1`, so the
+//! storage layer prints `quiver-event: seal-start|seal-end|compact-start|compact-end` on stderr,
+//! and the last event it printed before dying says which phase the kill hit. Its `--ack` lines say
+//! how far the ingest had got (a kill mid-ingest has `0 < acked < lines`).
 
 use quiver::{Database, DocId};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_quiver");
 const N: usize = 6_000;
@@ -30,15 +35,64 @@ fn quiver(db: &std::path::Path, args: &[&str]) -> std::process::Output {
         .expect("run quiver")
 }
 
+/// When to send the SIGKILL.
+#[derive(Debug, Clone, Copy)]
+enum KillAt {
+    /// After this many milliseconds.
+    Delay(u64),
+    /// As soon as the child prints its `nth` (1-based) `quiver-event: <event>` line; if that
+    /// never comes, when the child ends on its own.
+    Event(&'static str, usize),
+}
+
+/// What one killed run left behind.
+#[derive(Debug)]
+struct Killed {
+    /// Lines of the part acknowledged (`--ack`).
+    acked: usize,
+    /// Lines in the part.
+    lines: usize,
+    /// Every `quiver-event:` the child printed before it died, in order.
+    events: Vec<String>,
+    /// The child had already exited when the kill was due (the kill hit nothing).
+    exited_first: bool,
+}
+
+impl Killed {
+    /// Where the kill landed, from the last event the child printed.
+    fn phase(&self) -> &'static str {
+        if self.exited_first {
+            return "after the ingest had finished";
+        }
+        match self.events.last().map(String::as_str) {
+            None => "before any seal",
+            Some("seal-start") => "during a seal",
+            Some("compact-start") => "during a compaction",
+            Some("compact-end") => "during a seal, after its compaction",
+            Some("seal-end") => "after a seal",
+            Some(_) => "after a failed seal",
+        }
+    }
+
+    fn mid_ingest(&self) -> bool {
+        !self.exited_first && 0 < self.acked && self.acked < self.lines
+    }
+
+    fn count(&self, event: &str) -> usize {
+        self.events.iter().filter(|e| *e == event).count()
+    }
+}
+
 /// Writes the lines of `input` from `start_line` on to `part`, starts `quiver ingest c part --ack`
-/// on `db`, SIGKILLs it after `delay_ms`, and returns how many lines of `part` it acknowledged.
+/// on `db` with seal/compaction events on, SIGKILLs it as `at` says, and reports what it acked and
+/// which events it printed before dying.
 fn ingest_then_kill(
     db: &std::path::Path,
     input: &std::path::Path,
     start_line: usize,
     part: &std::path::Path,
-    delay_ms: u64,
-) -> usize {
+    at: KillAt,
+) -> Killed {
     let text = std::fs::read_to_string(input).expect("read");
     let lines: Vec<&str> = text.lines().skip(start_line).collect();
     std::fs::write(part, lines.join("\n") + "\n").expect("write part");
@@ -48,12 +102,14 @@ fn ingest_then_kill(
         .args(["ingest", "c"])
         .arg(part)
         .args(["--batch-size", "40", "--ack"])
+        .env("QUIVER_TEST_EVENTS", "1")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
     let stdout = child.stdout.take().expect("stdout");
-    let reader = std::thread::spawn(move || {
+    let stderr = child.stderr.take().expect("stderr");
+    let acks = std::thread::spawn(move || {
         let mut last = 0usize;
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
@@ -65,10 +121,85 @@ fn ingest_then_kill(
         }
         last
     });
-    std::thread::sleep(Duration::from_millis(delay_ms));
+    let (tx, rx) = mpsc::channel::<String>();
+    let events = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(e) = line.strip_prefix("quiver-event: ") {
+                all.push(e.to_string());
+                let _ = tx.send(e.to_string());
+            }
+        }
+        all
+    });
+    match at {
+        KillAt::Delay(ms) => std::thread::sleep(Duration::from_millis(ms)),
+        KillAt::Event(want, nth) => {
+            let mut seen = 0;
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while Instant::now() < deadline {
+                match rx.recv_timeout(Duration::from_millis(100)) {
+                    Ok(e) if e == want => {
+                        seen += 1;
+                        if seen == nth {
+                            break;
+                        }
+                    }
+                    Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break, // the child ended
+                }
+            }
+        }
+    }
+    let exited_first = matches!(child.try_wait(), Ok(Some(_)));
     let _ = child.kill(); // SIGKILL
     let _ = child.wait();
-    reader.join().expect("reader")
+    Killed {
+        acked: acks.join().expect("ack reader"),
+        lines: lines.len(),
+        events: events.join().expect("event reader"),
+        exited_first,
+    }
+}
+
+/// How each round of a seed kills: during the first compaction, right after the `nth` seal of the
+/// round, then at a random moment.
+fn rounds(rng: &mut rand::rngs::StdRng, max_delay_ms: u64) -> [KillAt; 3] {
+    [
+        KillAt::Event("compact-start", 1),
+        KillAt::Event("seal-end", rng.random_range(1..=3)),
+        KillAt::Delay(rng.random_range(10..max_delay_ms)),
+    ]
+}
+
+/// The evidence that a targeted kill landed where it was aimed (a random kill may land anywhere,
+/// even after the child finished: its phase is printed, and only the no-loss checks apply).
+fn assert_landed(seed: u64, round: usize, at: KillAt, k: &Killed) {
+    if matches!(at, KillAt::Event(..)) {
+        assert!(
+            !k.exited_first,
+            "seed {seed} round {round}: the child finished before the kill ({at:?})"
+        );
+    }
+    match at {
+        KillAt::Event("compact-start", _) => assert_eq!(
+            k.phase(),
+            "during a compaction",
+            "seed {seed} round {round}: events {:?}",
+            k.events
+        ),
+        KillAt::Event("seal-end", nth) => {
+            assert_eq!(
+                k.phase(),
+                "after a seal",
+                "seed {seed} round {round}: events {:?}",
+                k.events
+            );
+            assert_eq!(k.count("seal-end"), nth, "seed {seed} round {round}");
+        }
+        _ => {}
+    }
 }
 
 #[test]
@@ -91,17 +222,28 @@ fn sigkill_during_ingest_loses_no_acknowledged_document() {
                 .status
                 .success()
         );
-        let mut rounds = 0;
+        let mut mid_ingest = 0;
         // Kill repeatedly, resuming from the first unacknowledged line each time, so later kills hit
-        // a database that already has sealed segments and tombstone-free compactions.
+        // a database that already has sealed segments and a compaction behind it.
         let mut start_line = 0usize;
-        while start_line < N && rounds < 3 {
-            rounds += 1;
-            let part = work.path().join(format!("part-{seed}-{rounds}.jsonl"));
-            let delay = rng.random_range(30..1200);
-            let acked_in_part = ingest_then_kill(&db, &input, start_line, &part, delay);
-            println!("seed {seed} round {rounds}: killed after {delay} ms, {acked_in_part} lines acknowledged");
-            let acked_total = start_line + acked_in_part;
+        for (round, at) in rounds(&mut rng, 400).into_iter().enumerate() {
+            let round = round + 1;
+            if start_line >= N {
+                break;
+            }
+            let part = work.path().join(format!("part-{seed}-{round}.jsonl"));
+            let killed = ingest_then_kill(&db, &input, start_line, &part, at);
+            println!(
+                "seed {seed} round {round}: kill at {at:?} landed {}: {} of {} lines acknowledged, {} seals and {} compactions finished",
+                killed.phase(),
+                killed.acked,
+                killed.lines,
+                killed.count("seal-end"),
+                killed.count("compact-end"),
+            );
+            assert_landed(seed, round, at, &killed);
+            mid_ingest += killed.mid_ingest() as usize;
+            let acked_total = start_line + killed.acked;
             start_line = acked_total;
 
             let d = Database::open(&db).expect("database must open after SIGKILL");
@@ -125,10 +267,11 @@ fn sigkill_during_ingest_loses_no_acknowledged_document() {
             }
             assert_eq!(c.count(None), present);
             println!(
-                "seed {seed} round {rounds}: {present} present, {} segments",
+                "seed {seed} round {round}: {present} present, {} segments",
                 c.info().segments.len()
             );
         }
+        assert!(mid_ingest >= 1, "seed {seed}: no kill landed mid-ingest");
     }
 }
 
@@ -169,11 +312,28 @@ fn sigkill_during_ingest_keeps_multi_vector_sets() {
                 .success()
         );
         let mut start_line = 0usize;
-        for round in 1..=2 {
+        let mut mid_ingest = 0;
+        // During the one compaction (at 2,700 rows), then at a random moment.
+        let plan = [
+            KillAt::Event("compact-start", 1),
+            KillAt::Delay(rng.random_range(10..400)),
+        ];
+        for (round, at) in plan.into_iter().enumerate() {
+            let round = round + 1;
+            if start_line >= M {
+                break;
+            }
             let part = work.path().join(format!("mpart-{seed}-{round}.jsonl"));
-            let delay = rng.random_range(30..1000);
-            let acked = start_line + ingest_then_kill(&db, &input, start_line, &part, delay);
-            println!("multi seed {seed} round {round}: killed after {delay} ms, {acked} lines acknowledged");
+            let killed = ingest_then_kill(&db, &input, start_line, &part, at);
+            println!(
+                "multi seed {seed} round {round}: kill at {at:?} landed {}: {} of {} lines acknowledged",
+                killed.phase(),
+                killed.acked,
+                killed.lines
+            );
+            assert_landed(seed, round, at, &killed);
+            mid_ingest += killed.mid_ingest() as usize;
+            let acked = start_line + killed.acked;
             start_line = acked;
             let d = Database::open(&db).expect("database must open after SIGKILL");
             let c = d
@@ -197,5 +357,9 @@ fn sigkill_during_ingest_keeps_multi_vector_sets() {
                 info.segments.len()
             );
         }
+        assert!(
+            mid_ingest >= 1,
+            "multi seed {seed}: no kill landed mid-ingest"
+        );
     }
 }

@@ -1,8 +1,11 @@
 //! Collections whose dense field names a model: folder and JSONL ingest compute vectors with
 //! all-MiniLM-L6-v2, text queries are embedded with the same model, and `quiver demo` runs.
-//! Needs the model in the cache (`quiver models pull all-MiniLM-L6-v2`, done by .ci/run); it is
-//! pulled on first use otherwise.
+//! Needs the model in the cache (`./x setup` pulls it); without it each test fails naming
+//! `./x setup`.
 
+mod common;
+
+use common::require_model;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
@@ -31,6 +34,7 @@ const SCHEMA: &str = r#"{"fields": {"emb": {"type": "dense", "dim": 384, "metric
 
 #[test]
 fn folder_and_jsonl_text_ingest_and_text_search() {
+    require_model("all-MiniLM-L6-v2");
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("db");
     let notes = dir.path().join("notes");
@@ -102,6 +106,7 @@ fn folder_and_jsonl_text_ingest_and_text_search() {
 
 #[test]
 fn demo_answers_from_quivers_own_docs() {
+    require_model("all-MiniLM-L6-v2");
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("db");
     let r = ok_json(

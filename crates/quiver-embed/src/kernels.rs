@@ -402,6 +402,152 @@ fn exp_neg(z: f32) -> f32 {
 mod tests {
     use super::*;
 
+    /// A SIMD level of the kernels below; each is the generic loop compiled with more target
+    /// features.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Level {
+        Generic,
+        Avx2Fma,
+        Avx512,
+    }
+
+    fn cpu_has(l: Level) -> bool {
+        match l {
+            Level::Generic => true,
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2Fma => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => is_x86_feature_detected!("avx512f"),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    fn gelu_at(l: Level, x: &mut [f32], bias: &[f32]) {
+        match l {
+            Level::Generic => bias_gelu_erf_rows_generic(x, bias),
+            // SAFETY: only called when `cpu_has(l)`, i.e. the CPU has these features.
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2Fma => unsafe { bias_gelu_erf_rows_avx2(x, bias) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => unsafe { bias_gelu_erf_rows_avx512(x, bias) },
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => unreachable!("no SIMD level off x86-64"),
+        }
+    }
+
+    fn softmax_at(l: Level, x: &mut [f32], len: usize) {
+        match l {
+            Level::Generic => softmax_rows_generic(x, len),
+            // SAFETY: only called when `cpu_has(l)`, i.e. the CPU has these features.
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2Fma => unsafe { softmax_rows_avx2(x, len) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => unsafe { softmax_rows_avx512(x, len) },
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => unreachable!("no SIMD level off x86-64"),
+        }
+    }
+
+    /// Every level this CPU has, called explicitly, gives bit-for-bit the generic kernel's output
+    /// (Rust never reassociates or contracts float arithmetic, so wider vectors change nothing);
+    /// the generic kernel matches an f64 reference; a level the CPU lacks is printed as SKIPPED.
+    /// The dispatching entry points (`bias_gelu`, `softmax_rows`) agree too.
+    #[test]
+    fn simd_levels_match_generic() {
+        let seed = 11u64;
+        println!("seed {seed}");
+        let mut state = seed;
+        let mut rnd = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 8.0
+        };
+        let levels = [Level::Generic, Level::Avx2Fma, Level::Avx512];
+        for l in levels {
+            if cpu_has(l) {
+                println!("level {l:?}: tested against the generic kernels");
+            } else {
+                println!("level {l:?}: SKIPPED (this CPU lacks it)");
+            }
+        }
+        let mut compared = 0;
+        // Odd widths cover every vector tail.
+        for width in [1usize, 3, 7, 15, 16, 17, 31, 33, 64, 100, 384, 385] {
+            let rows = 3;
+            let x: Vec<f32> = (0..rows * width).map(|_| rnd()).collect();
+            let bias: Vec<f32> = (0..width).map(|_| rnd() / 16.0).collect();
+            let mut want = x.clone();
+            gelu_at(Level::Generic, &mut want, &bias);
+            for (i, (&v, &g)) in x.iter().zip(&want).enumerate() {
+                let z = f64::from(v + bias[i % width]);
+                let exact = 0.5 * z * (1.0 + erf_f64(z / std::f64::consts::SQRT_2));
+                assert!(
+                    (f64::from(g) - exact).abs() < 1e-5 * (1.0 + z.abs()),
+                    "gelu({z})"
+                );
+            }
+            let mut want_sm = x.clone();
+            softmax_at(Level::Generic, &mut want_sm, width);
+            for (r, row) in want_sm.chunks(width).enumerate() {
+                let xr = &x[r * width..(r + 1) * width];
+                let m = xr
+                    .iter()
+                    .fold(f64::NEG_INFINITY, |a, &b| a.max(f64::from(b)));
+                let z: f64 = xr.iter().map(|&v| (f64::from(v) - m).exp()).sum();
+                for (&p, &v) in row.iter().zip(xr) {
+                    let exact = (f64::from(v) - m).exp() / z;
+                    // f32 rounding of the sums plus exp_neg's 2e-7 relative error.
+                    assert!((f64::from(p) - exact).abs() < 2e-6, "softmax width {width}");
+                }
+            }
+            for l in levels.into_iter().filter(|&l| cpu_has(l)) {
+                let mut got = x.clone();
+                gelu_at(l, &mut got, &bias);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{l:?} gelu width {width}");
+                let mut got = x.clone();
+                softmax_at(l, &mut got, width);
+                assert_eq!(bits(&got), bits(&want_sm), "{l:?} softmax width {width}");
+                compared += 1;
+            }
+            let mut got = x.clone();
+            bias_gelu(&mut got, &bias, false);
+            assert_eq!(got, want, "bias_gelu dispatch, width {width}");
+            let mut got = x.clone();
+            softmax_rows(&mut got, width);
+            assert_eq!(got, want_sm, "softmax_rows dispatch, width {width}");
+        }
+        let have = levels.into_iter().filter(|&l| cpu_has(l)).count();
+        assert_eq!(
+            compared,
+            12 * have,
+            "every width at every level this CPU has"
+        );
+    }
+
+    /// erf in f64 by its Maclaurin series, exact to ~1e-12 for the |x| <= 4 used here (A&S
+    /// 7.1.26, the kernel's own formula, is only good to 1.5e-7).
+    fn erf_f64(x: f64) -> f64 {
+        assert!(x.abs() <= 4.0, "series used beyond its range: {x}");
+        // erf x = 2/√π · Σ (-1)^n x^(2n+1) / (n! (2n+1)), summed until the terms vanish.
+        let mut term = x;
+        let mut sum = x;
+        let mut n = 0.0;
+        while term.abs() > 1e-17 * sum.abs().max(1e-300) {
+            n += 1.0;
+            term *= -x * x / n;
+            sum += term / (2.0 * n + 1.0);
+            if n > 400.0 {
+                break;
+            }
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    }
+
     #[test]
     fn erf_is_accurate() {
         // Reference values of erf.

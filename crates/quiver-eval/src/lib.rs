@@ -21,6 +21,11 @@
 //! assert_eq!(recall_at_k(&[0, 1], &truth[0], 2), 0.5);
 //! ```
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod beir;
 pub mod gen;
 pub mod metrics;

@@ -1,7 +1,8 @@
 //! quiver-eval's metrics against pytrec_eval (trec_eval's own code) on random runs built to be
 //! awkward: many tied scores (ties broken by document id, where "d10" < "d9" in byte order),
 //! graded and zero-level judgements, queries with nothing relevant, empty runs, and runs shorter
-//! than the cut-offs. The seed is printed (`QUIVER_TEST_SEED` repeats a run).
+//! than the cut-offs. The seed is fixed ([`DEFAULT_SEED`]) and printed; `QUIVER_TEST_SEED`
+//! runs another. Without pytrec_eval the test fails, naming `./x setup`.
 
 mod support;
 
@@ -10,20 +11,41 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
 use support::pytrec;
 
+/// The seed of every run unless `QUIVER_TEST_SEED` names another.
+const DEFAULT_SEED: u64 = 0x7EC_5EED;
+
+/// A missing oracle is a failure that names what is missing and the set-up command, never a
+/// silent pass: no interpreter at all, and an interpreter that cannot import pytrec_eval.
+#[test]
+fn missing_pytrec_eval_fails_naming_the_setup_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nowhere = dir.path().join("no-venv/bin/python");
+    let e = pytrec::locate(None, std::slice::from_ref(&nowhere)).expect_err("no python");
+    assert!(
+        e.contains("./x setup") && e.contains("QUIVER_PYTREC_PYTHON"),
+        "{e}"
+    );
+    assert!(e.contains(&nowhere.display().to_string()), "{e}");
+    // Set but not runnable.
+    let e = pytrec::locate(Some(nowhere.clone().into()), &[]).expect_err("no python");
+    assert!(e.contains("./x setup") && e.contains("cannot run"), "{e}");
+    // Runs, but the import fails (`false` exits 1 whatever its arguments).
+    let e = pytrec::locate(Some("false".into()), &[]).expect_err("no pytrec_eval");
+    assert!(
+        e.contains("./x setup") && e.contains("cannot import pytrec_eval"),
+        "{e}"
+    );
+}
+
 #[test]
 fn random_runs_agree_with_pytrec_eval() {
-    let Some(python) = pytrec::python() else {
-        return;
+    let python = pytrec::python();
+    let seed: u64 = match std::env::var("QUIVER_TEST_SEED") {
+        Ok(s) => s
+            .parse()
+            .unwrap_or_else(|e| panic!("QUIVER_TEST_SEED={s:?} is not a u64: {e}")),
+        Err(_) => DEFAULT_SEED,
     };
-    let seed: u64 = std::env::var("QUIVER_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(7)
-        });
     eprintln!("seed {seed} (QUIVER_TEST_SEED={seed} repeats this run)");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
 

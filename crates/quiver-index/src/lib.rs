@@ -22,6 +22,11 @@
 //! assert_eq!(hits.len(), 5);
 //! ```
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod flat;
 mod heap;
 mod hnsw;

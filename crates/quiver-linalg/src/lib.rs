@@ -24,6 +24,11 @@
 //! assert_eq!(Metric::L2.score(&a, &b), -27.0);
 //! ```
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 mod kernels;
 pub mod kmeans;
 pub mod pca;

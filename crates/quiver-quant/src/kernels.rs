@@ -263,11 +263,45 @@ mod tests {
         *seed >> 33
     }
 
-    /// Every level agrees with the scalar kernels on odd lengths and unaligned slices.
+    /// What this CPU offers, asked of the CPU here rather than of [`detect`], so a level the CPU
+    /// has but `detect` refuses fails the test instead of being skipped.
+    fn cpu_has(l: Level) -> bool {
+        match l {
+            Level::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("popcnt")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => {
+                std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("popcnt")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// Every level this CPU has agrees with the scalar kernels on odd lengths and unaligned
+    /// slices; each level is called explicitly (not through `QUIVER_SIMD`), and a level the CPU
+    /// lacks is printed as SKIPPED.
     #[test]
     fn levels_match_scalar_on_odd_lengths() {
         let mut s = 12345u64;
         println!("seed 12345, best level {:?}", level());
+        let levels = [Level::Scalar, Level::Avx2, Level::Avx512];
+        for l in levels {
+            assert_eq!(detect() >= l, cpu_has(l), "detect() on level {l:?}");
+            if cpu_has(l) {
+                println!("level {l:?}: tested against the scalar kernels");
+            } else {
+                println!("level {l:?}: SKIPPED (this CPU lacks it)");
+            }
+        }
+        let tested: Vec<Level> = levels.into_iter().filter(|&l| cpu_has(l)).collect();
+        let mut masked_compared = 0;
         for len in [0usize, 1, 7, 15, 16, 17, 31, 33, 63, 64, 65, 100, 384, 385] {
             let c: Vec<u8> = (0..len + 1).map(|_| lcg(&mut s) as u8).collect();
             let w: Vec<i16> = (0..len + 1)
@@ -275,10 +309,8 @@ mod tests {
                 .collect();
             let (c, w) = (&c[1..], &w[1..]);
             let want = dot_u8_i16_scalar(c, w);
-            for l in [Level::Scalar, Level::Avx2, Level::Avx512] {
-                if l <= detect() {
-                    assert_eq!(dot_u8_i16(l, c, w), want, "dot len {len} level {l:?}");
-                }
+            for &l in &tested {
+                assert_eq!(dot_u8_i16(l, c, w), want, "dot len {len} level {l:?}");
             }
             let a: Vec<u8> = (0..len).map(|_| lcg(&mut s) as u8).collect();
             let want = a
@@ -286,10 +318,8 @@ mod tests {
                 .zip(c)
                 .map(|(x, y)| (x ^ y).count_ones())
                 .sum::<u32>();
-            for l in [Level::Scalar, Level::Avx2, Level::Avx512] {
-                if l <= detect() {
-                    assert_eq!(hamming(l, &a, c), want, "hamming len {len} level {l:?}");
-                }
+            for &l in &tested {
+                assert_eq!(hamming(l, &a, c), want, "hamming len {len} level {l:?}");
             }
             let padded = (8 * len).div_ceil(16) * 16;
             let wf: Vec<f32> = (0..padded)
@@ -302,13 +332,23 @@ mod tests {
                 })
                 .collect();
             let want = masked_sum_scalar(&a, &wf);
-            if detect() == Level::Avx512 {
-                let got = masked_sum(Level::Avx512, &a, &wf).unwrap_or(f32::NAN);
-                assert!(
-                    (got - want).abs() <= 1e-3 * want.abs().max(1.0),
-                    "masked len {len}: {got} vs {want}"
-                );
+            for &l in &tested {
+                match masked_sum(l, &a, &wf) {
+                    Some(got) => {
+                        assert_eq!(l, Level::Avx512, "masked sum exists only at AVX-512");
+                        assert!(
+                            (got - want).abs() <= 1e-3 * want.abs().max(1.0),
+                            "masked len {len}: {got} vs {want}"
+                        );
+                        masked_compared += 1;
+                    }
+                    // Below AVX-512 the callers use their byte tables.
+                    None => assert_ne!(l, Level::Avx512, "masked sum refused at AVX-512"),
+                }
             }
+        }
+        if cpu_has(Level::Avx512) {
+            assert_eq!(masked_compared, 14, "every length compared at AVX-512");
         }
     }
 }

@@ -40,6 +40,11 @@
 //! assert_eq!(hits.len(), 3);
 //! ```
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 mod binary;
 mod bytes;
 mod int8;

@@ -1,9 +1,18 @@
 //! Every codec against f32 brute force: scores against the reconstruction, recall of code scans
 //! (with and without filters, before and after exact rerank), HNSW traversal over codes,
 //! serialisation round trips and corrupt input. Seeds are printed.
+//!
+//! Recall floors are not the code's own last output. Each comes from one of:
+//! - an **oracle** computed here by brute force: the codec's ideal ranking, every allowed row
+//!   scored by the metric against its decoded reconstruction (asymmetric), or by −Hamming between
+//!   bits this test derives from the codec's thresholds (symmetric). A code scan must reach what
+//!   that ranking reaches ([`recall_band`]);
+//! - a **published figure**: DESIGN §5, "compressed search with rescoring: recall@10 >= 0.95".
 
 use quiver_eval::{brute_force_topk, gen, mean_recall};
-use quiver_index::{rerank, AllRows, Bitset, Hnsw, HnswParams, Neighbor, RowFilter, Vectors};
+use quiver_index::{
+    rerank, AllRows, Bitset, Hnsw, HnswParams, Neighbor, NodeScorer, RowFilter, Vectors,
+};
 use quiver_linalg::{dot, Metric};
 use quiver_quant::{Codec, CodecSpec, QuantError, ScoreMode};
 use rand::Rng;
@@ -11,6 +20,9 @@ use rand::Rng;
 const DIM: usize = 64;
 const N: usize = 5_000;
 const NQ: usize = 60;
+
+/// DESIGN §5 target for compressed search with exact rescoring: recall@10 >= 0.95.
+const DESIGN_RERANK_RECALL: f64 = 0.95;
 
 struct Data {
     base: Vec<Vec<f32>>,
@@ -53,28 +65,99 @@ fn shortlist(spec: CodecSpec) -> usize {
     }
 }
 
-/// Minimum recall@10 after rescoring the shortlist with exact f32 scores, per codec. Int8 keeps
-/// ~8 bits per dimension: its 2% shortlist holds the true top 10 (measured 1.000 on every seed
-/// here). PQ16 (4 dims per byte) measured >= 0.987; 64-bit binary codes on a 10% shortlist
-/// measured >= 0.86 (asymmetric) and >= 0.67 (Hamming). Floors sit below the measured minima.
-fn rerank_floor(spec: CodecSpec, mode: ScoreMode) -> f64 {
-    match (spec, mode) {
-        (CodecSpec::Int8, _) => 0.99,
-        (CodecSpec::Pq { .. }, _) => 0.95,
-        (CodecSpec::Binary, ScoreMode::Asymmetric) => 0.8,
-        (CodecSpec::Binary, ScoreMode::Symmetric) => 0.6,
+/// The published floor on recall@10 after rescoring the shortlist with exact f32 scores, where
+/// one applies. Int8 and PQ16 are held to DESIGN §5's 0.95 (PQ16 codes are 1/16 of f32, inside
+/// the target's "<= 1/8"; int8 is 1/4, so 0.95 is a lower bar than its 8 bits per dimension
+/// should clear). 64-bit binary codes have no published figure at a 10% shortlist: they are held
+/// to the oracle only (and asymmetric >= Hamming, below).
+fn published_rerank_floor(spec: CodecSpec) -> Option<f64> {
+    match spec {
+        CodecSpec::Int8 | CodecSpec::Pq { .. } => Some(DESIGN_RERANK_RECALL),
+        CodecSpec::Binary => None,
     }
 }
 
-/// Minimum recall@10 of the code scores alone (no rerank); measured minima: int8 0.98, PQ16
-/// 0.567, binary 0.125 (asymmetric) and 0.067 (Hamming) — random ranking would give 0.002.
-fn codes_floor(spec: CodecSpec, mode: ScoreMode) -> f64 {
-    match (spec, mode) {
-        (CodecSpec::Int8, _) => 0.95,
-        (CodecSpec::Pq { .. }, _) => 0.45,
-        (CodecSpec::Binary, ScoreMode::Asymmetric) => 0.09,
-        (CodecSpec::Binary, ScoreMode::Symmetric) => 0.04,
+/// What the codec's ideal ranking scores each row: the metric against the decoded
+/// reconstruction (asymmetric), or −Hamming between bits derived here from the codec's
+/// thresholds, for the query and for the original f32 row (symmetric; independent of `encode`).
+struct Oracle {
+    decoded: Vec<Vec<f32>>,
+    base_bits: Vec<u64>,
+    thresholds: Vec<f32>,
+}
+
+fn bits64(v: &[f32], t: &[f32]) -> u64 {
+    assert_eq!(v.len(), 64, "the Hamming oracle packs one u64 per row");
+    v.iter()
+        .zip(t)
+        .enumerate()
+        .fold(0u64, |b, (d, (x, t))| if x >= t { b | 1 << d } else { b })
+}
+
+impl Oracle {
+    fn new(codec: &Codec, codes: &[u8], base: &[Vec<f32>]) -> Oracle {
+        let decoded = codes
+            .chunks(codec.code_len())
+            .map(|c| {
+                let mut x = vec![0.0; DIM];
+                codec.decode(c, &mut x).unwrap();
+                x
+            })
+            .collect();
+        let thresholds = match codec {
+            Codec::Binary(b) => b.thresholds().to_vec(),
+            _ => Vec::new(),
+        };
+        let base_bits = if thresholds.is_empty() {
+            Vec::new()
+        } else {
+            base.iter().map(|v| bits64(v, &thresholds)).collect()
+        };
+        Oracle {
+            decoded,
+            base_bits,
+            thresholds,
+        }
     }
+
+    fn score(&self, metric: Metric, mode: ScoreMode, q: &[f32], qbits: u64, row: usize) -> f32 {
+        match mode {
+            ScoreMode::Asymmetric => metric.score(q, &self.decoded[row]),
+            ScoreMode::Symmetric => -((qbits ^ self.base_bits[row]).count_ones() as f32),
+        }
+    }
+}
+
+/// Bounds on recall@|truth| of any top-`k` list ranked by scores within `tol` of `oracle`
+/// (the allowed rows with their oracle scores). Rows the oracle puts more than 2·tol above its
+/// k-th score are in every such list, rows more than 2·tol below are in none, and the rows in
+/// between (ties included) fill the remaining slots in some order: the bounds take the worst and
+/// the best order. With `tol` = 0 and no ties the two bounds are the oracle's own recall.
+fn recall_band(oracle: &[(u32, f32)], tol: f32, truth: &[u32], k: usize) -> (f64, f64) {
+    if truth.is_empty() || oracle.len() <= k {
+        return (1.0, 1.0); // every allowed row is in the list
+    }
+    let mut s: Vec<f32> = oracle.iter().map(|o| o.1).collect();
+    s.sort_by(|a, b| b.total_cmp(a));
+    let sk = s[k - 1];
+    // Widened by a few ulps so float rounding of sk ± 2·tol never narrows the band.
+    let w = 2.0 * tol * (1.0 + 1e-3) + 4.0 * f32::EPSILON * sk.abs().max(1.0);
+    let (mut sure, mut sure_t, mut band, mut band_t) = (0usize, 0usize, 0usize, 0usize);
+    for &(id, o) in oracle {
+        let t = truth.contains(&id) as usize;
+        if o > sk + w {
+            sure += 1;
+            sure_t += t;
+        } else if o >= sk - w {
+            band += 1;
+            band_t += t;
+        }
+    }
+    let slots = k.saturating_sub(sure);
+    let lo = sure_t + slots.saturating_sub(band - band_t);
+    let hi = sure_t + slots.min(band_t);
+    let n = truth.len() as f64;
+    (lo as f64 / n, hi as f64 / n)
 }
 
 fn check_recall(metric: Metric, seed: u64, filter_fraction: Option<f64>) {
@@ -96,6 +179,7 @@ fn check_recall(metric: Metric, seed: u64, filter_fraction: Option<f64>) {
         }
         None => Bitset::full(N),
     };
+    let allowed_rows: Vec<u32> = (0..N as u32).filter(|&i| allowed.contains(i)).collect();
     let truth = brute_force_topk(&d.base, &d.queries, metric, 10, |i| {
         allowed.contains(i as u32)
     });
@@ -104,42 +188,111 @@ fn check_recall(metric: Metric, seed: u64, filter_fraction: Option<f64>) {
     for (spec, mode) in specs() {
         let codec = Codec::train(spec, &d.flat, DIM, metric, seed).unwrap();
         let codes = codec.encode_all(&d.flat).unwrap();
-        let mut raw = Vec::new();
-        let mut reranked = Vec::new();
-        for q in &d.queries {
+        let len = codec.code_len();
+        let oracle = Oracle::new(&codec, &codes, &d.base);
+        let k_short = shortlist(spec);
+        let (mut raw, mut reranked) = (Vec::new(), Vec::new());
+        let (mut band_raw, mut band_rr) = ((0.0, 0.0), (0.0, 0.0));
+        let mut max_tol = 0.0f32;
+        for (q, t) in d.queries.iter().zip(&truth) {
             let scorer = codec.query_with(q, mode).unwrap();
-            let short = scorer.scan_topk(&codes, &allowed, shortlist(spec));
-            assert!(
-                short.iter().all(|n| allowed.contains(n.id)),
-                "filter violated"
+            let short = scorer.scan_topk(&codes, &allowed, k_short);
+            // The scan is the brute-force top of the same scores: every allowed row scored one
+            // by one, best first, ties by lower row (exact: the same arithmetic).
+            let code_scores: Vec<f32> = allowed_rows
+                .iter()
+                .map(|&id| scorer.score(&codes[id as usize * len..(id as usize + 1) * len]))
+                .collect();
+            let mut all: Vec<Neighbor> = allowed_rows
+                .iter()
+                .zip(&code_scores)
+                .map(|(&id, &score)| Neighbor { id, score })
+                .collect();
+            all.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+            all.truncate(k_short);
+            assert_eq!(
+                short, all,
+                "{spec:?} {mode:?}: scan_topk is not the brute-force top"
             );
-            assert!(short.windows(2).all(|w| w[0].score >= w[1].score));
+            // The codec's ideal ranking, and how far the code scores stray from it.
+            let qbits = if mode == ScoreMode::Symmetric {
+                bits64(q, &oracle.thresholds)
+            } else {
+                0
+            };
+            let mut tol = 0.0f32;
+            let qn = dot(q, q).sqrt();
+            let ideal: Vec<(u32, f32)> = allowed_rows
+                .iter()
+                .zip(&code_scores)
+                .map(|(&id, &c)| {
+                    let o = oracle.score(metric, mode, q, qbits, id as usize);
+                    // The per-row bound `scores_match_reconstruction` asserts (exact for
+                    // Hamming); without it a drifting score would only widen the band below.
+                    let bound = match mode {
+                        ScoreMode::Symmetric => 0.0,
+                        ScoreMode::Asymmetric => {
+                            let xh = &oracle.decoded[id as usize];
+                            2e-3 * (qn * dot(xh, xh).sqrt().max(1.0) + 1.0)
+                        }
+                    };
+                    assert!(
+                        (c - o).abs() <= bound,
+                        "{spec:?} {mode:?} row {id}: code score {c} vs oracle {o}"
+                    );
+                    tol = tol.max((c - o).abs());
+                    (id, o)
+                })
+                .collect();
+            max_tol = max_tol.max(tol);
+            let b = recall_band(&ideal, tol, t, 10);
+            band_raw = (band_raw.0 + b.0, band_raw.1 + b.1);
+            let b = recall_band(&ideal, tol, t, k_short);
+            band_rr = (band_rr.0 + b.0, band_rr.1 + b.1);
             raw.push(ids(&short[..short.len().min(10)]));
             reranked.push(ids(&rerank(vectors, metric, q, &short, 10)));
         }
+        let nq = d.queries.len() as f64;
+        let (band_raw, band_rr) = (
+            (band_raw.0 / nq, band_raw.1 / nq),
+            (band_rr.0 / nq, band_rr.1 / nq),
+        );
         let r_raw = mean_recall(&raw, &truth, 10);
         let r_rr = mean_recall(&reranked, &truth, 10);
         println!(
-            "  {:>7} {:?}: recall@10 codes {r_raw:.3}, codes top-{} + rerank {r_rr:.3}",
+            "  {:>7} {:?}: recall@10 codes {r_raw:.3} (oracle [{:.3}, {:.3}]), codes top-{k_short} + rerank {r_rr:.3} (oracle [{:.3}, {:.3}]); max |code - oracle score| {max_tol:.2e}",
             spec.name(),
             mode,
-            shortlist(spec)
+            band_raw.0,
+            band_raw.1,
+            band_rr.0,
+            band_rr.1,
         );
         if spec == CodecSpec::Binary {
             binary_codes_recall.push(r_raw);
         }
-        if std::env::var("QUIVER_MEASURE").is_err() {
+        // Oracle floors (and ceilings): the code scan ranks as the codec's ideal ranking does.
+        // Guards the scorers (LUTs, SIMD kernels, the L2 norm term) and the filter in the scan.
+        let eps = 1e-9;
+        assert!(
+            band_raw.0 - eps <= r_raw && r_raw <= band_raw.1 + eps,
+            "{spec:?} {mode:?}: codes recall {r_raw} outside the oracle's {band_raw:?}"
+        );
+        // Rerank of a shortlist that holds k true neighbours finds exactly those k.
+        assert!(
+            band_rr.0 - eps <= r_rr && r_rr <= band_rr.1 + eps,
+            "{spec:?} {mode:?}: rerank recall {r_rr} outside the oracle's {band_rr:?}"
+        );
+        // Published floor: guards the codec's quality itself (training, encoding).
+        if let Some(floor) = published_rerank_floor(spec) {
             assert!(
-                r_raw >= codes_floor(spec, mode),
-                "{spec:?} {mode:?} codes recall {r_raw}"
-            );
-            assert!(
-                r_rr >= rerank_floor(spec, mode),
-                "{spec:?} {mode:?} rerank recall {r_rr}"
+                r_rr >= floor,
+                "{spec:?} {mode:?} rerank recall {r_rr} below DESIGN's {floor}"
             );
         }
     }
-    // The asymmetric estimate ranks better than Hamming on the same bits.
+    // Asymmetric estimates rank better than symmetric ones on the same codes (Jégou, Douze and
+    // Schmid, "Product quantization for nearest neighbor search", 2011: ADC beats SDC).
     assert!(
         binary_codes_recall[0] >= binary_codes_recall[1],
         "{binary_codes_recall:?}"
@@ -281,10 +434,108 @@ fn hnsw_over_codes_with_rerank_and_filters() {
             assert!(r >= floor, "{spec:?} {name}: {r}");
         }
     }
-    // The f32 path through search_by is the plain search.
-    let q = &d.queries[0];
-    let plain = g.search(vectors, q, 10, 64, &AllRows);
-    assert_eq!(plain.len(), 10);
+    // The f32 path through search_by is the plain search: the same walk with the same metric
+    // function on the same rows, so equal ids and bit-equal scores, with and without a filter.
+    let score = metric.scorer();
+    for (qi, q) in d.queries.iter().enumerate() {
+        let f32_rows = F32Rows {
+            vectors,
+            query: q,
+            score,
+        };
+        for (filter, name) in [(&Bitset::full(N), "all"), (&half, "50%")] {
+            for (k, ef) in [(10, 64), (40, 80)] {
+                let plain = g.search(vectors, q, k, ef, filter);
+                let by = g.search_by(&f32_rows, k, ef, filter);
+                assert_eq!(plain.len(), k, "query {qi} filter {name}");
+                assert_eq!(ids(&by), ids(&plain), "query {qi} filter {name} k {k}");
+                for (a, b) in by.iter().zip(&plain) {
+                    assert_eq!(
+                        a.score.to_bits(),
+                        b.score.to_bits(),
+                        "query {qi} row {}",
+                        a.id
+                    );
+                    assert_eq!(
+                        a.score,
+                        score(q, vectors.row(a.id)),
+                        "query {qi} row {}",
+                        a.id
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Full-precision rows as a [`NodeScorer`], written here: what `search_by` gets from a caller.
+struct F32Rows<'a> {
+    vectors: Vectors<'a>,
+    query: &'a [f32],
+    score: fn(&[f32], &[f32]) -> f32,
+}
+
+impl NodeScorer for F32Rows<'_> {
+    fn score(&self, row: u32) -> f32 {
+        (self.score)(self.query, self.vectors.row(row))
+    }
+}
+
+/// The binary codec is the one its module documents, recomputed here from the training data:
+/// thresholds are the per-dimension means, and a code decodes to the mean of the training values
+/// on its side of the threshold. The recall oracle above scores these reconstructions, so this is
+/// what makes that oracle independent of the codec's training.
+#[test]
+fn binary_codec_matches_reference() {
+    let seed = 302;
+    println!("seed {seed}");
+    for metric in [Metric::Dot, Metric::L2] {
+        let d = data(seed, metric);
+        let codec = Codec::train(CodecSpec::Binary, &d.flat, DIM, metric, seed).unwrap();
+        let Codec::Binary(b) = &codec else {
+            panic!("binary spec trains a binary codec")
+        };
+        let n = d.base.len() as f64;
+        let mean: Vec<f64> = (0..DIM)
+            .map(|j| d.base.iter().map(|v| v[j] as f64).sum::<f64>() / n)
+            .collect();
+        let side_mean = |j: usize, above: bool| {
+            let t = b.thresholds()[j];
+            let vals: Vec<f64> = d
+                .base
+                .iter()
+                .filter(|v| (v[j] >= t) == above)
+                .map(|v| v[j] as f64)
+                .collect();
+            vals.iter().sum::<f64>() / vals.len() as f64
+        };
+        let lo: Vec<f64> = (0..DIM).map(|j| side_mean(j, false)).collect();
+        let hi: Vec<f64> = (0..DIM).map(|j| side_mean(j, true)).collect();
+        assert_eq!(b.thresholds().len(), DIM);
+        for (j, (&t, &m)) in b.thresholds().iter().zip(&mean).enumerate() {
+            assert!(
+                (t as f64 - m).abs() <= 1e-5 * (1.0 + m.abs()),
+                "dim {j}: threshold {t} vs mean {m}"
+            );
+        }
+        let mut code = vec![0u8; codec.code_len()];
+        let mut xh = vec![0.0; DIM];
+        for v in d.base.iter().step_by(13) {
+            codec.encode(v, &mut code).unwrap();
+            codec.decode(&code, &mut xh).unwrap();
+            for j in 0..DIM {
+                let above = v[j] >= b.thresholds()[j];
+                assert_eq!(code[j / 8] >> (j % 8) & 1 == 1, above, "dim {j} bit");
+                let want = if above { hi[j] } else { lo[j] };
+                assert!(
+                    (xh[j] as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                    "{} dim {j}: decoded {} vs side mean {want}",
+                    metric.name(),
+                    xh[j]
+                );
+            }
+        }
+    }
 }
 
 #[test]

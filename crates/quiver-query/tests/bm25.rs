@@ -612,21 +612,17 @@ fn run_queries(name: &str, k: usize, extra: &str) -> (Beir, BTreeMap<String, Vec
 
 #[test]
 fn scifact_ndcg_at_10_matches_pyserini() {
-    let ndcg_of = |extra: &str| {
-        let (data, runs) = run_queries("scifact", 10, extra);
-        let n = data.queries.len() as f64;
-        let ndcg = data
-            .queries
-            .iter()
-            .map(|(qid, _)| ndcg_at(&runs[qid], &data.qrels[qid], 10))
-            .sum::<f64>()
-            / n;
-        (data, ndcg)
-    };
-    let (data, ndcg) = ndcg_of("");
-    // For the record: the same with Snowball English (Porter2) instead of Porter.
-    let (_, porter2) = ndcg_of("analyzer = { stemmer = \"english\" }");
-    println!("SciFact BM25 with the Snowball English (Porter2) stemmer: nDCG@10 = {porter2:.4}");
+    // Pyserini's configuration only: a Snowball English (Porter2) figure has no published
+    // reference to hold it to, so it is not computed (the Snowball stemmer's effect on matching is
+    // checked word by word in `analyzer_and_bm25_options_apply`).
+    let (data, runs) = run_queries("scifact", 10, "");
+    let n = data.queries.len() as f64;
+    let ndcg = data
+        .queries
+        .iter()
+        .map(|(qid, _)| ndcg_at(&runs[qid], &data.qrels[qid], 10))
+        .sum::<f64>()
+        / n;
     println!(
         "SciFact BM25 (flat title+text, k1 0.9, b 0.4, Porter, Lucene stop words): nDCG@10 = {ndcg:.4} over {} queries (Pyserini 0.679, BEIR/Elasticsearch 0.665)",
         data.queries.len()

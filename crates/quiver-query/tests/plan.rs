@@ -304,25 +304,90 @@ fn fusion_matches_hand_computed_rrf_and_minmax() {
         assert!((g - w).abs() < 1e-6, "rrf order");
     }
 
+    // Min-max by hand, on a 24-d prefix and the full vectors (the 4-d prefix's top 30 shares no
+    // document with the full top 30 here, and the rule for documents in both lists would go
+    // untested). The source lists and their scores come from running each prefetch alone (their
+    // ids are the brute-force lists); each list maps onto [0, 1] by (s - min) / (max - min), a
+    // document missing from a list gets 0 there, and the fused score is the sum over both lists.
+    let source = |p: serde_json::Value| -> Vec<(u64, f32)> {
+        let r = execute(
+            &snap,
+            &plan(serde_json::json!({"prefetch": [p], "limit": 30})),
+            None,
+        )
+        .expect("source");
+        r.hits
+            .iter()
+            .map(|h| match h.id {
+                DocId::Int(i) => (i, h.score),
+                ref other => panic!("unexpected id {other:?}"),
+            })
+            .collect()
+    };
+    let a = oracle(&base, q, 24, 30, |_| true);
+    let sa = source(serde_json::json!({"dense": {"vector": q, "dims": 24}, "limit": 30}));
+    let sb = source(serde_json::json!({"dense": {"vector": q, "exact": true}, "limit": 30}));
+    assert_eq!(sa.iter().map(|x| x.0).collect::<Vec<_>>(), a);
+    assert_eq!(sb.iter().map(|x| x.0).collect::<Vec<_>>(), b);
+    let mut want: HashMap<u64, f64> = HashMap::new();
+    for list in [&sa, &sb] {
+        let lo = list
+            .iter()
+            .map(|x| x.1 as f64)
+            .fold(f64::INFINITY, f64::min);
+        let hi = list
+            .iter()
+            .map(|x| x.1 as f64)
+            .fold(f64::NEG_INFINITY, f64::max);
+        assert!(hi > lo, "a list of equal scores would not test the scaling");
+        for &(id, s) in list.iter() {
+            *want.entry(id).or_default() += (s as f64 - lo) / (hi - lo);
+        }
+    }
+    // Both cases of the "missing from a list" rule occur: some documents are in both lists, some
+    // in one only (the seed is fixed, so this holds or fails every run).
+    let both = a.iter().filter(|i| b.contains(i)).count();
+    assert!(
+        both > 0 && both < want.len(),
+        "{both} of {} documents in both lists",
+        want.len()
+    );
     let r = execute(
         &snap,
         &plan(serde_json::json!({
-            "prefetch": [{"dense": {"vector": q, "dims": 4}, "limit": 30},
+            "prefetch": [{"dense": {"vector": q, "dims": 24}, "limit": 30},
                          {"dense": {"vector": q, "exact": true}, "limit": 30}],
             "fusion": {"score": {"norm": "minmax"}},
-            "limit": 30
+            "limit": 60
         })),
         None,
     )
     .expect("minmax");
-    assert!(r
-        .hits
-        .iter()
-        .all(|h| h.score <= 2.0 + 1e-6 && h.score >= 0.0));
-    // A document first in both lists scores exactly 2.
-    if a[0] == b[0] {
-        assert!((r.hits[0].score - 2.0).abs() < 1e-6);
+    // Every fused document is returned (the union has at most 60), each with its hand score.
+    assert_eq!(r.hits.len(), want.len(), "fused documents");
+    for h in &r.hits {
+        let DocId::Int(i) = h.id else {
+            panic!("unexpected id {:?}", h.id)
+        };
+        let w = want
+            .get(&i)
+            .unwrap_or_else(|| panic!("{i} is in neither source list"));
+        assert!(
+            (h.score as f64 - w).abs() < 1e-6,
+            "min-max score of {i}: {} vs {w} by hand",
+            h.score
+        );
     }
+    for p in r.hits.windows(2) {
+        assert!(p[0].score >= p[1].score, "min-max order");
+    }
+    // The best hand score is the first hit's: 2 exactly when one document tops both lists.
+    let best = want.values().copied().fold(f64::NEG_INFINITY, f64::max);
+    assert!((r.hits[0].score as f64 - best).abs() < 1e-6);
+    println!(
+        "min-max: {} fused documents ({both} in both lists), best {best:.6}",
+        want.len()
+    );
 }
 
 #[test]
@@ -431,7 +496,7 @@ fn codec_sources_and_rescoring_against_brute_force() {
     // Delete every 13th document: deletes must be honoured by code scans and graph walks.
     let gone: Vec<DocId> = (0..n).step_by(13).map(|i| DocId::Int(i as u64)).collect();
     c.delete(&gone).expect("delete");
-    let alive = |i: usize| i % 13 != 0;
+    let alive = |i: usize| !i.is_multiple_of(13);
     let snap = c.snapshot();
 
     // (plan, source, shortlist, recall@10 required). 16 bits per vector need a long shortlist.

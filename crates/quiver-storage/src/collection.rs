@@ -39,6 +39,24 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Sealed segments beyond this count trigger a compaction after a seal.
 const MAX_SEGMENTS: usize = 8;
 
+/// Test hook: with `QUIVER_TEST_EVENTS=1` set, the automatic seal and compaction print
+/// `quiver-event: seal-start|seal-end|seal-failed|compact-start|compact-end` on stderr, so crash
+/// tests can prove where a SIGKILL landed. Otherwise one cached environment lookup, no output.
+fn test_event(what: &str) {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *ON.get_or_init(|| std::env::var_os("QUIVER_TEST_EVENTS").is_some_and(|v| v == "1")) {
+        eprintln!("quiver-event: {what}");
+    }
+}
+
+/// Columns of the rows a compaction keeps: ids, sequence numbers, payloads, vectors by field.
+type Gathered = (
+    Vec<DocId>,
+    Vec<u64>,
+    Vec<serde_json::Map<String, serde_json::Value>>,
+    BTreeMap<String, Vec<f32>>,
+);
+
 fn redb_err(e: impl Into<redb::Error>) -> StorageError {
     let e: redb::Error = e.into();
     match e {
@@ -515,7 +533,14 @@ impl Collection {
         // Seal on live rows, or on all rows when the same ids are rewritten over and over.
         let mut maintenance_error = None;
         if live >= self.schema.mutable_max_rows || rows >= 2 * self.schema.mutable_max_rows {
-            if let Err(e) = self.seal_locked(&mut w) {
+            test_event("seal-start");
+            let sealed = self.seal_locked(&mut w);
+            test_event(if sealed.is_ok() {
+                "seal-end"
+            } else {
+                "seal-failed"
+            });
+            if let Err(e) = sealed {
                 maintenance_error = Some(e.to_string());
             }
         }
@@ -653,15 +678,7 @@ impl Collection {
         self.compact_locked(&mut w)
     }
 
-    fn gather(
-        &self,
-        rows: &[(Loc, &Version)],
-    ) -> (
-        Vec<DocId>,
-        Vec<u64>,
-        Vec<serde_json::Map<String, serde_json::Value>>,
-        BTreeMap<String, Vec<f32>>,
-    ) {
+    fn gather(&self, rows: &[(Loc, &Version)]) -> Gathered {
         let dense = self.schema.dense_fields();
         let mut ids = Vec::with_capacity(rows.len());
         let mut seqs = Vec::with_capacity(rows.len());
@@ -772,7 +789,9 @@ impl Collection {
             *cur = (new_version, seq);
         }
         if w.manifest.segments.len() > MAX_SEGMENTS {
+            test_event("compact-start");
             self.compact_locked(w)?;
+            test_event("compact-end");
         }
         Ok(())
     }

@@ -28,6 +28,11 @@
 //! assert_eq!(c.count(None), 1);
 //! ```
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod codes;
 mod collection;
 mod db;

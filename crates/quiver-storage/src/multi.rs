@@ -293,7 +293,7 @@ impl Schema {
             if s.metric == MetricName::L2 {
                 return err("multi fields are scored by MaxSim of inner products: metric must be cosine or dot".into());
             }
-            if s.model.is_some() != !s.embed.is_empty() {
+            if s.model.is_some() == s.embed.is_empty() {
                 return err("`model` and `embed` (the text fields to embed) go together".into());
             }
             for t in &s.embed {

@@ -296,7 +296,7 @@ impl Schema {
             } = f
             {
                 crate::tiers::validate(name, *dim, matryoshka, codecs)?;
-                if model.is_some() != !embed.is_empty() {
+                if model.is_some() == embed.is_empty() {
                     return Err(StorageError::Schema(format!(
                         "field {name:?}: `model` and `embed` (the text fields to embed) go together"
                     )));

@@ -20,8 +20,10 @@ fn doc(i: u64) -> Document {
         vec![i as f32, (i % 7) as f32, 0.5, -(i as f32)],
     );
     d.payload.insert("year".into(), json!(2000 + (i % 25)));
-    d.payload
-        .insert("lang".into(), json!(if i % 2 == 0 { "en" } else { "de" }));
+    d.payload.insert(
+        "lang".into(),
+        json!(if i.is_multiple_of(2) { "en" } else { "de" }),
+    );
     d.payload.insert(
         "when".into(),
         json!(format!("2024-01-{:02}T00:00:00Z", 1 + i % 28)),

@@ -24,6 +24,11 @@
 //! assert_eq!(hits[0].hits.len(), 2); // rows 0 and 2 (Porter: "quokkas" -> "quokka")
 //! ```
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 mod analyzer;
 mod bm25;
 mod memory;

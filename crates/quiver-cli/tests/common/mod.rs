@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The `quiver` binary under test.
@@ -32,4 +32,16 @@ pub fn ok_json(db: &Path, args: &[&str]) -> Value {
     assert!(ok, "quiver {args:?} failed: {err}");
     serde_json::from_str(out.lines().last().unwrap_or(""))
         .unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+/// The cached directory of registry model `name`; panics, naming `./x setup`, when the model has
+/// not been pulled. Tests that need a model call this first, so that a missing model fails with
+/// the set-up command rather than with a download error or a slow pull inside the test.
+pub fn require_model(name: &str) -> PathBuf {
+    quiver_embed::fetch::cached_model(name).unwrap_or_else(|e| {
+        panic!(
+            "model {name} is missing ({e}); run `./x setup`, which pulls and verifies the \
+             test models"
+        )
+    })
 }

@@ -1,9 +1,11 @@
 //! Runs `pytrec_eval` (PyPI `pytrec-eval-terrier`, which wraps trec_eval's C code) as the oracle
 //! for Quiver's metrics. Shared by the quiver-eval and quiver-cli test suites.
 //!
-//! The Python interpreter is `$QUIVER_PYTREC_PYTHON`, else `~/.cache/quiver/eval-venv/bin/python`
-//! when it exists (`.ci/run` creates that venv and sets the variable). Without either, the test
-//! fails under CI (`CI` set) and is skipped with a printed message elsewhere.
+//! The Python interpreter is `$QUIVER_PYTREC_PYTHON`, else the first that exists of
+//! `$QUIVER_TEST_VENV/bin/python`, `${QUIVER_HOME:-~/.cache/quiver}/test-venv/bin/python` (the
+//! venv `./x setup` makes) and `~/.cache/quiver/eval-venv/bin/python`. A missing interpreter, or
+//! one that cannot import `pytrec_eval`, FAILS the test with a message naming what is missing and
+//! `./x setup`: an oracle test that did not run must never report "ok".
 
 #![allow(dead_code)]
 
@@ -44,24 +46,70 @@ for m, k in cuts.items():
 print(json.dumps(out))
 "#;
 
-/// The Python with pytrec_eval, or `None` (after printing why) when the test may be skipped.
-pub fn python() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("QUIVER_PYTREC_PYTHON").filter(|v| !v.is_empty()) {
-        return Some(PathBuf::from(p));
+/// What to run when the oracle is missing.
+pub const SETUP_HINT: &str = "run `./x setup` (it makes the test venv with pytrec-eval-terrier), \
+then `eval \"$(./x env)\"`, or set QUIVER_PYTREC_PYTHON to a Python that has pytrec_eval";
+
+/// Where a venv with pytrec_eval is looked for when `QUIVER_PYTREC_PYTHON` is not set, in order.
+pub fn default_pythons() -> Vec<PathBuf> {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let home = var("HOME");
+    let quiver_home = var("QUIVER_HOME").or_else(|| home.as_ref().map(|h| h.join(".cache/quiver")));
+    let mut venvs = Vec::new();
+    venvs.extend(var("QUIVER_TEST_VENV"));
+    venvs.extend(quiver_home.map(|q| q.join("test-venv")));
+    venvs.extend(home.map(|h| h.join(".cache/quiver/eval-venv")));
+    venvs.into_iter().map(|v| v.join("bin/python")).collect()
+}
+
+/// The Python to use: `env` (the value of `QUIVER_PYTREC_PYTHON`) when set and non-empty, else
+/// the first of `candidates` that exists; then checked by importing `pytrec_eval` with it. `Err`
+/// names what is missing and the set-up command.
+pub fn locate(env: Option<std::ffi::OsString>, candidates: &[PathBuf]) -> Result<PathBuf, String> {
+    let python = match env.filter(|v| !v.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => match candidates.iter().find(|p| p.exists()) {
+            Some(p) => p.clone(),
+            None => {
+                let tried: Vec<String> =
+                    candidates.iter().map(|p| p.display().to_string()).collect();
+                return Err(format!(
+                    "pytrec_eval is missing: QUIVER_PYTREC_PYTHON is not set and no test venv \
+                     exists (looked for {}); {SETUP_HINT}",
+                    tried.join(", ")
+                ));
+            }
+        },
+    };
+    let out = Command::new(&python)
+        .args(["-c", "import pytrec_eval"])
+        .output()
+        .map_err(|e| {
+            format!(
+                "pytrec_eval is missing: cannot run Python {} ({e}); {SETUP_HINT}",
+                python.display()
+            )
+        })?;
+    if !out.status.success() {
+        return Err(format!(
+            "pytrec_eval is missing: {} cannot import pytrec_eval ({}); {SETUP_HINT}",
+            python.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
     }
-    let default = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .map(|h| h.join(".cache/quiver/eval-venv/bin/python"));
-    if let Some(p) = default.filter(|p| p.exists()) {
-        return Some(p);
+    Ok(python)
+}
+
+/// The Python with pytrec_eval; panics, naming what is missing and `./x setup`, without one.
+pub fn python() -> PathBuf {
+    match locate(std::env::var_os("QUIVER_PYTREC_PYTHON"), &default_pythons()) {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
     }
-    if std::env::var_os("CI").is_some() {
-        panic!("QUIVER_PYTREC_PYTHON is not set and ~/.cache/quiver/eval-venv is missing: .ci/run must create the pytrec_eval venv");
-    }
-    eprintln!(
-        "SKIPPED: no pytrec_eval (set QUIVER_PYTREC_PYTHON, or run: python3 -m venv ~/.cache/quiver/eval-venv && ~/.cache/quiver/eval-venv/bin/pip install pytrec-eval-terrier)"
-    );
-    None
 }
 
 /// pytrec_eval's values: {query: {measure key (ndcg@10, ...): value}}.
