@@ -5,10 +5,10 @@
 //! by section) into the collection `quiver-docs`, and answers a query.
 
 use crate::ingest::write_batches;
-use crate::text::{fill_vectors, text_documents, Models};
+use crate::text::text_documents;
 use anyhow::Result;
 use clap::Args;
-use quiver::{search, Schema, SearchRequest};
+use quiver::{Query, Schema};
 use serde_json::json;
 use std::path::Path;
 
@@ -55,20 +55,15 @@ pub fn run(db: &Path, as_json: bool, a: DemoArgs) -> Result<()> {
         let start = docs.len();
         docs.extend(text_documents(path, text, start));
     }
-    let mut models = Models::default();
     let t = std::time::Instant::now();
-    fill_vectors(&schema, &mut docs, &mut models, &|n| {
-        format!("document {n}")
-    })?;
-    let n = docs.len();
-    write_batches(&c, docs, 256, false)?;
+    let mut plain: Vec<quiver::Document> = docs.into_iter().map(|(_, d)| d).collect();
+    c.set_progress(std::sync::Arc::new(crate::progress::Bars::new()));
+    c.embed(&mut plain)?;
+    let n = plain.len();
+    write_batches(&c, plain.into_iter().enumerate().collect(), 256, false)?;
     let index_s = t.elapsed().as_secs_f64();
-    let field = schema
-        .dense("emb")
-        .ok_or_else(|| anyhow::anyhow!("schema has no emb field"))?;
     let t = std::time::Instant::now();
-    let q = crate::text::embed_query(&field, &a.query, &mut models)?;
-    let res = search(&c.snapshot(), &SearchRequest::new(q, a.k))?;
+    let res = c.query(&Query::text(a.query.as_str()).with_limit(a.k))?;
     let query_ms = t.elapsed().as_secs_f64() * 1e3;
     if as_json {
         println!(

@@ -1,8 +1,9 @@
-//! `quiver embed`, `quiver models list|pull|verify|path` and `quiver bench embed`.
+//! `quiver embed` and `quiver models list|pull|verify|path` (`quiver bench embed` is
+//! `quiver_bench::embed`).
 //!
 //! Wired into `main.rs`; `--json` is the CLI's global flag.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -83,28 +84,8 @@ pub enum ModelsCommand {
     },
 }
 
-/// Arguments of `quiver bench embed`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct BenchEmbedArgs {
-    /// Registry model name or model directory.
-    #[arg(long, short, default_value = "all-MiniLM-L6-v2")]
-    pub model: String,
-    /// BEIR SciFact directory (corpus.jsonl, queries.jsonl).
-    #[arg(long, alias = "dataset", default_value = "../shared/data/scifact")]
-    pub data: PathBuf,
-    /// Number of corpus documents (title + " " + text) for the long-text rate.
-    #[arg(long, default_value_t = 2000)]
-    pub docs: usize,
-    /// CPU threads.
-    #[arg(long, default_value_t = 2)]
-    pub threads: usize,
-    /// Texts per forward pass.
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
-}
-
 /// Resolve `--model`: an existing directory is used as is, anything else is a registry name.
-pub(crate) fn model_path(model: &str) -> anyhow::Result<(PathBuf, String)> {
+fn model_path(model: &str) -> anyhow::Result<(PathBuf, String)> {
     let p = Path::new(model);
     if p.is_dir() {
         let name = p
@@ -119,7 +100,7 @@ pub(crate) fn model_path(model: &str) -> anyhow::Result<(PathBuf, String)> {
     Ok((dir, name))
 }
 
-pub(crate) fn load(model: &str, threads: Option<usize>) -> anyhow::Result<Box<dyn Embedder>> {
+fn load(model: &str, threads: Option<usize>) -> anyhow::Result<Box<dyn Embedder>> {
     let (dir, name) = model_path(model)?;
     load_model(
         &dir,
@@ -265,104 +246,6 @@ pub fn run_models(args: ModelsArgs, json: bool) -> anyhow::Result<()> {
             Some(n) => println!("{}", fetch::model_dir(&n)?.display()),
             None => println!("{}", fetch::cache_root()?.display()),
         },
-    }
-    Ok(())
-}
-
-/// Read `field`s of a JSONL file.
-fn read_jsonl(
-    path: &Path,
-    limit: usize,
-    f: impl Fn(&serde_json::Value) -> String,
-) -> anyhow::Result<Vec<String>> {
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("opening {} (set --data)", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        if out.len() >= limit {
-            break;
-        }
-        let line = line.with_context(|| format!("{}:{}", path.display(), i + 1))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: serde_json::Value =
-            serde_json::from_str(&line).with_context(|| format!("{}:{}", path.display(), i + 1))?;
-        out.push(f(&v));
-    }
-    Ok(out)
-}
-
-/// SciFact inputs used by the embedding benchmark: (first `docs` corpus documents as
-/// `title + " " + text`, all queries).
-pub fn scifact_inputs(dir: &Path, docs: usize) -> anyhow::Result<(Vec<String>, Vec<String>)> {
-    let s = |v: &serde_json::Value, k: &str| {
-        v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string()
-    };
-    let long = read_jsonl(&dir.join("corpus.jsonl"), docs, |v| {
-        format!("{} {}", s(v, "title"), s(v, "text"))
-    })?;
-    let short = read_jsonl(&dir.join("queries.jsonl"), usize::MAX, |v| s(v, "text"))?;
-    Ok((long, short))
-}
-
-fn rate(model: &dyn Embedder, texts: &[String], opts: &EmbedOptions) -> anyhow::Result<(f64, f64)> {
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let t = Instant::now();
-    let out = model.embed(&refs, opts)?;
-    let secs = t.elapsed().as_secs_f64();
-    anyhow::ensure!(
-        out.len() == texts.len(),
-        "embedded {} of {} texts",
-        out.len(),
-        texts.len()
-    );
-    Ok((secs, texts.len() as f64 / secs.max(1e-9)))
-}
-
-/// `quiver bench embed`: sentences per second on SciFact documents (long) and queries (short).
-pub fn run_bench_embed(args: BenchEmbedArgs, json: bool) -> anyhow::Result<()> {
-    let (long, short) = scifact_inputs(&args.data, args.docs)?;
-    let model = load(&args.model, Some(args.threads))?;
-    let opts = EmbedOptions {
-        batch_size: args.batch_size,
-        allow_empty: true,
-        ..Default::default()
-    };
-    // Warm-up: page in weights, start the thread pool.
-    let warm: Vec<&str> = long
-        .iter()
-        .take(args.batch_size)
-        .map(String::as_str)
-        .collect();
-    model.embed(&warm, &opts)?;
-    let (long_s, long_rate) = rate(model.as_ref(), &long, &opts)?;
-    let (short_s, short_rate) = rate(model.as_ref(), &short, &opts)?;
-    let info = model.info();
-    if json {
-        let v = serde_json::json!({
-            "engine": "quiver", "model": info.name, "threads": args.threads, "batch_size": args.batch_size,
-            "long": {"texts": long.len(), "seconds": long_s, "sentences_per_s": long_rate},
-            "short": {"texts": short.len(), "seconds": short_s, "sentences_per_s": short_rate},
-        });
-        println!("{v}");
-    } else {
-        println!(
-            "model {} ({} threads, batch {})",
-            info.name, args.threads, args.batch_size
-        );
-        println!(
-            "long  (SciFact docs, n={:>5}): {:>9.1} sentences/s  ({:.2}s)",
-            long.len(),
-            long_rate,
-            long_s
-        );
-        println!(
-            "short (SciFact queries, n={:>4}): {:>9.1} sentences/s  ({:.2}s)",
-            short.len(),
-            short_rate,
-            short_s
-        );
     }
     Ok(())
 }

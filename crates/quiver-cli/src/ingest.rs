@@ -50,82 +50,6 @@ fn at(line: usize, parquet: bool) -> String {
     }
 }
 
-/// Converts one JSONL object into a document. Keys: `id`, `payload` (object), `vectors` (object of
-/// arrays), or `vector` (array) when the schema has exactly one dense field.
-pub fn doc_from_json(v: Value, schema: &Schema) -> std::result::Result<Document, (String, String)> {
-    let Value::Object(mut o) = v else {
-        return Err(("".into(), "each line must be a JSON object".into()));
-    };
-    let mut doc = Document::default();
-    let id = o
-        .remove("id")
-        .ok_or_else(|| ("id".to_string(), "missing id".to_string()))?;
-    doc.id = Some(DocId::from_json(&id).ok_or_else(|| {
-        (
-            "id".to_string(),
-            format!("id must be a non-negative integer or a non-empty string, got {id}"),
-        )
-    })?);
-    if let Some(p) = o.remove("payload") {
-        match p {
-            Value::Object(m) => doc.payload = m,
-            Value::Null => {}
-            other => {
-                return Err((
-                    "payload".into(),
-                    format!("payload must be an object, got {other}"),
-                ))
-            }
-        }
-    }
-    let dense = schema.dense_fields();
-    let mut raw: Vec<(String, Value)> = Vec::new();
-    if let Some(v) = o.remove("vector") {
-        match dense.as_slice() {
-            [one] => raw.push((one.name.clone(), v)),
-            _ => return Err(("vector".into(), "`vector` is only allowed when the schema has exactly one dense field; use `vectors`".into())),
-        }
-    }
-    if let Some(vs) = o.remove("vectors") {
-        let Value::Object(m) = vs else {
-            return Err((
-                "vectors".into(),
-                "vectors must be an object of field -> array".into(),
-            ));
-        };
-        raw.extend(m);
-    }
-    if let Some(m) = o.remove("multi") {
-        crate::multi_cmd::parse_multi(m, &mut doc)?;
-    }
-    if let Some(k) = o.keys().next() {
-        return Err((
-            k.clone(),
-            "unknown key (expected id, payload, vectors, vector, multi)".into(),
-        ));
-    }
-    for (name, v) in raw {
-        let arr = v.as_array().ok_or_else(|| {
-            (
-                format!("vectors.{name}"),
-                "must be an array of numbers".to_string(),
-            )
-        })?;
-        let mut out = Vec::with_capacity(arr.len());
-        for (i, x) in arr.iter().enumerate() {
-            let f = x.as_f64().ok_or_else(|| {
-                (
-                    format!("vectors.{name}"),
-                    format!("component {i} is not a number: {x}"),
-                )
-            })?;
-            out.push(f as f32);
-        }
-        doc.vectors.insert(name, out);
-    }
-    Ok(doc)
-}
-
 fn read_jsonl(path: &Path, schema: &Schema) -> Result<Vec<(usize, Document)>> {
     let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let size = f.metadata().map(|m| m.len()).unwrap_or(0);
@@ -151,8 +75,17 @@ fn read_jsonl(path: &Path, schema: &Schema) -> Result<Vec<(usize, Document)>> {
         }
         let v: Value = serde_json::from_str(text)
             .map_err(|e| anyhow!("{}: line {line_no}: malformed JSON: {e}", path.display()))?;
-        let doc = doc_from_json(v, schema).map_err(|(field, msg)| {
-            anyhow!("{}: line {line_no}, field {field:?}: {msg}", path.display())
+        let doc = quiver::document::document_from_json(v, schema).map_err(|e| {
+            if e.field.is_empty() {
+                anyhow!("{}: line {line_no}: {}", path.display(), e.message)
+            } else {
+                anyhow!(
+                    "{}: line {line_no}, field {:?}: {}",
+                    path.display(),
+                    e.field,
+                    e.message
+                )
+            }
         })?;
         out.push((line_no, doc));
     }
@@ -315,7 +248,7 @@ pub fn run(db: &Path, as_json: bool, a: IngestArgs) -> Result<()> {
     let parquet = format == "parquet";
     let t0 = std::time::Instant::now();
     let folder = a.file.is_dir();
-    let mut docs = if folder {
+    let docs = if folder {
         crate::text::read_folder(&a.file)?
     } else if parquet {
         read_parquet(&a.file, &schema, &a.id_column)?
@@ -330,26 +263,23 @@ pub fn run(db: &Path, as_json: bool, a: IngestArgs) -> Result<()> {
             format!("{label}: {}", at(line, parquet))
         }
     };
-    let mut models = crate::text::Models::default();
-    crate::text::fill_vectors(&schema, &mut docs, &mut models, &where_)?;
-    crate::multi_cmd::fill_multi(&schema, &mut docs, &mut models, &where_)?;
-    // Validate everything before writing anything.
-    let mut seen: HashMap<DocId, usize> = HashMap::with_capacity(docs.len());
-    for (line, doc) in &docs {
-        schema
-            .prepare(doc.clone())
-            .map_err(|e| anyhow!("{}: {}: {e}", a.file.display(), at(*line, parquet)))?;
-        if let Some(id) = &doc.id {
-            if let Some(first) = seen.insert(id.clone(), *line) {
-                bail!(
-                    "{}: {}, field \"id\": duplicate id {id} (first at {})",
-                    a.file.display(),
-                    at(*line, parquet),
-                    at(first, parquet)
-                );
-            }
+    // Embed model-backed fields, then validate everything, before writing anything.
+    c.set_progress(Arc::new(Bars::new()));
+    let (lines, mut plain): (Vec<usize>, Vec<Document>) = docs.into_iter().unzip();
+    let located = |e: quiver::EngineError| match e {
+        quiver::EngineError::Document {
+            index,
+            field: Some(f),
+            message,
+        } => anyhow!("{}, field {f:?}: {message}", where_(lines[index])),
+        quiver::EngineError::Document { index, message, .. } => {
+            anyhow!("{}: {message}", where_(lines[index]))
         }
-    }
+        e => anyhow!(e),
+    };
+    c.embed(&mut plain).map_err(located)?;
+    c.validate(&plain).map_err(located)?;
+    let docs: Vec<(usize, Document)> = lines.iter().copied().zip(plain).collect();
     let written = write_batches(&c, docs, a.batch_size, a.ack)?;
     let secs = t0.elapsed().as_secs_f64();
     let info = c.info();

@@ -2,16 +2,12 @@
 //!
 //! Flags are parsed in two stages (ripgrep style): clap gives the raw arguments, each command turns
 //! them into typed requests (schemas, filters, documents) and reports errors that name the input.
+//! Benchmarks and evaluation (`quiver bench ...`, `quiver eval`) are the `quiver-bench` library's;
+//! their flags are its option structs, forwarded as they are.
 
-mod bench_ann;
-mod bench_codecs;
-mod bench_multi;
 mod demo;
 mod embed_cmd;
-mod eval_cache;
-mod eval_cmd;
 mod ingest;
-mod multi_cmd;
 mod ops;
 mod progress;
 mod query_cmd;
@@ -70,22 +66,23 @@ pub enum Cmd {
     #[command(subcommand)]
     Bench(BenchCmd),
     /// Evaluate retrieval quality and cost on a BEIR-layout dataset (nDCG, recall, MAP, MRR, P).
-    Eval(eval_cmd::EvalArgs),
+    Eval(quiver_bench::eval::EvalOptions),
 }
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCmd {
     /// HNSW recall/QPS sweep on GloVe-6B-50d.
-    Ann(bench_ann::AnnArgs),
+    Ann(quiver_bench::ann::AnnOptions),
     /// Codecs (int8, binary, PQ), HNSW over codes and Matryoshka/PCA funnels: recall@10, QPS, RAM.
-    Codecs(bench_codecs::CodecsArgs),
+    Codecs(quiver_bench::codecs::CodecsOptions),
     /// Embedding throughput on SciFact (long documents and short queries).
-    Embed(embed_cmd::BenchEmbedArgs),
+    Embed(quiver_bench::embed::EmbedBenchOptions),
     /// Multi-vector retrieval: MUVERA + MaxSim rerank against brute-force MaxSim (SciFact tokens).
-    Multivector(bench_multi::MultiBenchArgs),
+    Multivector(quiver_bench::multivector::MultivectorOptions),
 }
 
 fn main() {
+    restore_sigpipe();
     let cli = Cli::parse();
     let json = cli.json;
     if let Err(e) = run(cli) {
@@ -94,6 +91,18 @@ fn main() {
         }
         eprintln!("error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// `quiver search ... | head` must end quietly when the reader goes away, as Unix tools do: Rust
+/// ignores SIGPIPE (so `println!` would panic on EPIPE); restore the default action, which ends
+/// the process silently.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any thread exists; `signal` with `SIG_DFL`
+    // only resets the disposition of SIGPIPE and touches no memory of ours.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -108,12 +117,12 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Get(a) => ops::get(&cli.db, cli.json, a),
         Cmd::Delete(a) => ops::delete(&cli.db, cli.json, a),
         Cmd::Count(a) => ops::count(&cli.db, cli.json, a),
-        Cmd::Bench(BenchCmd::Ann(a)) => bench_ann::run(cli.json, a),
-        Cmd::Bench(BenchCmd::Codecs(a)) => bench_codecs::run(cli.json, a),
-        Cmd::Bench(BenchCmd::Embed(a)) => embed_cmd::run_bench_embed(a, cli.json),
-        Cmd::Bench(BenchCmd::Multivector(a)) => bench_multi::run(a, cli.json),
+        Cmd::Bench(BenchCmd::Ann(a)) => Ok(quiver_bench::ann::run(cli.json, a)?),
+        Cmd::Bench(BenchCmd::Codecs(a)) => Ok(quiver_bench::codecs::run(cli.json, a)?),
+        Cmd::Bench(BenchCmd::Embed(a)) => Ok(quiver_bench::embed::run(cli.json, a)?),
+        Cmd::Bench(BenchCmd::Multivector(a)) => Ok(quiver_bench::multivector::run(cli.json, a)?),
         Cmd::Embed(a) => embed_cmd::run_embed(a),
         Cmd::Models(a) => embed_cmd::run_models(a, cli.json),
-        Cmd::Eval(a) => eval_cmd::run(&cli.db, cli.json, a),
+        Cmd::Eval(a) => Ok(quiver_bench::eval::run(&cli.db, cli.json, a)?),
     }
 }

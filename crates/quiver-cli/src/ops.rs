@@ -3,13 +3,23 @@
 use crate::progress::Bars;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
-use quiver::{search, Database, DocId, Filter, Schema, SearchRequest, Strategy};
+use quiver::{Database, DocId, Filter, IdLookup, ModelPool, OpenOptions, PoolOptions, Schema};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Opens the database with a model pool that pulls missing registry models (with a progress bar
+/// on a terminal).
 pub fn open_db(db: &Path) -> Result<Database> {
-    Database::open(db).with_context(|| format!("opening database {}", db.display()))
+    let pool = ModelPool::new(PoolOptions {
+        progress: crate::progress::enabled(),
+        ..Default::default()
+    });
+    let options = OpenOptions {
+        pool: Some(Arc::new(pool)),
+        ..Default::default()
+    };
+    Database::open_with(db, options).with_context(|| format!("opening database {}", db.display()))
 }
 
 pub fn init(db: &Path, as_json: bool) -> Result<()> {
@@ -155,11 +165,40 @@ pub fn collection(db: &Path, as_json: bool, cmd: CollectionCmd) -> Result<()> {
     Ok(())
 }
 
-/// Parses a command-line id: digits are integer ids, anything else a string id.
-pub fn parse_id(s: &str) -> DocId {
-    s.parse::<u64>()
-        .map(DocId::Int)
-        .unwrap_or_else(|_| DocId::Str(s.to_string()))
+/// How `get` and `delete` read their id arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum IdType {
+    /// Digits find an integer id or a string id of those digits (an error names both when both
+    /// exist); a JSON string (`'"275294"'`) is a string id; anything else a string id.
+    #[default]
+    Auto,
+    /// Integer ids.
+    Int,
+    /// String ids, taken verbatim.
+    Str,
+}
+
+/// The id a command-line argument names in `c` (see [`quiver::Collection::lookup_id`]).
+pub fn resolve_id(c: &quiver::Collection, arg: &str, how: IdType) -> Result<IdLookup> {
+    let exact = |id: DocId| {
+        if c.get(&id).is_some() {
+            IdLookup::Found(id)
+        } else {
+            IdLookup::Missing(id)
+        }
+    };
+    match how {
+        IdType::Int => Ok(exact(DocId::Int(arg.trim().parse().map_err(|_| {
+            anyhow!("{arg:?} is not an integer id (--id-type int)")
+        })?))),
+        IdType::Str => Ok(exact(DocId::Str(arg.to_string()))),
+        IdType::Auto => match c.lookup_id(arg) {
+            IdLookup::Ambiguous(n) => bail!(
+                "id {n} is ambiguous: both the integer {n} and the string \"{n}\" exist; pass --id-type int or --id-type str (or quote the string as JSON: '\"{n}\"')"
+            ),
+            found => Ok(found),
+        },
+    }
 }
 
 pub fn parse_filter(s: &str) -> Result<Filter> {
@@ -218,52 +257,7 @@ pub struct SearchArgs {
 }
 
 pub fn search_cmd(db: &Path, as_json: bool, a: SearchArgs) -> Result<()> {
-    let d = open_db(db)?;
-    let c = d.collection(&a.collection)?;
-    if let Some(f) = &a.multi {
-        return crate::multi_cmd::search(&c, as_json, &a, f);
-    }
-    let mode = crate::search_text::resolve_mode(&c, &a);
-    if mode != crate::search_text::Mode::Dense {
-        return crate::search_text::run(&c, as_json, &a, mode);
-    }
-    let (vector, field) = match (&a.vector, &a.vector_file, &a.query) {
-        (Some(v), _, None) => (parse_vector(v)?, a.field.clone()),
-        (None, Some(p), None) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            (parse_vector(&text)?, a.field.clone())
-        }
-        (None, None, Some(text)) => {
-            let schema = c.schema();
-            let dense = schema.dense_fields();
-            let field = match &a.field {
-                Some(f) => schema
-                    .dense(f)
-                    .ok_or_else(|| anyhow!("unknown dense field {f:?}"))?,
-                None => dense
-                    .iter()
-                    .find(|f| f.embedding.model.is_some())
-                    .cloned()
-                    .ok_or_else(|| {
-                        anyhow!(
-                            "no dense field of {:?} has a model; pass --vector",
-                            a.collection
-                        )
-                    })?,
-            };
-            let v = crate::text::embed_query(&field, text, &mut crate::text::Models::default())?;
-            (v, Some(field.name))
-        }
-        (None, None, None) => bail!(
-            "give a query text, or the query vector as --vector '[...]' or --vector-file FILE"
-        ),
-        _ => bail!("give exactly one of: query text, --vector, --vector-file"),
-    };
-    if a.funnel {
-        return funnel_search(&c, as_json, &a, vector, field);
-    }
-    search_with(&c, as_json, &a, vector, field)
+    crate::search_text::run(db, as_json, a)
 }
 
 /// Prints hits as a numbered table: id, score, and a description of the payload.
@@ -296,90 +290,19 @@ pub fn describe(payload: Option<&serde_json::Map<String, Value>>) -> String {
     }
 }
 
-pub(crate) fn parse_vector(text: &str) -> Result<Vec<f32>> {
-    Ok(serde_json::from_str::<Vec<f64>>(text.trim())
-        .map_err(|e| anyhow!("query vector must be a JSON array of numbers: {e}"))?
-        .into_iter()
-        .map(|x| x as f32)
-        .collect())
-}
-
-/// `quiver search --funnel`: the funnel preset plan for the dense field.
-fn funnel_search(
-    c: &quiver::Collection,
-    as_json: bool,
-    a: &SearchArgs,
-    vector: Vec<f32>,
-    field: Option<String>,
-) -> Result<()> {
-    let snap = c.snapshot();
-    let f = quiver::query::resolve_dense(&snap, field.as_deref())?;
-    let query = quiver::query::plan::DenseQuery {
-        vector: Some(vector),
-        ef: a.ef,
-        ..Default::default()
-    };
-    let mut plan = quiver::query::presets::funnel(&f, query, a.k, a.shortlist)?;
-    plan.filter = match &a.filter {
-        Some(s) => {
-            Some(serde_json::from_str(s).map_err(|e| anyhow!("--filter is not valid JSON: {e}"))?)
-        }
-        None => None,
-    };
-    let t = std::time::Instant::now();
-    let res = quiver::execute(&snap, &plan, None)?;
-    crate::query_cmd::print_result(&res, t.elapsed().as_secs_f64() * 1e3, as_json, a.explain)
-}
-
-fn search_with(
-    c: &quiver::Collection,
-    as_json: bool,
-    a: &SearchArgs,
-    vector: Vec<f32>,
-    field: Option<String>,
-) -> Result<()> {
-    let mut req = SearchRequest::new(vector, a.k);
-    req.field = field;
-    req.ef = a.ef;
-    req.filter = a.filter.as_deref().map(parse_filter).transpose()?;
-    req.strategy = if a.exact {
-        Strategy::Exact
-    } else {
-        Strategy::Auto
-    };
-    let t = std::time::Instant::now();
-    let res = search(&c.snapshot(), &req)?;
-    let took = t.elapsed().as_secs_f64() * 1e3;
-    if as_json {
-        let mut v = json!({"hits": res.hits, "took_ms": took});
-        if a.explain {
-            v["explain"] = serde_json::to_value(&res.explain)?;
-        }
-        println!("{v}");
-    } else {
-        print_hits(&res.hits);
-        if a.explain {
-            for p in &res.explain {
-                println!(
-                    "  {:<24} rows {:>8} allowed {:>8} {:<6} {} us",
-                    p.segment, p.rows, p.allowed, p.method, p.micros
-                );
-            }
-        }
-        eprintln!("{} hits in {took:.2} ms", res.hits.len());
-    }
-    Ok(())
-}
-
 #[derive(Args, Debug)]
 pub struct GetArgs {
     pub collection: String,
-    /// Ids (digits are integer ids).
+    /// Ids: digits find an integer id or a string id of those digits; a JSON string
+    /// (`'"275294"'`) is the string id.
     #[arg(required = true)]
     pub ids: Vec<String>,
     /// Include vectors.
     #[arg(long)]
     pub vectors: bool,
+    /// How ids are read.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub id_type: IdType,
 }
 
 pub fn get(db: &Path, as_json: bool, a: GetArgs) -> Result<()> {
@@ -388,10 +311,13 @@ pub fn get(db: &Path, as_json: bool, a: GetArgs) -> Result<()> {
     let mut found = Vec::new();
     let mut missing = Vec::new();
     for s in &a.ids {
-        let id = parse_id(s);
-        match c.get(&id) {
-            Some(doc) => found.push(doc.to_json(a.vectors)),
-            None => missing.push(id.to_json()),
+        match resolve_id(&c, s, a.id_type)? {
+            IdLookup::Found(id) => match c.get(&id) {
+                Some(doc) => found.push(doc.to_json(a.vectors)),
+                None => missing.push(id.to_json()),
+            },
+            IdLookup::Missing(id) => missing.push(id.to_json()),
+            IdLookup::Ambiguous(_) => missing.push(Value::String(s.clone())),
         }
     }
     if as_json {
@@ -418,11 +344,14 @@ pub fn get(db: &Path, as_json: bool, a: GetArgs) -> Result<()> {
 #[derive(Args, Debug)]
 pub struct DeleteArgs {
     pub collection: String,
-    /// Ids to delete.
+    /// Ids to delete (as for `get`).
     pub ids: Vec<String>,
     /// Delete every document matching this filter (JSON).
     #[arg(long)]
     pub filter: Option<String>,
+    /// How ids are read.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub id_type: IdType,
 }
 
 pub fn delete(db: &Path, as_json: bool, a: DeleteArgs) -> Result<()> {
@@ -433,7 +362,15 @@ pub fn delete(db: &Path, as_json: bool, a: DeleteArgs) -> Result<()> {
     let c = d.collection(&a.collection)?;
     let report = match &a.filter {
         Some(f) => c.delete_by_filter(&parse_filter(f)?)?,
-        None => c.delete(&a.ids.iter().map(|s| parse_id(s)).collect::<Vec<_>>())?,
+        None => {
+            let mut ids: Vec<DocId> = Vec::new();
+            for s in &a.ids {
+                if let IdLookup::Found(id) = resolve_id(&c, s, a.id_type)? {
+                    ids.push(id);
+                }
+            }
+            c.delete(&ids)?
+        }
     };
     if as_json {
         println!("{}", json!({"deleted": report.count}));

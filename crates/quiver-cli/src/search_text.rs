@@ -1,20 +1,20 @@
-//! `quiver search --mode bm25|hybrid`: BM25 over a text field, and hybrid search (dense + BM25
-//! candidates fused by reciprocal rank or normalised scores). `--mode dense` is `ops.rs`.
+//! `quiver search`: flags -> one engine [`Query`] -> `Collection::query` -> printed hits.
+//!
+//! Every mode (dense, bm25, hybrid, multi with `--multi FIELD`, funnel with `--funnel`) is a
+//! preset of the engine's plan model; this file only maps flags and prints. Flags that do not
+//! apply to the mode that runs are rejected, never silently dropped.
 
-use crate::ops::SearchArgs;
-use anyhow::{anyhow, bail, Result};
+use crate::ops::{open_db, print_hits, SearchArgs};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, ValueEnum};
 use quiver::query::plan::{Fusion, Norm};
-use quiver::{
-    bm25_search, fuse_hits, search, Bm25Request, Collection, Hit, SearchRequest, SearchResult,
-    Strategy,
-};
+use quiver::{Collection, Mode, Query, QueryResult};
 use serde_json::{json, Value};
-use std::time::Instant;
+use std::path::Path;
 
-/// What `quiver search` runs.
+/// What `quiver search` runs (`--multi FIELD` and `--funnel` pick the other two modes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Mode {
+pub enum ModeArg {
     /// k-NN on a dense field (a query text is embedded with the field's model).
     Dense,
     /// BM25 on a text field.
@@ -40,198 +40,207 @@ pub struct TextSearchArgs {
     /// dense | bm25 | hybrid (default: dense if the collection has a dense field with a model,
     /// else bm25 if it has a text field).
     #[arg(long, value_enum)]
-    pub mode: Option<Mode>,
+    pub mode: Option<ModeArg>,
     /// Text field for BM25 (default: the only one).
     #[arg(long)]
     pub text_field: Option<String>,
-    /// Fusion for --mode hybrid.
-    #[arg(long, value_enum, default_value = "rrf")]
-    pub fusion: FusionArg,
-    /// k of reciprocal rank fusion.
-    #[arg(long, default_value_t = quiver::DEFAULT_RRF_K)]
-    pub rrf_k: f32,
-    /// Weight of the dense list in fusion.
-    #[arg(long, default_value_t = 1.0)]
-    pub dense_weight: f32,
-    /// Weight of the BM25 list in fusion.
-    #[arg(long, default_value_t = 1.0)]
-    pub bm25_weight: f32,
-    /// Candidates taken from each source before fusion (default: max(k, 100)).
+    /// Fusion for --mode hybrid [default: rrf].
+    #[arg(long, value_enum)]
+    pub fusion: Option<FusionArg>,
+    /// k of reciprocal rank fusion [default: 60].
+    #[arg(long)]
+    pub rrf_k: Option<f32>,
+    /// Weight of the dense list in fusion [default: 1].
+    #[arg(long)]
+    pub dense_weight: Option<f32>,
+    /// Weight of the BM25 list in fusion [default: 1].
+    #[arg(long)]
+    pub bm25_weight: Option<f32>,
+    /// Candidates taken from each source before fusion (default: max(k, 100)); with --multi,
+    /// MUVERA candidates reranked per segment.
     #[arg(long)]
     pub candidates: Option<usize>,
 }
 
-/// The plan fusion for the `--fusion`, `--rrf-k` and weight flags.
-pub fn fusion_of(f: FusionArg, rrf_k: f32, weights: Vec<f32>) -> Fusion {
-    match f {
-        FusionArg::Rrf => Fusion::Rrf { k: rrf_k, weights },
-        FusionArg::Minmax => Fusion::Score {
-            norm: Norm::Minmax,
-            weights,
-        },
-        FusionArg::Zscore => Fusion::Score {
-            norm: Norm::Zscore,
-            weights,
-        },
+impl TextSearchArgs {
+    /// The fusion these flags ask for, if any flag of fusion is given.
+    fn fusion(&self) -> Option<Fusion> {
+        if self.fusion.is_none()
+            && self.rrf_k.is_none()
+            && self.dense_weight.is_none()
+            && self.bm25_weight.is_none()
+        {
+            return None;
+        }
+        let weights = vec![
+            self.dense_weight.unwrap_or(1.0),
+            self.bm25_weight.unwrap_or(1.0),
+        ];
+        Some(match self.fusion.unwrap_or(FusionArg::Rrf) {
+            FusionArg::Rrf => Fusion::Rrf {
+                k: self.rrf_k.unwrap_or(quiver::DEFAULT_RRF_K),
+                weights,
+            },
+            FusionArg::Minmax | FusionArg::Zscore if self.rrf_k.is_some() => {
+                return Some(Fusion::Rrf {
+                    k: f32::NAN,
+                    weights: Vec::new(),
+                })
+            }
+            FusionArg::Minmax => Fusion::Score {
+                norm: Norm::Minmax,
+                weights,
+            },
+            FusionArg::Zscore => Fusion::Score {
+                norm: Norm::Zscore,
+                weights,
+            },
+        })
     }
 }
 
-/// The mode to run: the flag, or the default for this collection and query.
-pub fn resolve_mode(c: &Collection, a: &SearchArgs) -> Mode {
-    if let Some(m) = a.text.mode {
-        return m;
+/// The engine query for `quiver search`'s flags.
+pub fn build_query(a: &SearchArgs) -> Result<Query> {
+    let t = &a.text;
+    if a.text.rrf_k.is_some() && matches!(t.fusion, Some(FusionArg::Minmax | FusionArg::Zscore)) {
+        bail!("--rrf-k applies to --fusion rrf only");
     }
-    let schema = c.schema();
-    let has_model = schema
-        .dense_fields()
-        .iter()
-        .any(|f| f.embedding.model.is_some());
-    let has_vector = a.vector.is_some() || a.vector_file.is_some();
-    if a.query.is_some() && !has_model && !has_vector && !schema.text_fields().is_empty() {
-        Mode::Bm25
-    } else {
-        Mode::Dense
-    }
-}
-
-/// One source's candidates, for --explain.
-struct Source {
-    name: &'static str,
-    result: SearchResult,
-    millis: f64,
-}
-
-fn dense_source(c: &Collection, a: &SearchArgs, text: &str, k: usize) -> Result<Source> {
-    let t = Instant::now();
-    let schema = c.schema();
-    let (vector, field) = match (&a.vector, &a.vector_file) {
-        (Some(v), _) => (crate::ops::parse_vector(v)?, a.field.clone()),
-        (None, Some(p)) => (
-            crate::ops::parse_vector(&std::fs::read_to_string(p)?)?,
-            a.field.clone(),
+    let mode = match (&a.multi, a.funnel, t.mode) {
+        (Some(_), true, _) => bail!("--multi and --funnel cannot be combined"),
+        (Some(_), false, Some(m)) => bail!(
+            "--multi runs a multi-vector search; it cannot be combined with --mode {}",
+            mode_name(m)
         ),
-        (None, None) => {
-            let field = match &a.field {
-                Some(f) => schema
-                    .dense(f)
-                    .ok_or_else(|| anyhow!("unknown dense field {f:?}"))?,
-                None => schema
-                    .dense_fields()
-                    .into_iter()
-                    .find(|f| f.embedding.model.is_some())
-                    .ok_or_else(|| {
-                        anyhow!(
-                            "hybrid search needs a dense field with a model (or --vector); {:?} has none",
-                            c.name()
-                        )
-                    })?,
-            };
-            let v = crate::text::embed_query(&field, text, &mut crate::text::Models::default())?;
-            (v, Some(field.name))
+        (None, true, Some(m)) if m != ModeArg::Dense => bail!(
+            "--funnel runs the dense field's funnel; it cannot be combined with --mode {}",
+            mode_name(m)
+        ),
+        (Some(_), false, None) => Some(Mode::Multi),
+        (None, true, _) => Some(Mode::Funnel),
+        (None, false, m) => m.map(|m| match m {
+            ModeArg::Dense => Mode::Dense,
+            ModeArg::Bm25 => Mode::Bm25,
+            ModeArg::Hybrid => Mode::Hybrid,
+        }),
+    };
+    let raw_vector = match (&a.vector, &a.vector_file) {
+        (Some(v), _) => Some(v.clone()),
+        (None, Some(p)) => {
+            Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
         }
+        (None, None) => None,
     };
-    let mut req = SearchRequest::new(vector, k);
-    req.field = field;
-    req.ef = a.ef;
-    req.filter = a
-        .filter
-        .as_deref()
-        .map(crate::ops::parse_filter)
-        .transpose()?;
-    req.strategy = if a.exact {
-        Strategy::Exact
-    } else {
-        Strategy::Auto
+    let (vector, vectors) = match (&raw_vector, mode) {
+        (None, _) => (None, None),
+        (Some(v), Some(Mode::Multi)) => (None, Some(parse_sets(v)?)),
+        (Some(v), _) => (Some(parse_vector(v)?), None),
     };
-    let result = search(&c.snapshot(), &req)?;
-    Ok(Source {
-        name: "dense",
-        result,
-        millis: t.elapsed().as_secs_f64() * 1e3,
+    if a.query.is_none() && vector.is_none() && vectors.is_none() {
+        bail!("give a query text, or the query vector as --vector '[...]' or --vector-file FILE");
+    }
+    if a.query.is_some() && raw_vector.is_some() && mode != Some(Mode::Hybrid) {
+        bail!("give exactly one of: query text, --vector, --vector-file (both only with --mode hybrid, where the text serves BM25)");
+    }
+    let filter = match &a.filter {
+        Some(s) => {
+            let v: Value =
+                serde_json::from_str(s).map_err(|e| anyhow!("--filter is not valid JSON: {e}"))?;
+            quiver::Filter::from_json(&v).context("--filter")?;
+            Some(v)
+        }
+        None => None,
+    };
+    Ok(Query {
+        text: a.query.clone(),
+        vector,
+        vectors,
+        mode,
+        field: a.field.clone(),
+        text_field: t.text_field.clone(),
+        multi_field: a.multi.clone(),
+        filter,
+        limit: a.k,
+        offset: 0,
+        ef: a.ef,
+        exact: a.exact,
+        candidates: t.candidates,
+        fusion: t.fusion(),
+        shortlist: a.shortlist,
+        ball_carving: a.ball_carving,
+        with_payload: true,
+        plan: None,
     })
 }
 
-fn bm25_source(c: &Collection, a: &SearchArgs, text: &str, k: usize) -> Result<Source> {
-    let t = Instant::now();
-    let mut req = Bm25Request::new(text, k);
-    req.field = a.text.text_field.clone();
-    req.filter = a
-        .filter
-        .as_deref()
-        .map(crate::ops::parse_filter)
-        .transpose()?;
-    let result = bm25_search(&c.snapshot(), &req)?;
-    Ok(Source {
-        name: "bm25",
-        result,
-        millis: t.elapsed().as_secs_f64() * 1e3,
-    })
+fn mode_name(m: ModeArg) -> &'static str {
+    match m {
+        ModeArg::Dense => "dense",
+        ModeArg::Bm25 => "bm25",
+        ModeArg::Hybrid => "hybrid",
+    }
 }
 
-/// Runs `--mode bm25` or `--mode hybrid`.
-pub fn run(c: &Collection, as_json: bool, a: &SearchArgs, mode: Mode) -> Result<()> {
-    let Some(text) = a.query.as_deref() else {
-        bail!(
-            "--mode {} needs a query text",
-            format!("{mode:?}").to_lowercase()
-        );
-    };
-    let t = Instant::now();
-    let (hits, sources): (Vec<Hit>, Vec<Source>) = match mode {
-        Mode::Bm25 => {
-            let s = bm25_source(c, a, text, a.k)?;
-            (s.result.hits.clone(), vec![s])
-        }
-        Mode::Hybrid => {
-            let n = a.text.candidates.unwrap_or(100).max(a.k);
-            let dense = dense_source(c, a, text, n)?;
-            let bm25 = bm25_source(c, a, text, n)?;
-            let weights = vec![a.text.dense_weight, a.text.bm25_weight];
-            let method = fusion_of(a.text.fusion, a.text.rrf_k, weights);
-            let fused = fuse_hits(
-                &[dense.result.hits.clone(), bm25.result.hits.clone()],
-                &method,
-                a.k,
-            )?;
-            (fused, vec![dense, bm25])
-        }
-        Mode::Dense => bail!("dense search is handled by ops::search_cmd"),
-    };
-    let took = t.elapsed().as_secs_f64() * 1e3;
+/// `quiver search`.
+pub fn run(db: &Path, as_json: bool, a: SearchArgs) -> Result<()> {
+    let q = build_query(&a)?;
+    let d = open_db(db)?;
+    let c: Collection = d.collection(&a.collection)?;
+    let res = c.query(&q)?;
+    print_result(&res, as_json, a.explain)
+}
+
+/// Prints a query's hits as a table (or JSON), with the per-stage report when asked.
+pub fn print_result(res: &QueryResult, as_json: bool, explain: bool) -> Result<()> {
     if as_json {
-        let mut v =
-            json!({"hits": hits, "took_ms": took, "mode": format!("{mode:?}").to_lowercase()});
-        if a.explain {
-            v["explain"] = Value::Array(
-                sources
-                    .iter()
-                    .map(|s| {
-                        json!({"source": s.name, "candidates": s.result.hits.len(), "ms": s.millis,
-                               "segments": s.result.explain})
-                    })
-                    .collect(),
-            );
+        let mut v = json!({"hits": res.hits, "took_ms": res.took_ms, "mode": res.mode.name()});
+        if explain {
+            v["explain"] = serde_json::to_value(&res.explain)?;
         }
         println!("{v}");
-    } else {
-        crate::ops::print_hits(&hits);
-        if a.explain {
-            for s in &sources {
-                println!(
-                    "  source {:<6} {:>5} candidates in {:.2} ms",
-                    s.name,
-                    s.result.hits.len(),
-                    s.millis
-                );
-                for p in &s.result.explain {
-                    println!(
-                        "    {:<24} rows {:>8} allowed {:>8} {:<6} {} us",
-                        p.segment, p.rows, p.allowed, p.method, p.micros
-                    );
-                }
-            }
-        }
-        eprintln!("{} hits in {took:.2} ms", hits.len());
+        return Ok(());
     }
+    print_hits(&res.hits);
+    if explain {
+        print_explain(&res.explain);
+    }
+    eprintln!(
+        "{} hits in {:.2} ms ({})",
+        res.hits.len(),
+        res.took_ms,
+        res.mode
+    );
     Ok(())
+}
+
+/// One line per plan stage, and one per segment under each source.
+pub fn print_explain(stages: &[quiver::query::plan::StageReport]) {
+    for s in stages {
+        let top = s.top_score.map_or("-".to_string(), |x| format!("{x:.5}"));
+        println!(
+            "  {:<48} in {:>7} out {:>7} top {:>9} {:>8} us",
+            s.stage, s.candidates_in, s.candidates_out, top, s.micros
+        );
+        for p in &s.segments {
+            println!(
+                "      {:<24} rows {:>8} allowed {:>8} {:<12} {} us",
+                p.segment, p.rows, p.allowed, p.method, p.micros
+            );
+        }
+    }
+}
+
+fn parse_vector(text: &str) -> Result<Vec<f32>> {
+    Ok(serde_json::from_str::<Vec<f64>>(text.trim())
+        .map_err(|e| anyhow!("query vector must be a JSON array of numbers: {e}"))?
+        .into_iter()
+        .map(|x| x as f32)
+        .collect())
+}
+
+fn parse_sets(text: &str) -> Result<Vec<Vec<f32>>> {
+    let v: Value = serde_json::from_str(text.trim()).map_err(|e| {
+        anyhow!("multi-vector query must be a JSON array of arrays of numbers: {e}")
+    })?;
+    quiver::document::parse_vector_sets(&v)
+        .map_err(|e| anyhow!("multi-vector query must be a JSON array of arrays of numbers: {e}"))
 }

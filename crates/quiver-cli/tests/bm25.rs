@@ -76,7 +76,14 @@ fn bm25_and_hybrid_search_from_the_command_line() {
         ],
     );
     assert_eq!(ids(&r), vec![json!(3)], "{r}");
-    assert_eq!(r["explain"][0]["source"], json!("bm25"));
+    assert_eq!(r["mode"], json!("bm25"));
+    assert!(
+        r["explain"][0]["stage"]
+            .as_str()
+            .expect("stage")
+            .starts_with("prefetch[0] bm25"),
+        "{r}"
+    );
     // No model on the dense field: a text query defaults to BM25.
     let r = ok_json(&db, &["search", "d", "cats"]);
     assert_eq!(r["mode"], json!("bm25"));
@@ -103,7 +110,17 @@ fn bm25_and_hybrid_search_from_the_command_line() {
     // Dense order 2, 4, 3, 1; BM25 order 3, 1 (same tf, doc 3 shorter). RRF (k 60): doc 3
     // 1/63 + 1/61 beats doc 1 (1/64 + 1/62) and doc 2 (1/61, dense only).
     assert_eq!(got[0], json!(3), "{r}");
-    assert_eq!(r["explain"].as_array().expect("explain").len(), 2);
+    // Two sources and their fusion.
+    let stages: Vec<&str> = r["explain"]
+        .as_array()
+        .expect("explain")
+        .iter()
+        .map(|s| s["stage"].as_str().expect("stage"))
+        .collect();
+    assert_eq!(stages.len(), 3, "{stages:?}");
+    assert!(stages[0].starts_with("prefetch[0] dense"), "{stages:?}");
+    assert!(stages[1].starts_with("prefetch[1] bm25"), "{stages:?}");
+    assert!(stages[2].starts_with("fusion rrf"), "{stages:?}");
     // Weights: BM25 only.
     let r = ok_json(
         &db,
@@ -156,5 +173,7 @@ fn bm25_and_hybrid_search_from_the_command_line() {
         &db,
         &["search", "d", "--vector", "[1, 0]", "--mode", "bm25"],
     );
+    assert!(!ok && err.contains("`vector` does not apply"), "{err}");
+    let (ok, _, err) = run(&db, &["search", "d", "--mode", "bm25"]);
     assert!(!ok && err.contains("query text"), "{err}");
 }

@@ -354,3 +354,155 @@ fn parquet_ingest_including_nan_rejection() {
         "{err}"
     );
 }
+
+/// Regression: ids of digits stored as strings (every BEIR corpus: `"275294"`) are found by a
+/// bare argument and by a JSON string; digits naming both an integer and a string id are
+/// reported as ambiguous, and `--id-type` picks one.
+#[test]
+fn digit_string_ids_are_found_and_ambiguity_is_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("db");
+    create_d(
+        &db,
+        r#"{"fields": {"emb": {"type": "dense", "dim": 2, "metric": "dot"}}}"#,
+    );
+    let input = dir.path().join("d.jsonl");
+    write_jsonl(
+        &input,
+        &[
+            json!({"id": "275294", "payload": {"n": 1}, "vector": [1, 0]}),
+            json!({"id": 42, "payload": {"n": 2}, "vector": [0, 1]}),
+            json!({"id": "42", "payload": {"n": 3}, "vector": [1, 1]}),
+            json!({"id": 7, "payload": {"n": 4}, "vector": [1, 1]}),
+        ],
+    );
+    ok_json(&db, &["ingest", "d", input.to_str().expect("p")]);
+    let got = ok_json(&db, &["get", "d", "275294"]);
+    assert_eq!(got["documents"][0]["id"], json!("275294"), "{got}");
+    let got = ok_json(&db, &["get", "d", r#""275294""#]);
+    assert_eq!(got["documents"][0]["payload"]["n"], json!(1), "{got}");
+    let got = ok_json(&db, &["get", "d", "7"]);
+    assert_eq!(got["documents"][0]["id"], json!(7), "{got}");
+    let (ok, _, err) = run(&db, &["get", "d", "42"]);
+    assert!(
+        !ok && err.contains("ambiguous") && err.contains("--id-type"),
+        "{err}"
+    );
+    let got = ok_json(&db, &["get", "d", "42", "--id-type", "int"]);
+    assert_eq!(got["documents"][0]["payload"]["n"], json!(2), "{got}");
+    let got = ok_json(&db, &["get", "d", r#""42""#]);
+    assert_eq!(got["documents"][0]["payload"]["n"], json!(3), "{got}");
+    assert_eq!(
+        ok_json(&db, &["delete", "d", "275294"])["deleted"],
+        json!(1)
+    );
+    assert_eq!(
+        ok_json(&db, &["delete", "d", "42", "--id-type", "str"])["deleted"],
+        json!(1)
+    );
+    assert_eq!(ok_json(&db, &["count", "d"])["count"], json!(2));
+    let got = ok_json(&db, &["get", "d", "42"]);
+    assert_eq!(
+        got["documents"][0]["id"],
+        json!(42),
+        "no longer ambiguous: {got}"
+    );
+}
+
+/// Regression: `quiver search ... | head -1` ends quietly when the reader goes away (killed by
+/// SIGPIPE as Unix tools are), instead of panicking on a broken pipe. The output is several
+/// times the pipe buffer, so the write after the reader closes must hit the broken pipe.
+#[cfg(unix)]
+#[test]
+fn search_into_a_closed_pipe_exits_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("db");
+    create_d(
+        &db,
+        r#"{"fields": {"emb": {"type": "dense", "dim": 2, "metric": "dot"}}}"#,
+    );
+    let docs: Vec<Value> = (0..3000)
+        .map(|i| json!({"id": i, "payload": {"note": "x".repeat(80)}, "vector": [1.0, i as f64]}))
+        .collect();
+    let input = dir.path().join("d.jsonl");
+    write_jsonl(&input, &docs);
+    ok_json(&db, &["ingest", "d", input.to_str().expect("p")]);
+    let mut child = std::process::Command::new(common::BIN)
+        .arg("--db")
+        .arg(&db)
+        .args(["search", "d", "--vector", "[0, 1]", "-k", "3000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("read");
+    assert!(first.contains("2999"), "best hit first: {first}");
+    // The reader is dropped here: the pipe is closed with ~300 KB still to write.
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc_sigpipe()),
+        "status {:?}: {err}",
+        out.status
+    );
+}
+
+#[cfg(unix)]
+fn libc_sigpipe() -> i32 {
+    13 // SIGPIPE on Linux and the BSDs
+}
+
+/// Search flags that cannot combine are rejected, never silently dropped.
+#[test]
+fn search_flags_that_cannot_combine_are_rejected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("db");
+    create_d(
+        &db,
+        r#"{"fields": {"emb": {"type": "dense", "dim": 2, "metric": "dot"}, "body": {"type": "text"}}}"#,
+    );
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--multi", "tok", "--mode", "bm25"],
+            "cannot be combined with --mode bm25",
+        ),
+        (
+            &["--funnel", "--mode", "hybrid"],
+            "cannot be combined with --mode hybrid",
+        ),
+        (
+            &["--mode", "bm25", "--rrf-k", "10"],
+            "`fusion` does not apply",
+        ),
+        (&["--mode", "bm25", "--ef", "10"], "`ef` does not apply"),
+        (
+            &["--mode", "dense", "--vector", "[1, 0]", "--candidates", "5"],
+            "`candidates` does not apply",
+        ),
+        (&["--mode", "bm25", "--exact"], "`exact` does not apply"),
+    ];
+    for (flags, needle) in cases {
+        let mut args = vec!["search", "d", "quokka"];
+        if flags.contains(&"--vector") {
+            args.pop();
+        }
+        args.extend_from_slice(flags);
+        let (ok, _, err) = run(&db, &args);
+        assert!(
+            !ok && err.contains(needle),
+            "{args:?}: expected {needle:?} in: {err}"
+        );
+    }
+}
+
+/// Creates collection `d` with the schema `json`.
+fn create_d(db: &Path, json: &str) {
+    ok_json(db, &["collection", "create", "d", "--schema-json", json]);
+}

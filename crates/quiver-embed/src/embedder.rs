@@ -157,6 +157,57 @@ pub trait Embedder: Send + Sync {
 
     /// Per-token vectors, special tokens flagged.
     fn embed_tokens(&self, texts: &[&str], options: &EmbedOptions) -> Result<Vec<TokenEmbeddings>>;
+
+    /// Sentence vectors *and* token vectors of the same texts. Transformer models compute both
+    /// from one forward pass (a schema with a dense and a multi field on one model embeds each
+    /// text once); the default runs [`Embedder::embed`] and [`Embedder::embed_tokens`].
+    fn embed_with_tokens(
+        &self,
+        texts: &[&str],
+        options: &EmbedOptions,
+    ) -> Result<(Embeddings, Vec<TokenEmbeddings>)> {
+        Ok((
+            self.embed(texts, options)?,
+            self.embed_tokens(texts, options)?,
+        ))
+    }
+
+    /// Work done so far by this model instance (texts encoded, forward passes).
+    fn stats(&self) -> EmbedStats {
+        EmbedStats::default()
+    }
+}
+
+/// Counters of the work an [`Embedder`] has done since it was loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EmbedStats {
+    /// Texts encoded: one per text per encoder run (a text embedded twice counts twice).
+    pub texts: u64,
+    /// Encoder forward passes (batches).
+    pub batches: u64,
+}
+
+/// Thread-safe counters behind [`Embedder::stats`].
+#[derive(Debug, Default)]
+pub(crate) struct StatsCounter {
+    texts: std::sync::atomic::AtomicU64,
+    batches: std::sync::atomic::AtomicU64,
+}
+
+impl StatsCounter {
+    pub(crate) fn add(&self, texts: usize, batches: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.texts.fetch_add(texts as u64, Relaxed);
+        self.batches.fetch_add(batches as u64, Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> EmbedStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        EmbedStats {
+            texts: self.texts.load(Relaxed),
+            batches: self.batches.load(Relaxed),
+        }
+    }
 }
 
 impl std::fmt::Debug for dyn Embedder {

@@ -36,6 +36,10 @@
 //! # Ok(()) }
 //! ```
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 #![warn(missing_docs)]
 
 pub mod batching;
@@ -54,7 +58,8 @@ mod transformer;
 
 pub use config::{Family, ModelLayout};
 pub use embedder::{
-    load_model, EmbedOptions, Embedder, Embeddings, LoadOptions, ModelInfo, TokenEmbeddings,
+    load_model, EmbedOptions, EmbedStats, Embedder, Embeddings, LoadOptions, ModelInfo,
+    TokenEmbeddings,
 };
 pub use error::{EmbedError, Result};
 pub use pooling::Pooling;

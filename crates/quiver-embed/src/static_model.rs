@@ -15,8 +15,8 @@ use candle_core::{DType, Device};
 
 use crate::config::{require, ModelLayout};
 use crate::embedder::{
-    default_name, make_pool, validate, EmbedOptions, Embedder, Embeddings, LoadOptions, ModelInfo,
-    TokenEmbeddings,
+    default_name, make_pool, validate, EmbedOptions, EmbedStats, Embedder, Embeddings, LoadOptions,
+    ModelInfo, StatsCounter, TokenEmbeddings,
 };
 use crate::error::{EmbedError, Result};
 use crate::pooling::{normalize, truncate_dims, Pooling};
@@ -34,6 +34,7 @@ pub struct StaticEmbedder {
     rows: usize,
     max_chars: usize,
     pool: rayon::ThreadPool,
+    stats: StatsCounter,
 }
 
 impl StaticEmbedder {
@@ -104,6 +105,7 @@ impl StaticEmbedder {
             rows,
             max_chars,
             pool: make_pool(options.threads)?,
+            stats: StatsCounter::default(),
         })
     }
 
@@ -178,6 +180,7 @@ impl Embedder for StaticEmbedder {
         let dim = options.dims.unwrap_or(self.info.dim);
         let full = self.info.dim;
         let norm = self.info.normalize;
+        self.stats.add(texts.len(), 1);
         self.pool.install(|| {
             let toks = self.ids(texts)?;
             let rows: Vec<Vec<f32>> = toks
@@ -204,10 +207,15 @@ impl Embedder for StaticEmbedder {
         })
     }
 
+    fn stats(&self) -> EmbedStats {
+        self.stats.get()
+    }
+
     fn embed_tokens(&self, texts: &[&str], options: &EmbedOptions) -> Result<Vec<TokenEmbeddings>> {
         validate(&self.info, texts, options)?;
         let dim = options.dims.unwrap_or(self.info.dim);
         let toks = self.pool.install(|| self.ids(texts))?;
+        self.stats.add(texts.len(), 1);
         Ok(toks
             .into_iter()
             .map(|t| {

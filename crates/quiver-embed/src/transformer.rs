@@ -8,8 +8,8 @@ use crate::batching::length_buckets;
 use crate::bert::{BertConfig, BertEncoder};
 use crate::config::{require, Family, ModelLayout};
 use crate::embedder::{
-    default_name, make_pool, validate, EmbedOptions, Embedder, Embeddings, LoadOptions, ModelInfo,
-    TokenEmbeddings,
+    default_name, make_pool, validate, EmbedOptions, EmbedStats, Embedder, Embeddings, LoadOptions,
+    ModelInfo, StatsCounter, TokenEmbeddings,
 };
 use crate::error::{EmbedError, Result};
 use crate::pooling::{normalize, truncate_dims, Pooling};
@@ -74,6 +74,7 @@ pub(crate) struct TransformerEmbedder {
     encoder: Box<dyn Encoder>,
     pad_id: u32,
     pool: rayon::ThreadPool,
+    stats: StatsCounter,
 }
 
 impl TransformerEmbedder {
@@ -143,6 +144,7 @@ impl TransformerEmbedder {
             encoder,
             pad_id,
             pool: make_pool(options.threads)?,
+            stats: StatsCounter::default(),
         })
     }
 
@@ -159,6 +161,7 @@ impl TransformerEmbedder {
                 let items: Vec<&TokenizedText> = bucket.iter().map(|i| &tokens[*i]).collect();
                 let batch = PaddedBatch::new(&items, self.pad_id);
                 let out = self.encoder.forward(&batch, layers)?;
+                self.stats.add(items.len(), 1);
                 for (row, idx) in bucket.iter().enumerate() {
                     let start = row * batch.seq_len * hidden;
                     let n = batch.lengths[row];
@@ -182,14 +185,8 @@ impl Embedder for TransformerEmbedder {
     fn embed(&self, texts: &[&str], options: &EmbedOptions) -> Result<Embeddings> {
         let dim = options.dims.unwrap_or(self.info.dim);
         let mut data = vec![0f32; texts.len() * dim];
-        let (pooling, norm): (Pooling, bool) = (self.info.pooling, self.info.normalize);
-        let full = self.info.dim;
         self.run(texts, options, &mut |idx, tok, hidden| {
-            let mut v = pooling.pool(hidden, tok.len(), full);
-            if norm {
-                normalize(&mut v);
-            }
-            truncate_dims(&mut v, dim, norm);
+            let v = self.sentence_vector(tok, hidden, dim);
             data[idx * dim..(idx + 1) * dim].copy_from_slice(&v[..dim]);
             Ok(())
         })?;
@@ -198,21 +195,63 @@ impl Embedder for TransformerEmbedder {
 
     fn embed_tokens(&self, texts: &[&str], options: &EmbedOptions) -> Result<Vec<TokenEmbeddings>> {
         let dim = options.dims.unwrap_or(self.info.dim);
-        let full = self.info.dim;
         let mut out: Vec<Option<TokenEmbeddings>> = vec![None; texts.len()];
         self.run(texts, options, &mut |idx, tok, hidden| {
-            let data = hidden
-                .chunks_exact(full)
-                .flat_map(|r| r[..dim].iter().copied())
-                .collect();
-            out[idx] = Some(TokenEmbeddings {
-                ids: tok.ids.clone(),
-                special: tok.special.clone(),
-                dim,
-                data,
-            });
+            out[idx] = Some(self.token_vectors(tok, hidden, dim));
             Ok(())
         })?;
         Ok(out.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    fn embed_with_tokens(
+        &self,
+        texts: &[&str],
+        options: &EmbedOptions,
+    ) -> Result<(Embeddings, Vec<TokenEmbeddings>)> {
+        let dim = options.dims.unwrap_or(self.info.dim);
+        let mut data = vec![0f32; texts.len() * dim];
+        let mut out: Vec<Option<TokenEmbeddings>> = vec![None; texts.len()];
+        self.run(texts, options, &mut |idx, tok, hidden| {
+            let v = self.sentence_vector(tok, hidden, dim);
+            data[idx * dim..(idx + 1) * dim].copy_from_slice(&v[..dim]);
+            out[idx] = Some(self.token_vectors(tok, hidden, dim));
+            Ok(())
+        })?;
+        Ok((
+            Embeddings::from_flat(dim, data)?,
+            out.into_iter().map(Option::unwrap_or_default).collect(),
+        ))
+    }
+
+    fn stats(&self) -> EmbedStats {
+        self.stats.get()
+    }
+}
+
+impl TransformerEmbedder {
+    /// Pooled, normalised (per the model's config) and Matryoshka-truncated sentence vector of
+    /// one text's real-token hidden states.
+    fn sentence_vector(&self, tok: &TokenizedText, hidden: &[f32], dim: usize) -> Vec<f32> {
+        let (pooling, norm): (Pooling, bool) = (self.info.pooling, self.info.normalize);
+        let mut v = pooling.pool(hidden, tok.len(), self.info.dim);
+        if norm {
+            normalize(&mut v);
+        }
+        truncate_dims(&mut v, dim, norm);
+        v
+    }
+
+    /// The token vectors of one text, each cut to its first `dim` components.
+    fn token_vectors(&self, tok: &TokenizedText, hidden: &[f32], dim: usize) -> TokenEmbeddings {
+        let data = hidden
+            .chunks_exact(self.info.dim)
+            .flat_map(|r| r[..dim].iter().copied())
+            .collect();
+        TokenEmbeddings {
+            ids: tok.ids.clone(),
+            special: tok.special.clone(),
+            dim,
+            data,
+        }
     }
 }

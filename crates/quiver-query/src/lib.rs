@@ -21,6 +21,11 @@
 //!                     merge by score ─► top k ─► ids, scores, payloads
 //! ```
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod bm25;
 pub mod fusion;
 

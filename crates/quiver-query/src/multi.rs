@@ -310,6 +310,9 @@ pub struct MaxsimRescore {
     pub vectors: Option<Vec<Vec<f32>>>,
 }
 
+/// Candidates (location, score) best first, and the per-segment report.
+type SourceOut = (Vec<(Loc, f32)>, Vec<SegmentPlan>);
+
 /// Runs a plan's multi source: (score, location) best first, and the per-segment report.
 pub(crate) fn plan_source(
     snap: &Snapshot,
@@ -317,7 +320,7 @@ pub(crate) fn plan_source(
     query: Vec<Vec<f32>>,
     limit: usize,
     filter: Option<Filter>,
-) -> Result<(Vec<(Loc, f32)>, Vec<SegmentPlan>), QueryError> {
+) -> Result<SourceOut, QueryError> {
     let req = MultiSearchRequest {
         field: m.field.clone(),
         query,

@@ -607,6 +607,9 @@ pub fn execute(
                 )
             }
         };
+        // Every source's list in the one order (score, then document id) before fusion ranks it.
+        let mut list = list;
+        sort_candidates(snap, &mut list);
         explain.push(report(label, 0, &list, t, segments));
         lists.push(list);
     }
@@ -619,7 +622,7 @@ pub fn execute(
             weights: Vec::new(),
         });
         let n_in = lists.iter().map(Vec::len).sum();
-        let fused = fuse(&lists, &fusion)?;
+        let fused = fuse(snap, &lists, &fusion)?;
         let label = match fusion {
             Fusion::Rrf { k, .. } => format!("fusion rrf k={k}"),
             Fusion::Score { norm, .. } => format!("fusion score {norm:?}").to_lowercase(),
@@ -680,7 +683,7 @@ pub fn execute(
                 format!("rescore[{i}] maxsim {}", m.field)
             }
         };
-        sort_candidates(&mut cands);
+        sort_candidates(snap, &mut cands);
         cands.truncate(r.limit);
         explain.push(report(label, n_in, &cands, t, Vec::new()));
     }
@@ -721,9 +724,14 @@ fn report(
     }
 }
 
-/// Best first; ties by location so results are deterministic.
-fn sort_candidates(c: &mut [Candidate]) {
-    c.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.loc.cmp(&b.loc)));
+/// Best first; ties by document id (the one tie-break rule of plans, so results do not depend
+/// on how documents are spread over segments).
+fn sort_candidates(snap: &Snapshot, c: &mut [Candidate]) {
+    c.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| snap.doc_id(a.loc).cmp(&snap.doc_id(b.loc)))
+    });
 }
 
 fn check_dims(field: &DenseField, dims: Dims, at: &str) -> Result<usize, QueryError> {
@@ -894,7 +902,7 @@ impl Exec<'_> {
         let (mutable, mplans) = self.mutable_scan(field, q, n, limit);
         out.extend(mutable);
         plans.extend(mplans);
-        sort_candidates(&mut out);
+        sort_candidates(self.snap, &mut out);
         out.truncate(limit);
         Ok((out, plans))
     }
@@ -946,7 +954,7 @@ impl Exec<'_> {
         let (mutable, mplans) = self.mutable_scan(field, q, n, limit);
         out.extend(mutable);
         plans.extend(mplans);
-        sort_candidates(&mut out);
+        sort_candidates(self.snap, &mut out);
         out.truncate(limit);
         (out, plans)
     }
@@ -1188,28 +1196,37 @@ fn seg_scorer<'a>(
     let Some(fc) = snap.version.segments[s].codes(&field.name).get(idx) else {
         return Ok(None);
     };
-    if !cache.contains_key(&s) {
-        let sc = fc
-            .codec
-            .query(&seg_query(snap, field, s, q, n))
-            .map_err(|e| QueryError::BadPlan(format!("codes of {:?}: {e}", field.name)))?;
-        cache.insert(s, Some(sc));
-    }
-    Ok(cache
-        .get(&s)
-        .and_then(|o| o.as_ref())
-        .map(|sc| (sc, fc.codes.as_slice())))
+    let slot = match cache.entry(s) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            let sc = fc
+                .codec
+                .query(&seg_query(snap, field, s, q, n))
+                .map_err(|e| QueryError::BadPlan(format!("codes of {:?}: {e}", field.name)))?;
+            e.insert(Some(sc))
+        }
+    };
+    Ok(slot.as_ref().map(|sc| (sc, fc.codes.as_slice())))
 }
 
 /// Merges ranked lists (each best first) into one, best first (see [`crate::fusion`]: RRF, or
 /// normalised score fusion where a location missing from a list gets that list's lowest score).
-pub fn fuse(lists: &[Vec<Candidate>], fusion: &Fusion) -> Result<Vec<Candidate>, QueryError> {
-    let keyed: Vec<Vec<(Loc, f32)>> = lists
+/// Candidates are keyed by (document id, location), so fused ties break by document id.
+pub fn fuse(
+    snap: &Snapshot,
+    lists: &[Vec<Candidate>],
+    fusion: &Fusion,
+) -> Result<Vec<Candidate>, QueryError> {
+    let keyed: Vec<Vec<((quiver_storage::DocId, Loc), f32)>> = lists
         .iter()
-        .map(|l| l.iter().map(|c| (c.loc, c.score)).collect())
+        .map(|l| {
+            l.iter()
+                .map(|c| ((snap.doc_id(c.loc), c.loc), c.score))
+                .collect()
+        })
         .collect();
     Ok(crate::fusion::fuse_keyed(&keyed, fusion)?
         .into_iter()
-        .map(|(loc, score)| Candidate { loc, score })
+        .map(|((_, loc), score)| Candidate { loc, score })
         .collect())
 }

@@ -11,7 +11,7 @@
 //! ```
 
 use super::{as_f32, graph_cached, mmap_f32, Data, Row};
-use anyhow::Result;
+use crate::error::Result;
 use quiver::index::{rerank, TopK};
 use quiver::linalg::{dot, Pca};
 use quiver::quant::prefix::{prefix_all, prefix_into};

@@ -4,18 +4,18 @@
 //!
 //! The file name is a 128-bit xxh3 digest of everything the vectors depend on: the model (name,
 //! dimension, family, truncation length, pooling normalisation, and for a model directory the size
-//! and modification time of its files) and every document's id and embedded text. Any change gives
-//! a new key; stale files are never read. A file that does not have the expected shape is ignored
+//! and modification time of its files) and every document's id and embedded text — the text the
+//! engine embeds at upsert ([`quiver::document::document_text`]), so the cached vectors are the
+//! ones ingest would compute. Any change gives a new key; stale files are never read. A file that does not have the expected shape is ignored
 //! and rewritten. Writes go to a temporary file that is renamed into place.
 
-use anyhow::{Context, Result};
+use crate::error::{data_err, Context, Result};
 use quiver_embed::Embedder;
-use quiver_eval::beir::CorpusDoc;
 use std::path::PathBuf;
 use xxhash_rust::xxh3::Xxh3;
 
 /// The cache folder.
-pub fn dir() -> Result<PathBuf> {
+pub(crate) fn dir() -> Result<PathBuf> {
     let nonempty = |k: &str| {
         std::env::var_os(k)
             .filter(|v| !v.is_empty())
@@ -32,18 +32,18 @@ pub fn dir() -> Result<PathBuf> {
     }
     dirs::cache_dir()
         .map(|p| p.join("quiver").join("eval"))
-        .context("no cache directory; set QUIVER_EVAL_CACHE")
+        .ok_or_else(|| data_err!("no cache directory; set QUIVER_EVAL_CACHE"))
 }
 
-/// The cache key of `texts` (one per document of `corpus`) embedded by `model`.
-pub fn key(model: &dyn Embedder, corpus: &[CorpusDoc], texts: &[String]) -> String {
+/// The cache key of `texts` (the embedded text of each document of `ids`) embedded by `model`.
+pub(crate) fn key(model: &dyn Embedder, ids: &[&str], texts: &[String]) -> String {
     let info = model.info();
     let mut h = Xxh3::new();
     let mut put = |s: &[u8]| {
         h.update(&(s.len() as u64).to_le_bytes());
         h.update(s);
     };
-    put(b"quiver-eval-embeddings-v1");
+    put(b"quiver-eval-embeddings-v2");
     put(info.name.as_bytes());
     put(format!("{:?}", info.family).as_bytes());
     put(&(info.dim as u64).to_le_bytes());
@@ -71,8 +71,8 @@ pub fn key(model: &dyn Embedder, corpus: &[CorpusDoc], texts: &[String]) -> Stri
         put(&len.to_le_bytes());
         put(&mtime.to_le_bytes());
     }
-    for (d, t) in corpus.iter().zip(texts) {
-        put(d.id.as_bytes());
+    for (id, t) in ids.iter().zip(texts) {
+        put(id.as_bytes());
         put(t.as_bytes());
     }
     let safe: String = info
@@ -94,7 +94,7 @@ fn path(key: &str) -> Result<PathBuf> {
 }
 
 /// Cached vectors for `key`, if a file of exactly `rows` × `dim` exists.
-pub fn load(key: &str, rows: usize, dim: usize) -> Result<Option<Vec<Vec<f32>>>> {
+pub(crate) fn load(key: &str, rows: usize, dim: usize) -> Result<Option<Vec<Vec<f32>>>> {
     let p = path(key)?;
     if !p.exists() {
         return Ok(None);
@@ -116,7 +116,7 @@ pub fn load(key: &str, rows: usize, dim: usize) -> Result<Option<Vec<Vec<f32>>>>
 }
 
 /// Stores `rows` × `dim` vectors (row-major) under `key`.
-pub fn store(key: &str, rows: usize, dim: usize, flat: &[f32]) -> Result<()> {
+pub(crate) fn store(key: &str, rows: usize, dim: usize, flat: &[f32]) -> Result<()> {
     let p = path(key)?;
     let d = dir()?;
     std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;

@@ -15,9 +15,9 @@
 
 mod plans;
 
-use crate::bench_ann::{cache_dir, prepare_glove, K_GT};
+use crate::data::{cache_dir, prepare_glove, K_GT};
+use crate::error::{data_err, invalid, Context, Result};
 use crate::progress::bar;
-use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use quiver::{Hnsw, HnswParams, Metric};
 use quiver_eval::npy;
@@ -26,9 +26,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Arguments of `quiver bench codecs`.
-#[derive(Args, Debug)]
-pub struct CodecsArgs {
+/// Options of `quiver bench codecs`.
+#[derive(Args, Debug, Clone)]
+pub struct CodecsOptions {
     /// Comma-separated data sets: glove, scifact.
     #[arg(long, default_value = "glove,scifact")]
     pub datasets: String,
@@ -111,7 +111,7 @@ pub(crate) struct Row {
     pub disk: f64,
 }
 
-fn scifact_files(a: &CodecsArgs) -> Result<Files> {
+fn scifact_files(a: &CodecsOptions) -> Result<Files> {
     let dir = cache_dir().join("bench/codecs-scifact-minilm");
     let f = Files {
         name: "scifact-minilm",
@@ -124,12 +124,12 @@ fn scifact_files(a: &CodecsArgs) -> Result<Files> {
         return Ok(f);
     }
     std::fs::create_dir_all(&f.dir)?;
-    let (docs, queries) = crate::embed_cmd::scifact_inputs(&a.scifact, usize::MAX)
+    let (docs, queries) = crate::data::scifact_inputs(&a.scifact, usize::MAX)
         .with_context(|| format!("reading SciFact from {} (--scifact)", a.scifact.display()))?;
     if docs.is_empty() || queries.is_empty() {
-        bail!("{}: no documents or no queries", a.scifact.display());
+        return invalid!("{}: no documents or no queries", a.scifact.display());
     }
-    let model = crate::embed_cmd::load(&a.model, None)?;
+    let model = crate::data::load_model(&a.model, None)?;
     let opts = quiver_embed::EmbedOptions {
         allow_empty: true,
         ..Default::default()
@@ -175,12 +175,12 @@ fn scifact_files(a: &CodecsArgs) -> Result<Files> {
     Ok(f)
 }
 
-fn glove_files(a: &CodecsArgs) -> Result<Files> {
+fn glove_files(a: &CodecsOptions) -> Result<Files> {
     let p = prepare_glove(a.glove.as_deref(), 1000, 42)?;
     let dir = p
         .base
         .parent()
-        .ok_or_else(|| anyhow!("bad cache path {}", p.base.display()))?
+        .ok_or_else(|| data_err!("bad cache path {}", p.base.display()))?
         .to_path_buf();
     Ok(Files {
         name: "glove-50d",
@@ -191,12 +191,12 @@ fn glove_files(a: &CodecsArgs) -> Result<Files> {
     })
 }
 
-fn load(f: &Files, a: &CodecsArgs) -> Result<Data> {
+fn load(f: &Files, a: &CodecsOptions) -> Result<Data> {
     let base = npy::read_f32(&f.base)?;
     let queries = npy::read_f32(&f.queries)?;
     let gt = npy::read_i32(&f.gt)?;
     if base.cols != queries.cols || gt.rows != queries.rows || gt.cols < 10 {
-        bail!(
+        return Err(data_err!(
             "{}: inconsistent shapes (base {}x{}, queries {}x{}, gt {}x{})",
             f.name,
             base.rows,
@@ -205,7 +205,7 @@ fn load(f: &Files, a: &CodecsArgs) -> Result<Data> {
             queries.cols,
             gt.rows,
             gt.cols
-        );
+        ));
     }
     let (n, dim) = (base.rows, base.cols);
     let params = HnswParams {
@@ -226,7 +226,7 @@ fn load(f: &Files, a: &CodecsArgs) -> Result<Data> {
     let order = graph.bfs_order();
     let graph = graph
         .permuted(&order)
-        .ok_or_else(|| anyhow!("internal: bad permutation"))?;
+        .ok_or_else(|| data_err!("internal: bad permutation"))?;
     let mut new_of = vec![0u32; n];
     let mut permuted = Vec::with_capacity(base.data.len());
     for (new, &old) in order.iter().enumerate() {
@@ -313,14 +313,15 @@ pub(crate) fn mmap_f32(path: &Path, data: &[f32]) -> Result<memmap2::Mmap> {
 pub(crate) fn as_f32(map: &memmap2::Mmap) -> Result<&[f32]> {
     let bytes: &[u8] = map;
     if bytes.as_ptr().align_offset(4) != 0 || !bytes.len().is_multiple_of(4) {
-        bail!("memory map is not f32-aligned");
+        return Err(data_err!("memory map is not f32-aligned"));
     }
     // SAFETY: the pointer is 4-byte aligned and the length a multiple of 4 (checked above); every
     // bit pattern is a valid f32; the slice borrows `map`, which outlives it.
     Ok(unsafe { std::slice::from_raw_parts(bytes.as_ptr() as *const f32, bytes.len() / 4) })
 }
 
-pub fn run(as_json: bool, a: CodecsArgs) -> Result<()> {
+/// `quiver bench codecs`.
+pub fn run(as_json: bool, a: CodecsOptions) -> Result<()> {
     let mut files = Vec::new();
     for name in a
         .datasets
@@ -331,7 +332,7 @@ pub fn run(as_json: bool, a: CodecsArgs) -> Result<()> {
         files.push(match name {
             "glove" => glove_files(&a)?,
             "scifact" => scifact_files(&a)?,
-            other => bail!("--datasets: unknown data set {other:?} (glove, scifact)"),
+            other => return invalid!("--datasets: unknown data set {other:?} (glove, scifact)"),
         });
     }
     if a.prepare_only {

@@ -1,0 +1,408 @@
+//! [`Database`] and [`Collection`]: the engine API every face (CLI, HTTP server, Python) calls.
+//!
+//! ```text
+//!   Database ──collection(name)──► Collection ──upsert(docs)──► embed model-backed fields
+//!      │ (a directory; one model       │                         (one pass per model and text)
+//!      │  pool shared by all)          │                        ──► validate ──► durable write
+//!      │                               └──query(&Query)──► Plan ──► execute on a Snapshot ──► hits
+//!      └──► quiver_storage::Database (segments, WAL, locks)
+//! ```
+
+use crate::error::{EngineError, Result};
+use crate::request::{Query, QueryResult};
+#[cfg(feature = "embed")]
+use crate::ModelPool;
+use parking_lot::RwLock;
+use quiver_query::plan::{Plan, PlanResult, QueryEncoder};
+use quiver_storage as storage;
+use quiver_storage::{
+    CollectionInfo, DocId, Document, Filter, NoProgress, Progress, Schema, Snapshot, StorageError,
+    StoredDoc, WriteReport,
+};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How to open a [`Database`].
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Refuse every write through this handle ([`EngineError::ReadOnly`]).
+    pub read_only: bool,
+    /// The models to embed with (default: the process-wide [`ModelPool::global`]).
+    #[cfg(feature = "embed")]
+    pub pool: Option<Arc<ModelPool>>,
+}
+
+/// A database: a directory of collections.
+#[derive(Debug)]
+pub struct Database {
+    inner: storage::Database,
+    read_only: bool,
+    #[cfg(feature = "embed")]
+    pool: Arc<ModelPool>,
+}
+
+impl Database {
+    /// Opens (creating if needed) the database at `path` for reading and writing.
+    pub fn open(path: impl AsRef<Path>) -> Result<Database> {
+        Database::open_with(path, OpenOptions::default())
+    }
+
+    /// Opens the database at `path` for reading: every write through this handle fails with
+    /// [`EngineError::ReadOnly`]. (The storage layer still takes the database's one writer lock;
+    /// shared locks for concurrent reader processes are the storage readers' work.)
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Database> {
+        Database::open_with(
+            path,
+            OpenOptions {
+                read_only: true,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// Opens the database at `path` with `options`.
+    pub fn open_with(path: impl AsRef<Path>, options: OpenOptions) -> Result<Database> {
+        let path = path.as_ref();
+        if options.read_only && !path.join("collections").is_dir() {
+            return Err(EngineError::BadRequest(format!(
+                "{} is not a Quiver database (no collections/ folder)",
+                path.display()
+            )));
+        }
+        Ok(Database {
+            inner: storage::Database::open(path)?,
+            read_only: options.read_only,
+            #[cfg(feature = "embed")]
+            pool: options.pool.unwrap_or_else(ModelPool::global),
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.inner.path()
+    }
+
+    /// Whether writes are refused.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// The model pool of this database's collections.
+    #[cfg(feature = "embed")]
+    pub fn pool(&self) -> &Arc<ModelPool> {
+        &self.pool
+    }
+
+    /// The storage layer underneath.
+    pub fn storage(&self) -> &storage::Database {
+        &self.inner
+    }
+
+    fn writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(EngineError::ReadOnly(self.path().display().to_string()));
+        }
+        Ok(())
+    }
+
+    /// Creates a collection (atomically) and returns it.
+    pub fn create_collection(&self, name: &str, schema: &Schema) -> Result<Collection> {
+        self.writable()?;
+        let c = self.inner.create_collection(name, schema)?;
+        Ok(self.wrap(c))
+    }
+
+    /// Opens a collection.
+    pub fn collection(&self, name: &str) -> Result<Collection> {
+        let c = self.inner.collection(name)?;
+        Ok(self.wrap(c))
+    }
+
+    /// Names of all collections, sorted.
+    pub fn list_collections(&self) -> Result<Vec<String>> {
+        Ok(self.inner.list_collections()?)
+    }
+
+    /// Deletes a collection and its files.
+    pub fn drop_collection(&self, name: &str) -> Result<()> {
+        self.writable()?;
+        Ok(self.inner.drop_collection(name)?)
+    }
+
+    fn wrap(&self, inner: Arc<storage::Collection>) -> Collection {
+        Collection {
+            inner,
+            read_only: self.read_only,
+            progress: Arc::new(RwLock::new(Arc::new(NoProgress))),
+            #[cfg(feature = "embed")]
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+/// A collection of documents with a schema. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Collection {
+    inner: Arc<storage::Collection>,
+    read_only: bool,
+    progress: Arc<RwLock<Arc<dyn Progress>>>,
+    #[cfg(feature = "embed")]
+    pool: Arc<ModelPool>,
+}
+
+impl std::fmt::Debug for Collection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collection")
+            .field("name", &self.name())
+            .field("read_only", &self.read_only)
+            .finish()
+    }
+}
+
+/// What a bare id argument (`275294`, `abc`, `"275294"`) names in a collection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdLookup {
+    /// Exactly one stored document has this id.
+    Found(DocId),
+    /// No stored document has it (the id as it would be stored).
+    Missing(DocId),
+    /// Digits that name both an integer id and a string id; quote it as JSON to choose.
+    Ambiguous(u64),
+}
+
+impl Collection {
+    /// The collection's name.
+    pub fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    /// The schema.
+    pub fn schema(&self) -> &Arc<Schema> {
+        self.inner.schema()
+    }
+
+    /// A consistent read view (what queries run on).
+    pub fn snapshot(&self) -> Snapshot {
+        self.inner.snapshot()
+    }
+
+    /// Counts, segments and sizes.
+    pub fn info(&self) -> CollectionInfo {
+        self.inner.info()
+    }
+
+    /// The storage layer underneath.
+    pub fn storage(&self) -> &Arc<storage::Collection> {
+        &self.inner
+    }
+
+    /// The model pool this collection embeds with.
+    #[cfg(feature = "embed")]
+    pub fn pool(&self) -> &Arc<ModelPool> {
+        &self.pool
+    }
+
+    /// Reports long work (embedding, sealing, compaction) to `p`.
+    pub fn set_progress(&self, p: Arc<dyn Progress>) {
+        self.inner.set_progress(p.clone());
+        *self.progress.write() = p;
+    }
+
+    fn writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(EngineError::ReadOnly(format!(
+                "collection {:?}",
+                self.name()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Computes the vectors of every model-backed field (dense and multi) that a document does
+    /// not already carry; one forward pass per (model, text). Errors name the document's
+    /// position in `docs` and the field; on error nothing is changed.
+    pub fn embed(&self, docs: &mut [Document]) -> Result<()> {
+        #[cfg(feature = "embed")]
+        {
+            let progress = self.progress.read().clone();
+            crate::embedding::embed_documents(self.schema(), docs, &self.pool, progress.as_ref())
+        }
+        #[cfg(not(feature = "embed"))]
+        {
+            crate::embedding_off::check_supplied(self.schema(), docs)
+        }
+    }
+
+    /// Checks `docs` against the schema (types, dimensions, finiteness, duplicate ids) without
+    /// writing; the error names the first bad document's position and field.
+    pub fn validate(&self, docs: &[Document]) -> Result<()> {
+        let mut seen: HashMap<&DocId, usize> = HashMap::with_capacity(docs.len());
+        for (i, d) in docs.iter().enumerate() {
+            self.schema()
+                .prepare(d.clone())
+                .map_err(|e| in_batch(i, e))?;
+            if let Some(id) = &d.id {
+                if let Some(first) = seen.insert(id, i) {
+                    return Err(EngineError::Document {
+                        index: i,
+                        field: Some("id".into()),
+                        message: format!("duplicate id {id} (first at position {first})"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts or replaces documents, atomically and durably: vectors of model-backed fields are
+    /// computed first ([`Collection::embed`]), then the whole batch is validated and committed,
+    /// or nothing is written.
+    pub fn upsert(&self, mut docs: Vec<Document>) -> Result<WriteReport> {
+        self.writable()?;
+        self.embed(&mut docs)?;
+        self.inner.upsert(docs).map_err(|e| match e {
+            StorageError::InBatch { index, source } => in_batch(index, *source),
+            e => e.into(),
+        })
+    }
+
+    /// Runs a query: compiles it into a plan ([`Query::to_plan`]), embeds its text with the
+    /// fields' models, and executes it on a fresh snapshot.
+    pub fn query(&self, q: &Query) -> Result<QueryResult> {
+        let t = Instant::now();
+        let snap = self.snapshot();
+        let (mode, plan) = q.to_plan(&snap.schema)?;
+        let res = self.execute_on(&snap, &plan)?;
+        Ok(QueryResult {
+            hits: res.hits,
+            mode,
+            explain: res.explain,
+            took_ms: t.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+
+    /// Runs a plan on a fresh snapshot.
+    pub fn execute(&self, plan: &Plan) -> Result<PlanResult> {
+        self.execute_on(&self.snapshot(), plan)
+    }
+
+    fn execute_on(&self, snap: &Snapshot, plan: &Plan) -> Result<PlanResult> {
+        #[cfg(feature = "embed")]
+        let encoder = crate::embedding::PoolEncoder::new(self.pool.clone());
+        #[cfg(feature = "embed")]
+        let enc: Option<&dyn QueryEncoder> = Some(&encoder);
+        #[cfg(not(feature = "embed"))]
+        let enc: Option<&dyn QueryEncoder> = None;
+        Ok(quiver_query::plan::execute(snap, plan, enc)?)
+    }
+
+    /// The query vector of `text` for dense field `field` (its model and query prefix).
+    #[cfg(feature = "embed")]
+    pub fn embed_query(&self, field: &str, text: &str) -> Result<Vec<f32>> {
+        let f = self
+            .schema()
+            .dense(field)
+            .ok_or_else(|| EngineError::BadRequest(format!("unknown dense field {field:?}")))?;
+        crate::embedding::PoolEncoder::new(self.pool.clone()).dense(&f, text)
+    }
+
+    /// The stored document with this id.
+    pub fn get(&self, id: &DocId) -> Option<StoredDoc> {
+        self.inner.get(id)
+    }
+
+    /// Finds the id a command-line or URL argument names: a JSON id (`"275294"` is the string,
+    /// `275294` in JSON the integer) is taken as given; bare digits find an integer id or a
+    /// string id of those digits, and report [`IdLookup::Ambiguous`] when both exist; anything
+    /// else is a string id.
+    pub fn lookup_id(&self, arg: &str) -> IdLookup {
+        let t = arg.trim();
+        if t.starts_with('"') {
+            if let Some(id) = serde_json::from_str(t)
+                .ok()
+                .and_then(|v| DocId::from_json(&v))
+            {
+                return self.found_or_missing(id);
+            }
+        }
+        match t.parse::<u64>() {
+            Ok(n) => {
+                let int = self.get(&DocId::Int(n)).is_some();
+                let string = self.get(&DocId::Str(t.to_string())).is_some();
+                match (int, string) {
+                    (true, true) => IdLookup::Ambiguous(n),
+                    (true, false) => IdLookup::Found(DocId::Int(n)),
+                    (false, true) => IdLookup::Found(DocId::Str(t.to_string())),
+                    (false, false) => IdLookup::Missing(DocId::Int(n)),
+                }
+            }
+            Err(_) => self.found_or_missing(DocId::Str(arg.to_string())),
+        }
+    }
+
+    fn found_or_missing(&self, id: DocId) -> IdLookup {
+        if self.get(&id).is_some() {
+            IdLookup::Found(id)
+        } else {
+            IdLookup::Missing(id)
+        }
+    }
+
+    /// Deletes documents by id (ids that do not exist are skipped). Durable when this returns.
+    pub fn delete(&self, ids: &[DocId]) -> Result<WriteReport> {
+        self.writable()?;
+        Ok(self.inner.delete(ids)?)
+    }
+
+    /// Deletes every document matching `filter`.
+    pub fn delete_by_filter(&self, filter: &Filter) -> Result<WriteReport> {
+        self.writable()?;
+        Ok(self.inner.delete_by_filter(filter)?)
+    }
+
+    /// Documents (matching `filter`).
+    pub fn count(&self, filter: Option<&Filter>) -> usize {
+        self.inner.count(filter)
+    }
+
+    /// Up to `limit` documents in id order after `after` (a cursor), and the next cursor.
+    pub fn scroll(
+        &self,
+        after: Option<&DocId>,
+        limit: usize,
+        filter: Option<&Filter>,
+    ) -> (Vec<StoredDoc>, Option<DocId>) {
+        self.inner.scroll(after, limit, filter)
+    }
+
+    /// Seals the mutable segment now.
+    pub fn flush(&self) -> Result<()> {
+        self.writable()?;
+        Ok(self.inner.flush()?)
+    }
+
+    /// Merges all sealed segments into one, dropping deleted rows.
+    pub fn compact(&self) -> Result<()> {
+        self.writable()?;
+        Ok(self.inner.compact()?)
+    }
+}
+
+/// A storage error about document `index` of a batch, as an engine error naming it.
+fn in_batch(index: usize, e: StorageError) -> EngineError {
+    match e {
+        StorageError::InvalidDocument { field, msg, .. } => EngineError::Document {
+            index,
+            field: Some(field),
+            message: msg,
+        },
+        StorageError::InBatch { source, .. } => in_batch(index, *source),
+        other => EngineError::Document {
+            index,
+            field: None,
+            message: other.to_string(),
+        },
+    }
+}
