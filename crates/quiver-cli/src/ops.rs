@@ -8,16 +8,25 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Opens the database with a model pool that pulls missing registry models (with a progress bar
-/// on a terminal).
+/// Opens the database for writing, with a model pool that pulls missing registry models (with a
+/// progress bar on a terminal). Only one process at a time can hold it so.
 pub fn open_db(db: &Path) -> Result<Database> {
+    open_db_as(db, false)
+}
+
+/// Opens the database read-only: works while another process (an `ingest`, a server) writes.
+pub fn open_db_read(db: &Path) -> Result<Database> {
+    open_db_as(db, true)
+}
+
+fn open_db_as(db: &Path, read_only: bool) -> Result<Database> {
     let pool = ModelPool::new(PoolOptions {
         progress: crate::progress::enabled(),
         ..Default::default()
     });
     let options = OpenOptions {
         pool: Some(Arc::new(pool)),
-        ..Default::default()
+        read_only,
     };
     Database::open_with(db, options).with_context(|| format!("opening database {}", db.display()))
 }
@@ -58,7 +67,10 @@ pub enum CollectionCmd {
 }
 
 pub fn collection(db: &Path, as_json: bool, cmd: CollectionCmd) -> Result<()> {
-    let d = open_db(db)?;
+    let d = match cmd {
+        CollectionCmd::List | CollectionCmd::Info { .. } => open_db_read(db)?,
+        _ => open_db(db)?,
+    };
     match cmd {
         CollectionCmd::Create {
             name,
@@ -306,7 +318,7 @@ pub struct GetArgs {
 }
 
 pub fn get(db: &Path, as_json: bool, a: GetArgs) -> Result<()> {
-    let d = open_db(db)?;
+    let d = open_db_read(db)?;
     let c = d.collection(&a.collection)?;
     let mut found = Vec::new();
     let mut missing = Vec::new();
@@ -388,7 +400,7 @@ pub struct CountArgs {
 }
 
 pub fn count(db: &Path, as_json: bool, a: CountArgs) -> Result<()> {
-    let d = open_db(db)?;
+    let d = open_db_read(db)?;
     let c = d.collection(&a.collection)?;
     let f = a.filter.as_deref().map(parse_filter).transpose()?;
     let n = c.count(f.as_ref());

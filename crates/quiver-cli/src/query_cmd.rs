@@ -1,7 +1,7 @@
 //! `quiver query COLLECTION plan.json`: runs a JSON query plan (see `quiver_query::plan`) through
 //! the engine (`Collection::query` with mode `plan`).
 
-use crate::ops::open_db;
+use crate::ops::open_db_read;
 use anyhow::{Context, Result};
 use clap::Args;
 use quiver::{Plan, Query};
@@ -31,7 +31,7 @@ pub fn run(db: &Path, as_json: bool, a: QueryArgs) -> Result<()> {
             .with_context(|| format!("reading plan {}", a.plan.display()))?
     };
     let plan = Plan::from_json(&text).with_context(|| format!("plan {}", a.plan.display()))?;
-    let d = open_db(db)?;
+    let d = open_db_read(db)?;
     let c = d.collection(&a.collection)?;
     let res = c.query(&Query::plan(plan))?;
     crate::search_text::print_result(&res, as_json, a.explain)

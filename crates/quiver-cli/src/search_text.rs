@@ -4,7 +4,7 @@
 //! preset of the engine's plan model; this file only maps flags and prints. Flags that do not
 //! apply to the mode that runs are rejected, never silently dropped.
 
-use crate::ops::{open_db, print_hits, SearchArgs};
+use crate::ops::{open_db_read, print_hits, SearchArgs};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, ValueEnum};
 use quiver::query::plan::{Fusion, Norm};
@@ -183,7 +183,7 @@ fn mode_name(m: ModeArg) -> &'static str {
 /// `quiver search`.
 pub fn run(db: &Path, as_json: bool, a: SearchArgs) -> Result<()> {
     let q = build_query(&a)?;
-    let d = open_db(db)?;
+    let d = open_db_read(db)?;
     let c: Collection = d.collection(&a.collection)?;
     let res = c.query(&q)?;
     print_result(&res, as_json, a.explain)

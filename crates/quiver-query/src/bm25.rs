@@ -3,7 +3,7 @@
 //! ```text
 //!   Bm25Request ─► analyzer(field).query_terms(text)
 //!     per sealed segment:  visible = snapshot rows     allowed = payload_index(filter) ∧ visible
-//!     mutable segment:     in-memory index (caught up)  allowed = visible ∧ filter(payload)
+//!     mutable chunks:      in-memory index (built at upsert)  allowed = visible ∧ filter(payload)
 //!   quiver_text::search: statistics over all visible rows, top k per segment ─► merge ─► top k
 //! ```
 
@@ -69,6 +69,21 @@ pub fn resolve_text_field(snap: &Snapshot, field: Option<&str>) -> Result<TextFi
     }
 }
 
+/// Rows of one mutable-segment chunk that are visible in a snapshot (and match `filter`).
+#[derive(Clone, Copy)]
+struct ChunkRows<'a> {
+    chunk: &'a quiver_storage::Chunk,
+    seq: u64,
+    filter: Option<&'a Filter>,
+}
+
+impl RowFilter for ChunkRows<'_> {
+    fn allows(&self, r: u32) -> bool {
+        self.chunk.visible(r, self.seq)
+            && self.filter.is_none_or(|f| f.matches(self.chunk.payload(r)))
+    }
+}
+
 /// BM25 candidates of one query: locations and scores, best first (ties by location).
 pub struct Bm25Candidates {
     /// (location, score), best first.
@@ -101,14 +116,21 @@ pub fn bm25_candidates(
         sets.push((visible, allowed));
         set_micros.push(t.elapsed().as_micros());
     }
-    let m = snap.version.mutable.read();
-    let t_mut = Instant::now();
-    let mem = m.text_index(&field);
-    let mut_index_micros = t_mut.elapsed().as_micros();
-    let m_visible = |r: u32| m.visible(r, snap.seq);
-    let m_allowed =
-        |r: u32| m.visible(r, snap.seq) && filter.is_none_or(|f| f.matches(m.payload(r)));
-    let mut views: Vec<SegmentView<'_>> = Vec::with_capacity(segs.len() + 1);
+    let chunk_filters: Vec<(ChunkRows<'_>, ChunkRows<'_>)> = snap
+        .version
+        .mutable
+        .chunks()
+        .iter()
+        .map(|c| {
+            let visible = ChunkRows {
+                chunk: c,
+                seq: snap.seq,
+                filter: None,
+            };
+            (visible, ChunkRows { filter, ..visible })
+        })
+        .collect();
+    let mut views: Vec<SegmentView<'_>> = Vec::with_capacity(segs.len() + chunk_filters.len());
     // Segment index of each sealed view.
     let mut sealed_sources: Vec<usize> = Vec::with_capacity(segs.len());
     for (s, (seg, (visible, allowed))) in segs.iter().zip(&sets).enumerate() {
@@ -125,17 +147,27 @@ pub fn bm25_candidates(
             },
         });
     }
-    views.push(SegmentView {
-        source: &*mem,
-        visible: &m_visible,
-        allowed: &m_allowed,
-    });
+    // The mutable segment's chunks, each with the text index built when its rows were written.
+    let mut chunk_starts = Vec::with_capacity(chunk_filters.len());
+    for (visible, allowed) in &chunk_filters {
+        if let Some(src) = visible.chunk.text(&field.name) {
+            chunk_starts.push(visible.chunk.start());
+            views.push(SegmentView {
+                source: src,
+                visible,
+                allowed,
+            });
+        }
+    }
+    let m = &snap.version.mutable;
     let total_rows: usize = segs.iter().map(|s| s.rows()).sum::<usize>() + m.rows();
     let k = k.min(total_rows);
     let (per_segment, stats) = quiver_text::search(&views, &terms, field.bm25, k)
         .map_err(|e| QueryError::Text(e.to_string()))?;
     let mut hits: Vec<(Loc, f32)> = Vec::new();
     let mut segments = Vec::new();
+    let t_mut = Instant::now();
+    let mut m_micros = 0u128;
     for (i, sh) in per_segment.iter().enumerate() {
         if let Some(&s_idx) = sealed_sources.get(i) {
             let seg = &segs[s_idx];
@@ -153,15 +185,27 @@ pub fn bm25_candidates(
                 micros: sh.micros + set_micros[s_idx],
             });
         } else {
-            hits.extend(sh.hits.iter().map(|&(r, score)| (Loc::Mutable(r), score)));
-            segments.push(SegmentPlan {
-                segment: "mutable".into(),
-                rows: m.rows(),
-                allowed: (0..m.rows() as u32).filter(|&r| m_allowed(r)).count(),
-                method: "bm25",
-                micros: sh.micros + mut_index_micros,
-            });
+            let start = chunk_starts[i - sealed_sources.len()];
+            hits.extend(
+                sh.hits
+                    .iter()
+                    .map(|&(r, score)| (Loc::Mutable(start + r), score)),
+            );
+            m_micros += sh.micros;
         }
+    }
+    {
+        let allowed = chunk_filters
+            .iter()
+            .map(|(_, a)| (0..a.chunk.rows() as u32).filter(|&r| a.allows(r)).count())
+            .sum();
+        segments.push(SegmentPlan {
+            segment: "mutable".into(),
+            rows: m.rows(),
+            allowed,
+            method: "bm25",
+            micros: m_micros + t_mut.elapsed().as_micros(),
+        });
     }
     hits.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     hits.truncate(k);

@@ -269,7 +269,7 @@ pub fn dense_candidates(
         .iter()
         .map(|s| s.rows())
         .sum::<usize>()
-        + snap.version.mutable.read().rows();
+        + snap.version.mutable.rows();
     let k = k.min(total_rows);
     let ef = ef.max(k).min(total_rows.max(1));
     let mut all: Vec<Candidate> = Vec::new();
@@ -328,29 +328,34 @@ pub fn dense_candidates(
     }
 
     let t = Instant::now();
-    let m = snap.version.mutable.read();
-    if let Some(vectors) = m.vectors(&field.name) {
-        let rows = m.rows();
-        let ok = |r: u32| m.visible(r, snap.seq) && filter.is_none_or(|f| f.matches(m.payload(r)));
-        let allowed: Vec<u32> = (0..rows as u32).filter(|&r| ok(r)).collect();
-        let n = allowed.len();
-        all.extend(
-            flat::search_rows(vectors, field.metric, q, k, allowed)
-                .into_iter()
-                .map(|h| Candidate {
-                    loc: Loc::Mutable(h.id),
-                    score: h.score,
-                }),
-        );
+    let m = &snap.version.mutable;
+    if snap.schema.dense(&field.name).is_some() {
+        let mut n = 0;
+        for c in m.chunks() {
+            let Some(vectors) = c.vectors(&field.name) else {
+                continue;
+            };
+            let ok =
+                |r: u32| c.visible(r, snap.seq) && filter.is_none_or(|f| f.matches(c.payload(r)));
+            let allowed: Vec<u32> = (0..c.rows() as u32).filter(|&r| ok(r)).collect();
+            n += allowed.len();
+            all.extend(
+                flat::search_rows(vectors, field.metric, q, k, allowed)
+                    .into_iter()
+                    .map(|h| Candidate {
+                        loc: Loc::Mutable(c.start() + h.id),
+                        score: h.score,
+                    }),
+            );
+        }
         explain.push(SegmentPlan {
             segment: "mutable".into(),
-            rows,
+            rows: m.rows(),
             allowed: n,
             method: "exact",
             micros: t.elapsed().as_micros(),
         });
     }
-    drop(m);
     // Ties by id, so results do not depend on how documents are spread over segments.
     let mut keyed: Vec<(Candidate, DocId)> =
         all.into_iter().map(|c| (c, snap.doc_id(c.loc))).collect();

@@ -135,22 +135,30 @@ fn search_mutable(
     explain: &mut Vec<SegmentPlan>,
 ) {
     let t = Instant::now();
-    let m = snap.version.mutable.read();
-    if let Some(sets) = m.multi(&field.name) {
-        let rows = m.rows().min(sets.len());
+    let m = &snap.version.mutable;
+    let mut n = 0;
+    let mut any = false;
+    for c in m.chunks() {
+        let Some(sets) = c.multi(&field.name) else {
+            continue;
+        };
+        any = true;
+        let rows = c.rows().min(sets.len());
         let allowed: Vec<u32> = (0..rows as u32)
             .filter(|&r| {
-                m.visible(r, snap.seq)
-                    && req.filter.as_ref().is_none_or(|f| f.matches(m.payload(r)))
+                c.visible(r, snap.seq)
+                    && req.filter.as_ref().is_none_or(|f| f.matches(c.payload(r)))
             })
             .collect();
-        let n = allowed.len();
+        n += allowed.len();
         for h in maxsim::search_rows(sets, q, req.k, allowed) {
-            all.push((h.score, Loc::Mutable(h.id)));
+            all.push((h.score, Loc::Mutable(c.start() + h.id)));
         }
+    }
+    if any {
         explain.push(SegmentPlan {
             segment: "mutable".into(),
-            rows,
+            rows: m.rows(),
             allowed: n,
             method: "maxsim",
             micros: t.elapsed().as_micros(),
@@ -351,15 +359,17 @@ pub(crate) fn plan_rescore(
     let req = MultiSearchRequest::new(field, query, 1);
     let (f, flat_q) = prepare(snap, &req)?;
     let q = Vectors::new(&flat_q, f.dim);
-    let m = snap.version.mutable.read();
+    let m = &snap.version.mutable;
     let mut cache: HashMap<usize, Option<quiver_index::MultiVectors<'_>>> = HashMap::new();
     Ok(locs
         .iter()
         .map(|&loc| match loc {
-            Loc::Mutable(r) => m
-                .multi(&f.name)
-                .filter(|s| (r as usize) < s.len())
-                .map_or(f32::NEG_INFINITY, |s| maxsim::maxsim(q, s.doc(r))),
+            Loc::Mutable(r) => {
+                let (c, local) = m.locate(r);
+                c.multi(&f.name)
+                    .filter(|s| (local as usize) < s.len())
+                    .map_or(f32::NEG_INFINITY, |s| maxsim::maxsim(q, s.doc(local)))
+            }
             Loc::Sealed(si, r) => {
                 let sets = *cache.entry(si).or_insert_with(|| {
                     snap.version

@@ -978,19 +978,24 @@ impl Exec<'_> {
         let mut out = Vec::new();
         let mut plans = Vec::new();
         let t = Instant::now();
-        let m = snap.version.mutable.read();
-        if let Some(vectors) = m.vectors(&field.name) {
+        let m = &snap.version.mutable;
+        if snap.schema.dense(&field.name).is_some() {
             let mut heap = TopK::new(limit.min(m.rows()));
             let mut n_allowed = 0;
-            for r in 0..m.rows() as u32 {
-                if m.visible(r, snap.seq)
-                    && self.filter.as_ref().is_none_or(|f| f.matches(m.payload(r)))
-                {
-                    n_allowed += 1;
-                    heap.push(Neighbor {
-                        id: r,
-                        score: prefix_score(field.metric, qp, &vectors.row(r)[..n]),
-                    });
+            for c in m.chunks() {
+                let Some(vectors) = c.vectors(&field.name) else {
+                    continue;
+                };
+                for r in 0..c.rows() as u32 {
+                    if c.visible(r, snap.seq)
+                        && self.filter.as_ref().is_none_or(|f| f.matches(c.payload(r)))
+                    {
+                        n_allowed += 1;
+                        heap.push(Neighbor {
+                            id: c.start() + r,
+                            score: prefix_score(field.metric, qp, &vectors.row(r)[..n]),
+                        });
+                    }
                 }
             }
             plans.push(SegmentPlan {

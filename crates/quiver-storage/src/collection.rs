@@ -1,40 +1,42 @@
-//! A collection: schema + redb-backed mutable segment + sealed segments listed in a manifest.
+//! A collection: schema + write-ahead log + mutable segment + sealed segments listed in a manifest.
 //!
 //! ```text
 //! collections/<name>/
 //!   schema.json
-//!   wal.redb            tables: docs (key -> record), tombstones (key -> seq), meta (next_seq)
-//!   manifest.json       {"segments": [...], "flushed_seq": S, "next_segment": N}  (tmp + rename)
+//!   manifest.json       segments, flushed_seq, wal_gen, compacted_seq (manifest.rs)
+//!   wal/<gen>.log       the write-ahead log, one generation per seal (wal.rs)
 //!   segments/seg-*/     immutable sealed segments (segment.rs)
 //! ```
 //!
-//! Every write gets sequence numbers and is committed to redb (fsync) before it is acknowledged and
-//! applied in memory. Readers take a [`Snapshot`]: the current version (segment list + mutable
-//! segment) and the last committed sequence number; rows written or deleted later are invisible to
-//! it. When the mutable segment reaches `mutable_max_rows` live rows it is sealed: written as a
-//! segment, named in a new manifest (`flushed_seq` = the snapshot it holds), then the redb docs
-//! table is cleared. Compaction merges all sealed segments into one, dropping deleted rows, and
-//! clears the tombstones. A crash between any two steps is repaired on open by sequence numbers:
-//! redb docs at or below `flushed_seq` are already sealed, unlisted segment directories are orphans.
+//! Every write gets sequence numbers and is appended to the log (fdatasync) before it is
+//! acknowledged; then it is applied to a new frozen version of the mutable segment and published
+//! with one pointer swap. Readers take a [`Snapshot`]: the current version and the last committed
+//! sequence number; rows written or deleted later are invisible to it, and no reader ever waits on
+//! the writer. When the mutable segment reaches `mutable_max_rows` live rows (or
+//! `mutable_max_bytes`), it is *sealed*: written as a segment, a new log generation is started
+//! (carrying the deletes since the last compaction), the manifest names both, and the old log is
+//! removed. Compaction merges all sealed segments into one, dropping deleted rows. A crash between
+//! any two steps is repaired on open by sequence numbers (see ARCHITECTURE.md's table).
+//!
+//! A collection opened read-only (another process may be writing) replays the log as it is at
+//! open and never changes a file.
 
+use crate::db::Readers;
 use crate::doc::{DocId, Document, StoredDoc};
 use crate::filter::Filter;
-use crate::mutable::MutableSegment;
+use crate::manifest::{self, Manifest};
+use crate::mutable::{MutableSegment, NewRow};
 use crate::schema::Schema;
-use crate::segment::{sync_dir, NoProgress, Progress, Segment, SegmentData, LIVE};
+use crate::segment::{NoProgress, Progress, Segment, SegmentData};
+use crate::snapshot::{Loc, Snapshot, Version};
+use crate::wal::{LogWriter, Record};
 use crate::{io_err, StorageError};
+use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
-use quiver_index::Bitset;
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-const DOCS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("docs");
-const TOMBSTONES: TableDefinition<&[u8], u64> = TableDefinition::new("tombstones");
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// Sealed segments beyond this count trigger a compaction after a seal.
 const MAX_SEGMENTS: usize = 8;
@@ -49,63 +51,20 @@ fn test_event(what: &str) {
     }
 }
 
-/// Columns of the rows a compaction keeps: ids, sequence numbers, payloads, vectors by field.
-type Gathered = (
-    Vec<DocId>,
-    Vec<u64>,
-    Vec<serde_json::Map<String, serde_json::Value>>,
-    BTreeMap<String, Vec<f32>>,
-);
-
-fn redb_err(e: impl Into<redb::Error>) -> StorageError {
-    let e: redb::Error = e.into();
-    match e {
-        redb::Error::DatabaseAlreadyOpen => StorageError::Locked {
-            path: "wal.redb".into(),
-        },
-        other => StorageError::Redb(other.to_string()),
-    }
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Manifest {
-    format: u32,
-    segments: Vec<String>,
-    flushed_seq: u64,
-    next_segment: u64,
-}
-
-/// The sealed segments and mutable segment that one snapshot reads.
-pub struct Version {
-    /// Sealed segments, oldest first.
-    pub segments: Vec<Arc<Segment>>,
-    /// The mutable segment.
-    pub mutable: Arc<RwLock<MutableSegment>>,
-}
-
-/// A consistent read view: what was committed up to `seq`.
-#[derive(Clone)]
-pub struct Snapshot {
-    /// Segments.
-    pub version: Arc<Version>,
-    /// Last sequence number visible.
-    pub seq: u64,
-    /// Schema.
-    pub schema: Arc<Schema>,
-}
-
-/// Where a document's row lives in a [`Version`]: the mutable segment or sealed segment `s`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Loc {
-    /// Row of the mutable segment.
-    Mutable(u32),
-    /// Segment index (into [`Version::segments`]) and row.
-    Sealed(usize, u32),
+/// What readers load: a version and the last sequence number visible in it.
+struct Published {
+    version: Arc<Version>,
+    seq: u64,
 }
 
 struct Writer {
     next_seq: u64,
     manifest: Manifest,
+    log: LogWriter,
+    /// Live location of every id (the writer's own index; readers go through snapshots).
+    ids: HashMap<DocId, Loc>,
+    /// Deletes since the last compaction, carried into each new log generation.
+    carried: HashMap<Vec<u8>, u64>,
 }
 
 /// Result of a write.
@@ -135,6 +94,8 @@ pub struct CollectionInfo {
     pub graph_bytes: usize,
     /// Last committed sequence number.
     pub seq: u64,
+    /// Bytes of the write-ahead log files on disk.
+    pub wal_bytes: u64,
     /// Vectors per document of each multi field.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub multi: Vec<crate::multi::MultiInfo>,
@@ -142,15 +103,16 @@ pub struct CollectionInfo {
     pub dense: Vec<crate::tiers::DenseTierInfo>,
 }
 
-/// An open collection. All methods take `&self`; writes serialise on an internal lock.
+/// An open collection. All methods take `&self`; writes serialise on an internal lock, reads take
+/// no lock at all.
 pub struct Collection {
     name: String,
     dir: PathBuf,
     schema: Arc<Schema>,
-    wal: redb::Database,
-    current: RwLock<(Arc<Version>, u64)>,
-    ids: RwLock<HashMap<DocId, Loc>>,
-    writer: Mutex<Writer>,
+    current: ArcSwap<Published>,
+    /// `None`: opened read-only.
+    writer: Option<Mutex<Writer>>,
+    readers: Arc<Readers>,
     progress: RwLock<Arc<dyn Progress>>,
     dropped: std::sync::atomic::AtomicBool,
 }
@@ -160,33 +122,9 @@ impl std::fmt::Debug for Collection {
         f.debug_struct("Collection")
             .field("name", &self.name)
             .field("dir", &self.dir)
+            .field("read_only", &self.writer.is_none())
             .finish()
     }
-}
-
-fn dims(schema: &Schema) -> BTreeMap<String, usize> {
-    schema
-        .dense_fields()
-        .into_iter()
-        .map(|f| (f.name, f.dim))
-        .collect()
-}
-
-fn write_manifest(dir: &Path, m: &Manifest) -> Result<(), StorageError> {
-    let path = dir.join("manifest.json");
-    let tmp = dir.join("manifest.json.tmp");
-    let bytes = serde_json::to_vec_pretty(m).map_err(|e| StorageError::Io {
-        path: tmp.display().to_string(),
-        source: std::io::Error::other(e),
-    })?;
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(&bytes).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
-    }
-    std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    sync_dir(dir)
 }
 
 impl Collection {
@@ -196,212 +134,61 @@ impl Collection {
         let sp = dir.join("schema.json");
         std::fs::write(&sp, schema.to_json()).map_err(io_err(&sp))?;
         std::fs::create_dir_all(dir.join("segments")).map_err(io_err(dir))?;
-        write_manifest(
-            dir,
-            &Manifest {
-                format: 1,
-                ..Default::default()
-            },
-        )
+        let m = Manifest::new();
+        LogWriter::create(dir, m.wal_gen)?;
+        manifest::write(dir, &m)
     }
 
-    /// Opens (and recovers) the collection stored in `dir`.
-    pub fn open(name: &str, dir: &Path) -> Result<Collection, StorageError> {
+    fn read_schema(dir: &Path) -> Result<Schema, StorageError> {
         let sp = dir.join("schema.json");
-        let schema_text = std::fs::read_to_string(&sp).map_err(io_err(&sp))?;
-        let schema = Schema::parse(&schema_text).map_err(|e| StorageError::Corrupt {
+        let text = std::fs::read_to_string(&sp).map_err(io_err(&sp))?;
+        Schema::parse(&text).map_err(|e| StorageError::Corrupt {
             file: sp.display().to_string(),
             msg: e.to_string(),
-        })?;
-        let mp = dir.join("manifest.json");
-        let manifest: Manifest = match std::fs::read(&mp) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| StorageError::Corrupt {
-                file: mp.display().to_string(),
-                msg: e.to_string(),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // The manifest is created with the collection and only ever replaced atomically:
-                // if it is gone while sealed data exists, that is damage, not an empty collection.
-                let has_segments = std::fs::read_dir(dir.join("segments"))
-                    .map(|mut d| d.next().is_some())
-                    .unwrap_or(false);
-                if has_segments {
-                    return Err(StorageError::Corrupt {
-                        file: mp.display().to_string(),
-                        msg: "missing, but segments/ holds data; refusing to guess".into(),
-                    });
-                }
-                Manifest {
-                    format: 1,
-                    ..Default::default()
-                }
-            }
-            Err(e) => {
-                return Err(StorageError::Io {
-                    path: mp.display().to_string(),
-                    source: e,
-                })
-            }
-        };
-        let _ = std::fs::remove_file(dir.join("manifest.json.tmp"));
-        let seg_dir = dir.join("segments");
-        std::fs::create_dir_all(&seg_dir).map_err(io_err(&seg_dir))?;
-        // Orphans: segment directories the manifest does not name (a crash before the manifest
-        // swap, or after it but before old segments were removed).
-        let listed: HashSet<&str> = manifest.segments.iter().map(|s| s.as_str()).collect();
-        for entry in std::fs::read_dir(&seg_dir).map_err(io_err(&seg_dir))? {
-            let entry = entry.map_err(io_err(&seg_dir))?;
-            let n = entry.file_name().to_string_lossy().to_string();
-            if !listed.contains(n.as_str()) {
-                let p = entry.path();
-                let r = if p.is_dir() {
-                    std::fs::remove_dir_all(&p)
-                } else {
-                    std::fs::remove_file(&p)
-                };
-                r.map_err(io_err(&p))?;
-            }
-        }
-        let segments: Vec<Arc<Segment>> = manifest
-            .segments
-            .iter()
-            .map(|n| Segment::open(&schema, &seg_dir, n).map(Arc::new))
-            .collect::<Result<_, _>>()?;
+        })
+    }
 
-        let wal_path = dir.join("wal.redb");
-        let wal = redb::Database::create(&wal_path).map_err(|e| match redb_err(e) {
-            StorageError::Locked { .. } => StorageError::Locked {
-                path: wal_path.display().to_string(),
-            },
-            StorageError::Redb(m) => StorageError::Corrupt {
-                file: wal_path.display().to_string(),
-                msg: m,
-            },
-            other => other,
-        })?;
-        let mut ids: HashMap<DocId, (u64, Loc)> = HashMap::new();
-        let mut mutable = MutableSegment::new(dims(&schema));
-        let mut max_seq = manifest.flushed_seq;
-        let mut stale: Vec<Vec<u8>> = Vec::new();
-        let mut meta_next = 0;
-        let mut tombstones: Vec<(DocId, u64)> = Vec::new();
-        let mut pending: Vec<StoredDoc> = Vec::new();
-        {
-            let txn = wal.begin_read().map_err(redb_err)?;
-            match txn.open_table(META) {
-                Ok(t) => {
-                    meta_next = t
-                        .get("next_seq")
-                        .map_err(redb_err)?
-                        .map(|v| v.value())
-                        .unwrap_or(0)
-                }
-                Err(redb::TableError::TableDoesNotExist(_)) => {}
-                Err(e) => return Err(redb_err(e)),
-            }
-            match txn.open_table(TOMBSTONES) {
-                Ok(t) => {
-                    for item in t.iter().map_err(redb_err)? {
-                        let (k, v) = item.map_err(redb_err)?;
-                        tombstones.push((DocId::from_key(k.value())?, v.value()));
-                    }
-                }
-                Err(redb::TableError::TableDoesNotExist(_)) => {}
-                Err(e) => return Err(redb_err(e)),
-            }
-            match txn.open_table(DOCS) {
-                Ok(t) => {
-                    for item in t.iter().map_err(redb_err)? {
-                        let (k, v) = item.map_err(redb_err)?;
-                        let id = DocId::from_key(k.value())?;
-                        let doc = schema.decode(id, v.value(), &wal_path.display().to_string())?;
-                        if doc.seq <= manifest.flushed_seq {
-                            stale.push(k.value().to_vec());
-                        } else {
-                            pending.push(doc);
-                        }
-                    }
-                }
-                Err(redb::TableError::TableDoesNotExist(_)) => {}
-                Err(e) => return Err(redb_err(e)),
-            }
-        }
-        let mut version_segments = segments;
-        // Resolve the live version of every id by sequence number.
-        for (si, seg) in version_segments.iter().enumerate() {
-            for row in 0..seg.rows() as u32 {
-                let (id, seq) = (seg.id(row).clone(), seg.seq(row));
-                max_seq = max_seq.max(seq);
-                match ids.get(&id) {
-                    Some(&(old_seq, _)) if old_seq >= seq => {
-                        seg.mark_deleted(row, old_seq);
-                    }
-                    prev => {
-                        if let Some(&(_, Loc::Sealed(os, orow))) = prev {
-                            version_segments[os].mark_deleted(orow, seq);
-                        }
-                        ids.insert(id, (seq, Loc::Sealed(si, row)));
-                    }
-                }
-            }
-        }
-        pending.sort_by_key(|d| d.seq);
-        for doc in pending {
-            max_seq = max_seq.max(doc.seq);
-            mutable.push_multi(&schema, &doc.multi, &doc.multi_raw);
-            let row = mutable.push(doc.id.clone(), doc.seq, doc.payload, &doc.vectors);
-            match ids.get(&doc.id) {
-                Some(&(old_seq, _)) if old_seq >= doc.seq => mutable.mark_superseded(row, old_seq),
-                prev => {
-                    match prev {
-                        Some(&(_, Loc::Sealed(os, orow))) => {
-                            version_segments[os].mark_deleted(orow, doc.seq)
-                        }
-                        Some(&(_, Loc::Mutable(orow))) => mutable.mark_superseded(orow, doc.seq),
-                        None => {}
-                    }
-                    ids.insert(doc.id, (doc.seq, Loc::Mutable(row)));
-                }
-            }
-        }
-        for (id, t) in tombstones {
-            max_seq = max_seq.max(t);
-            if let Some(&(seq, loc)) = ids.get(&id) {
-                if seq < t {
-                    match loc {
-                        Loc::Sealed(s, r) => version_segments[s].mark_deleted(r, t),
-                        Loc::Mutable(r) => mutable.mark_superseded(r, t),
-                    }
-                    ids.remove(&id);
-                }
-            }
-        }
-        if !stale.is_empty() {
-            let txn = wal.begin_write().map_err(redb_err)?;
-            {
-                let mut t = txn.open_table(DOCS).map_err(redb_err)?;
-                for k in &stale {
-                    t.remove(k.as_slice()).map_err(redb_err)?;
-                }
-            }
-            txn.commit().map_err(redb_err)?;
-        }
-        let next_seq = meta_next.max(max_seq + 1).max(1);
+    /// Opens (and recovers) the collection stored in `dir`; `read_only`: change nothing on disk
+    /// and refuse writes (another process may hold the database for writing).
+    pub(crate) fn open(
+        name: &str,
+        dir: &Path,
+        read_only: bool,
+        readers: Arc<Readers>,
+    ) -> Result<Collection, StorageError> {
+        let schema = Self::read_schema(dir)?;
+        let rec = crate::recovery::recover(dir, &schema, !read_only)?;
         let version = Arc::new(Version {
-            segments: std::mem::take(&mut version_segments),
-            mutable: Arc::new(RwLock::new(mutable)),
+            segments: rec.segments,
+            mutable: Arc::new(rec.mutable),
         });
-        Ok(Collection {
+        let writer = rec.log.map(|log| {
+            Mutex::new(Writer {
+                next_seq: rec.last_seq + 1,
+                manifest: rec.manifest,
+                log,
+                ids: rec.ids,
+                carried: rec.carried,
+            })
+        });
+        let c = Collection {
             name: name.to_string(),
             dir: dir.to_path_buf(),
             schema: Arc::new(schema),
-            wal,
-            current: RwLock::new((version, next_seq - 1)),
-            ids: RwLock::new(ids.into_iter().map(|(k, (_, l))| (k, l)).collect()),
-            writer: Mutex::new(Writer { next_seq, manifest }),
+            current: ArcSwap::from_pointee(Published {
+                version,
+                seq: rec.last_seq,
+            }),
+            writer,
+            readers,
             progress: RwLock::new(Arc::new(NoProgress)),
             dropped: std::sync::atomic::AtomicBool::new(false),
-        })
+        };
+        if let Some(w) = &c.writer {
+            let _ = std::fs::remove_file(dir.join("manifest.json.tmp"));
+            c.collect_garbage(&w.lock().manifest)?;
+        }
+        Ok(c)
     }
 
     /// Name.
@@ -414,11 +201,16 @@ impl Collection {
         &self.schema
     }
 
+    /// Whether this handle refuses writes.
+    pub fn is_read_only(&self) -> bool {
+        self.writer.is_none()
+    }
+
     /// Marks this handle dropped (its files are about to be removed): every later write fails with
     /// [`StorageError::CollectionNotFound`], so a stale handle can never write into a new
     /// collection created under the same name.
     pub(crate) fn mark_dropped(&self) {
-        let _w = self.writer.lock();
+        let _w = self.writer.as_ref().map(|w| w.lock());
         self.dropped
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
@@ -433,34 +225,43 @@ impl Collection {
         Ok(())
     }
 
+    fn writer(&self) -> Result<parking_lot::MutexGuard<'_, Writer>, StorageError> {
+        let w = self.writer.as_ref().ok_or_else(|| StorageError::ReadOnly {
+            path: self.dir.display().to_string(),
+        })?;
+        let g = w.lock();
+        self.check_live()?;
+        Ok(g)
+    }
+
     /// Where index-build progress is reported.
     pub fn set_progress(&self, p: Arc<dyn Progress>) {
         *self.progress.write() = p;
     }
 
-    /// A consistent read view of everything committed so far.
+    /// A consistent read view of everything committed so far (one atomic load).
     pub fn snapshot(&self) -> Snapshot {
-        let cur = self.current.read();
+        let cur = self.current.load();
         Snapshot {
-            version: cur.0.clone(),
-            seq: cur.1,
+            version: cur.version.clone(),
+            seq: cur.seq,
             schema: self.schema.clone(),
         }
     }
 
+    fn publish(&self, version: Arc<Version>, seq: u64) {
+        self.current.store(Arc::new(Published { version, seq }));
+    }
+
     fn supersede(version: &Version, loc: Loc, seq: u64) {
         match loc {
-            Loc::Mutable(r) => version.mutable.write().mark_superseded(r, seq),
+            Loc::Mutable(r) => version.mutable.mark_superseded(r, seq),
             Loc::Sealed(s, r) => version.segments[s].mark_deleted(r, seq),
         }
     }
 
-    /// Inserts or replaces documents, atomically: either the whole batch is validated and
-    /// committed (durable when this returns), or nothing is written. Errors name the offending
-    /// document (by position in the batch and id) and field.
-    pub fn upsert(&self, docs: Vec<Document>) -> Result<WriteReport, StorageError> {
-        let mut w = self.writer.lock();
-        self.check_live()?;
+    /// Validates a batch: every document against the schema, no id twice; multi fields pruned.
+    fn prepare(&self, docs: Vec<Document>) -> Result<Vec<(DocId, Document)>, StorageError> {
         let mut prepared = Vec::with_capacity(docs.len());
         let mut seen: HashMap<DocId, usize> = HashMap::with_capacity(docs.len());
         for (i, d) in docs.into_iter().enumerate() {
@@ -480,6 +281,15 @@ impl Collection {
             prepared.push((id, doc));
         }
         crate::multi::prune_batch(&self.schema, &mut prepared)?;
+        Ok(prepared)
+    }
+
+    /// Inserts or replaces documents, atomically: either the whole batch is validated and
+    /// committed (durable when this returns), or nothing is written. Errors name the offending
+    /// document (by position in the batch and id) and field.
+    pub fn upsert(&self, docs: Vec<Document>) -> Result<WriteReport, StorageError> {
+        let mut w = self.writer()?;
+        let prepared = self.prepare(docs)?;
         if prepared.is_empty() {
             return Ok(WriteReport {
                 count: 0,
@@ -489,50 +299,55 @@ impl Collection {
         }
         let seq0 = w.next_seq;
         let last = seq0 + prepared.len() as u64 - 1;
-        let txn = self.wal.begin_write().map_err(redb_err)?;
-        {
-            let mut t = txn.open_table(DOCS).map_err(redb_err)?;
-            for (i, (id, doc)) in prepared.iter().enumerate() {
-                t.insert(
-                    id.to_key().as_slice(),
-                    self.schema.encode(seq0 + i as u64, doc).as_slice(),
-                )
-                .map_err(redb_err)?;
-            }
-            let mut m = txn.open_table(META).map_err(redb_err)?;
-            m.insert("next_seq", last + 1).map_err(redb_err)?;
-        }
-        txn.commit().map_err(redb_err)?;
-        // Durable. Apply in memory and publish.
+        let record = Record::Upsert(
+            prepared
+                .iter()
+                .enumerate()
+                .map(|(i, (id, doc))| (id.to_key(), self.schema.encode(seq0 + i as u64, doc)))
+                .collect(),
+        );
+        w.log.append(&record)?;
+        drop(record);
+        // Durable. Build the next version and publish it.
         w.next_seq = last + 1;
-        let mut ids = self.ids.write();
-        let mut cur = self.current.write();
-        let version = cur.0.clone();
-        {
-            let mut m = version.mutable.write();
-            for (i, (id, doc)) in prepared.into_iter().enumerate() {
-                let seq = seq0 + i as u64;
-                m.push_multi(&self.schema, &doc.multi, &doc.multi_raw);
-                let row = m.push(id.clone(), seq, doc.payload, &doc.vectors);
-                if let Some(old) = ids.insert(id, Loc::Mutable(row)) {
-                    match old {
-                        Loc::Mutable(r) => m.mark_superseded(r, seq),
-                        Loc::Sealed(s, r) => version.segments[s].mark_deleted(r, seq),
-                    }
+        let cur = self.current.load_full();
+        let mut ids = Vec::with_capacity(prepared.len());
+        let rows: Vec<NewRow> = prepared
+            .into_iter()
+            .enumerate()
+            .map(|(i, (id, doc))| {
+                ids.push(id.clone());
+                NewRow {
+                    id,
+                    seq: seq0 + i as u64,
+                    payload: doc.payload,
+                    vectors: doc.vectors,
+                    multi: doc.multi,
+                    multi_raw: doc.multi_raw,
                 }
+            })
+            .collect();
+        let (mutable, first) = cur.version.mutable.append(&self.schema, rows);
+        let version = Version {
+            segments: cur.version.segments.clone(),
+            mutable: Arc::new(mutable),
+        };
+        for (i, id) in ids.into_iter().enumerate() {
+            if let Some(old) = w.ids.insert(id, Loc::Mutable(first + i as u32)) {
+                Self::supersede(&version, old, seq0 + i as u64);
             }
         }
-        cur.1 = last;
-        let (live, rows) = {
-            let m = version.mutable.read();
-            (m.live_rows(), m.rows())
-        };
-        drop(cur);
-        drop(ids);
+        let (live, rows, bytes) = (
+            version.mutable.live_rows(),
+            version.mutable.rows(),
+            version.mutable.bytes(),
+        );
+        self.publish(Arc::new(version), last);
         let count = (last + 1 - seq0) as usize;
-        // Seal on live rows, or on all rows when the same ids are rewritten over and over.
+        // Seal on live rows, on bytes, or on all rows when the same ids are rewritten over and over.
+        let max = self.schema.mutable_max_rows;
         let mut maintenance_error = None;
-        if live >= self.schema.mutable_max_rows || rows >= 2 * self.schema.mutable_max_rows {
+        if live >= max || rows >= 2 * max || bytes >= self.schema.mutable_max_bytes {
             test_event("seal-start");
             let sealed = self.seal_locked(&mut w);
             test_event(if sealed.is_ok() {
@@ -553,7 +368,7 @@ impl Collection {
 
     /// Deletes documents by id (ids that do not exist are skipped). Durable when this returns.
     pub fn delete(&self, doc_ids: &[DocId]) -> Result<WriteReport, StorageError> {
-        let mut w = self.writer.lock();
+        let mut w = self.writer()?;
         self.delete_locked(&mut w, doc_ids)
     }
 
@@ -562,13 +377,11 @@ impl Collection {
         w: &mut Writer,
         doc_ids: &[DocId],
     ) -> Result<WriteReport, StorageError> {
-        self.check_live()?;
         let present: Vec<DocId> = {
-            let ids = self.ids.read();
             let mut seen = HashSet::new();
             doc_ids
                 .iter()
-                .filter(|i| ids.contains_key(i) && seen.insert((*i).clone()))
+                .filter(|i| w.ids.contains_key(i) && seen.insert((*i).clone()))
                 .cloned()
                 .collect()
         };
@@ -580,28 +393,20 @@ impl Collection {
             });
         }
         let seq = w.next_seq;
-        let txn = self.wal.begin_write().map_err(redb_err)?;
-        {
-            let mut d = txn.open_table(DOCS).map_err(redb_err)?;
-            let mut t = txn.open_table(TOMBSTONES).map_err(redb_err)?;
-            for id in &present {
-                let k = id.to_key();
-                d.remove(k.as_slice()).map_err(redb_err)?;
-                t.insert(k.as_slice(), seq).map_err(redb_err)?;
-            }
-            let mut m = txn.open_table(META).map_err(redb_err)?;
-            m.insert("next_seq", seq + 1).map_err(redb_err)?;
-        }
-        txn.commit().map_err(redb_err)?;
+        let keys: Vec<Vec<u8>> = present.iter().map(|id| id.to_key()).collect();
+        w.log.append(&Record::Delete {
+            seq,
+            keys: keys.clone(),
+        })?;
         w.next_seq = seq + 1;
-        let mut ids = self.ids.write();
-        let mut cur = self.current.write();
-        for id in &present {
-            if let Some(loc) = ids.remove(id) {
-                Self::supersede(&cur.0, loc, seq);
+        let cur = self.current.load_full();
+        for (id, k) in present.iter().zip(keys) {
+            if let Some(loc) = w.ids.remove(id) {
+                Self::supersede(&cur.version, loc, seq);
             }
+            w.carried.insert(k, seq);
         }
-        cur.1 = seq;
+        self.publish(cur.version.clone(), seq);
         Ok(WriteReport {
             count: present.len(),
             seq,
@@ -613,7 +418,7 @@ impl Collection {
     pub fn delete_by_filter(&self, filter: &Filter) -> Result<WriteReport, StorageError> {
         // The writer lock is held from evaluation to commit, so no write in between can change
         // which documents match.
-        let mut w = self.writer.lock();
+        let mut w = self.writer()?;
         let mut victims = Vec::new();
         self.snapshot()
             .for_each_visible(Some(filter), |id| victims.push(id.clone()));
@@ -622,17 +427,12 @@ impl Collection {
 
     /// The current version of a document.
     pub fn get(&self, id: &DocId) -> Option<StoredDoc> {
-        let ids = self.ids.read();
-        let loc = *ids.get(id)?;
-        let cur = self.current.read();
-        Some(doc_at(&cur.0, &self.schema, loc))
+        self.snapshot().get(id)
     }
 
     /// Live documents (matching `filter`, if given).
     pub fn count(&self, filter: Option<&Filter>) -> usize {
-        let mut n = 0;
-        self.snapshot().for_each_visible(filter, |_| n += 1);
-        n
+        self.snapshot().count(filter)
     }
 
     /// Up to `limit` documents in id order, starting after `after`; returns them and the cursor for
@@ -643,151 +443,125 @@ impl Collection {
         limit: usize,
         filter: Option<&Filter>,
     ) -> (Vec<StoredDoc>, Option<DocId>) {
-        let snap = self.snapshot();
-        let mut all: Vec<(DocId, Loc)> = Vec::new();
-        snap.for_each_visible_loc(filter, |id, loc| {
-            if after.is_none_or(|a| id > a) {
-                all.push((id.clone(), loc));
-            }
-        });
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        let more = all.len() > limit;
-        all.truncate(limit);
-        let next = if more {
-            all.last().map(|x| x.0.clone())
-        } else {
-            None
-        };
-        (
-            all.into_iter()
-                .map(|(_, loc)| doc_at(&snap.version, &self.schema, loc))
-                .collect(),
-            next,
-        )
+        self.snapshot().scroll(after, limit, filter)
     }
 
     /// Seals the mutable segment now (no-op when it is empty).
     pub fn flush(&self) -> Result<(), StorageError> {
-        let mut w = self.writer.lock();
+        let mut w = self.writer()?;
         self.seal_locked(&mut w)
     }
 
     /// Merges all sealed segments into one, dropping deleted and replaced rows.
     pub fn compact(&self) -> Result<(), StorageError> {
-        let mut w = self.writer.lock();
+        let mut w = self.writer()?;
         self.compact_locked(&mut w)
     }
 
-    fn gather(&self, rows: &[(Loc, &Version)]) -> Gathered {
+    /// The rows at `locs` as the columns of a new segment.
+    fn gather(&self, snap: &Snapshot, locs: &[Loc]) -> SegmentData {
         let dense = self.schema.dense_fields();
-        let mut ids = Vec::with_capacity(rows.len());
-        let mut seqs = Vec::with_capacity(rows.len());
-        let mut payloads = Vec::with_capacity(rows.len());
-        let mut vectors: BTreeMap<String, Vec<f32>> = dense
-            .iter()
-            .map(|f| (f.name.clone(), Vec::with_capacity(rows.len() * f.dim)))
-            .collect();
-        for &(loc, version) in rows {
-            let d = doc_at(version, &self.schema, loc);
-            ids.push(d.id);
-            seqs.push(d.seq);
-            payloads.push(d.payload);
+        let mut data = SegmentData {
+            ids: Vec::with_capacity(locs.len()),
+            seqs: Vec::with_capacity(locs.len()),
+            payloads: Vec::with_capacity(locs.len()),
+            vectors: dense
+                .iter()
+                .map(|f| (f.name.clone(), Vec::with_capacity(locs.len() * f.dim)))
+                .collect(),
+            multi: crate::multi::columns(&self.schema),
+        };
+        for &loc in locs {
+            let d = snap.doc(loc);
+            data.ids.push(d.id);
+            data.seqs.push(d.seq);
+            data.payloads.push(d.payload);
             for (name, v) in d.vectors {
-                if let Some(store) = vectors.get_mut(&name) {
+                if let Some(store) = data.vectors.get_mut(&name) {
                     store.extend_from_slice(&v);
                 }
             }
-        }
-        (ids, seqs, payloads, vectors)
-    }
-
-    fn gather_multi(
-        &self,
-        rows: &[(Loc, &Version)],
-    ) -> BTreeMap<String, crate::multi::MultiColumn> {
-        let mut cols = crate::multi::columns(&self.schema);
-        if cols.is_empty() {
-            return cols;
-        }
-        for &(loc, version) in rows {
-            match loc {
-                Loc::Mutable(r) => {
-                    let m = version.mutable.read();
-                    crate::multi::copy_row(&mut cols, &m.multi, r);
+            if !data.multi.is_empty() {
+                match loc {
+                    Loc::Mutable(r) => snap.version.mutable.copy_multi_row(&mut data.multi, r),
+                    Loc::Sealed(s, r) => {
+                        snap.version.segments[s].copy_multi_row(&mut data.multi, r)
+                    }
                 }
-                Loc::Sealed(s, r) => version.segments[s].copy_multi_row(&mut cols, r),
             }
         }
-        cols
+        data
+    }
+
+    /// Writes `data` as a new segment named from the manifest's counter.
+    fn write_segment(
+        &self,
+        w: &mut Writer,
+        manifest: &mut Manifest,
+        data: SegmentData,
+    ) -> Result<Arc<Segment>, StorageError> {
+        let name = format!("seg-{:016x}", manifest.next_segment);
+        manifest.next_segment += 1;
+        // Never reuse a name, even if this write fails half-way.
+        w.manifest.next_segment = manifest.next_segment;
+        let progress = self.progress.read().clone();
+        let seg = Segment::write(
+            &self.schema,
+            &self.dir.join("segments"),
+            &name,
+            data,
+            progress.as_ref(),
+        )?;
+        manifest.segments.push(name);
+        Ok(Arc::new(seg))
     }
 
     fn seal_locked(&self, w: &mut Writer) -> Result<(), StorageError> {
         self.check_live()?;
-        let (version, seq) = self.current.read().clone();
-        let live: Vec<u32> = {
-            let m = version.mutable.read();
-            if m.rows() == 0 {
-                return Ok(());
-            }
-            (0..m.rows() as u32)
-                .filter(|&r| m.superseded_at[r as usize] == LIVE)
-                .collect()
-        };
-        let rows: Vec<(Loc, &Version)> = live
-            .iter()
-            .map(|&r| (Loc::Mutable(r), version.as_ref()))
+        let snap = self.snapshot();
+        let m = &snap.version.mutable;
+        if m.rows() == 0 {
+            return Ok(());
+        }
+        let live: Vec<Loc> = (0..m.rows() as u32)
+            .filter(|&r| m.is_live(r))
+            .map(Loc::Mutable)
             .collect();
-        let (ids, seqs, payloads, vectors) = self.gather(&rows);
-        let multi = self.gather_multi(&rows);
         let mut manifest = w.manifest.clone();
-        let mut new_segments = version.segments.clone();
-        if !ids.is_empty() {
-            let name = format!("seg-{:016x}", manifest.next_segment);
-            manifest.next_segment += 1;
-            // Never reuse a name, even if this seal fails half-way.
-            w.manifest.next_segment = manifest.next_segment;
-            let data = SegmentData {
-                ids: ids.clone(),
-                seqs,
-                payloads: payloads.iter().collect(),
-                vectors,
-                multi,
-            };
-            let progress = self.progress.read().clone();
-            let seg = Segment::write(
-                &self.schema,
-                &self.dir.join("segments"),
-                &name,
-                data,
-                progress.as_ref(),
-            )?;
-            manifest.segments.push(name);
-            new_segments.push(Arc::new(seg));
-        }
-        manifest.flushed_seq = seq;
-        write_manifest(&self.dir, &manifest)?;
+        let mut segments = snap.version.segments.clone();
+        let new_index = segments.len();
+        let sealed = if live.is_empty() {
+            None
+        } else {
+            let data = self.gather(&snap, &live);
+            let seg = self.write_segment(w, &mut manifest, data)?;
+            segments.push(seg.clone());
+            Some(seg)
+        };
+        // A new log generation that starts with the deletes sealed rows still need.
+        let mut log = LogWriter::create(&self.dir, w.log.gen + 1)?;
+        log.append(&Record::Carried(
+            w.carried.iter().map(|(k, &s)| (k.clone(), s)).collect(),
+        ))?;
+        manifest.flushed_seq = snap.seq;
+        manifest.wal_gen = log.gen;
+        manifest::write(&self.dir, &manifest)?;
         w.manifest = manifest;
-        // Everything in the docs table is now in a sealed segment (the writer lock is held, so
-        // nothing newer than `seq` exists).
-        let txn = self.wal.begin_write().map_err(redb_err)?;
-        txn.delete_table(DOCS).map_err(redb_err)?;
-        txn.commit().map_err(redb_err)?;
-        let new_index = new_segments.len().saturating_sub(1);
-        let new_version = Arc::new(Version {
-            segments: new_segments,
-            mutable: Arc::new(RwLock::new(MutableSegment::new(dims(&self.schema)))),
-        });
-        {
-            let mut idmap = self.ids.write();
-            let mut cur = self.current.write();
-            // Row numbers come from the segment itself: it stores rows in its own (graph) order.
-            if let (false, Some(seg)) = (ids.is_empty(), new_version.segments.get(new_index)) {
-                for r in 0..seg.rows() as u32 {
-                    idmap.insert(seg.id(r).clone(), Loc::Sealed(new_index, r));
-                }
+        w.log = log;
+        // Row numbers come from the segment itself: it stores rows in its own (graph) order.
+        if let Some(seg) = &sealed {
+            for r in 0..seg.rows() as u32 {
+                w.ids.insert(seg.id(r).clone(), Loc::Sealed(new_index, r));
             }
-            *cur = (new_version, seq);
         }
+        self.publish(
+            Arc::new(Version {
+                segments,
+                mutable: Arc::new(MutableSegment::new()),
+            }),
+            snap.seq,
+        );
+        self.collect_garbage(&w.manifest)?;
         if w.manifest.segments.len() > MAX_SEGMENTS {
             test_event("compact-start");
             self.compact_locked(w)?;
@@ -798,81 +572,86 @@ impl Collection {
 
     fn compact_locked(&self, w: &mut Writer) -> Result<(), StorageError> {
         self.check_live()?;
-        let (version, seq) = self.current.read().clone();
-        if version.segments.is_empty() {
+        let snap = self.snapshot();
+        if snap.version.segments.is_empty() {
             return Ok(());
         }
-        let vref: &Version = version.as_ref();
-        let rows: Vec<(Loc, &Version)> = vref
+        let rows: Vec<Loc> = snap
+            .version
             .segments
             .iter()
             .enumerate()
             .flat_map(|(s, seg)| {
                 (0..seg.rows() as u32)
-                    .filter(move |&r| seg.visible(r, seq))
-                    .map(move |r| (Loc::Sealed(s, r), vref))
+                    .filter(move |&r| seg.visible(r, snap.seq))
+                    .map(move |r| Loc::Sealed(s, r))
             })
             .collect();
-        let (ids, seqs, payloads, vectors) = self.gather(&rows);
-        let multi = self.gather_multi(&rows);
         let mut manifest = w.manifest.clone();
-        let old = std::mem::take(&mut manifest.segments);
-        let mut segments = Vec::new();
-        if !ids.is_empty() {
-            let name = format!("seg-{:016x}", manifest.next_segment);
-            manifest.next_segment += 1;
-            // Never reuse a name, even if this seal fails half-way.
-            w.manifest.next_segment = manifest.next_segment;
-            let data = SegmentData {
-                ids: ids.clone(),
-                seqs,
-                payloads: payloads.iter().collect(),
-                vectors,
-                multi,
-            };
-            let progress = self.progress.read().clone();
-            segments.push(Arc::new(Segment::write(
-                &self.schema,
-                &self.dir.join("segments"),
-                &name,
-                data,
-                progress.as_ref(),
-            )?));
-            manifest.segments.push(name);
-        }
-        write_manifest(&self.dir, &manifest)?;
+        manifest.segments.clear();
+        let merged = if rows.is_empty() {
+            None
+        } else {
+            let data = self.gather(&snap, &rows);
+            Some(self.write_segment(w, &mut manifest, data)?)
+        };
+        manifest.compacted_seq = snap.seq;
+        manifest::write(&self.dir, &manifest)?;
         w.manifest = manifest;
-        let txn = self.wal.begin_write().map_err(redb_err)?;
-        txn.delete_table(TOMBSTONES).map_err(redb_err)?;
-        txn.commit().map_err(redb_err)?;
-        let new_version = Arc::new(Version {
-            segments,
-            mutable: version.mutable.clone(),
-        });
-        {
-            let mut idmap = self.ids.write();
-            let mut cur = self.current.write();
-            idmap.retain(|_, l| matches!(l, Loc::Mutable(_)));
-            if let Some(seg) = new_version.segments.first() {
-                for r in 0..seg.rows() as u32 {
-                    // A newer version in the mutable segment wins.
-                    idmap.entry(seg.id(r).clone()).or_insert(Loc::Sealed(0, r));
+        w.carried.clear();
+        w.ids.retain(|_, l| matches!(l, Loc::Mutable(_)));
+        if let Some(seg) = &merged {
+            for r in 0..seg.rows() as u32 {
+                // A newer version in the mutable segment wins; the merged row stays invisible.
+                let e = w.ids.entry(seg.id(r).clone()).or_insert(Loc::Sealed(0, r));
+                if *e != Loc::Sealed(0, r) {
+                    seg.mark_deleted(r, snap.seq);
                 }
             }
-            // Rows of the new segment already replaced by mutable rows must stay invisible.
-            if let Some(seg) = new_version.segments.first() {
-                for r in 0..seg.rows() as u32 {
-                    if idmap.get(seg.id(r)) != Some(&Loc::Sealed(0, r)) {
-                        seg.mark_deleted(r, seq);
-                    }
+        }
+        self.publish(
+            Arc::new(Version {
+                segments: merged.into_iter().collect(),
+                mutable: snap.version.mutable.clone(),
+            }),
+            snap.seq,
+        );
+        self.collect_garbage(&w.manifest)
+    }
+
+    /// Removes segment directories the manifest does not list and logs before its `wal_gen`, if
+    /// no read-only handle (in any process) holds the database; otherwise they stay until a later
+    /// seal, compaction or open finds it unread.
+    fn collect_garbage(&self, manifest: &Manifest) -> Result<(), StorageError> {
+        let seg_dir = self.dir.join("segments");
+        let listed: HashSet<&str> = manifest.segments.iter().map(|s| s.as_str()).collect();
+        let dir = &self.dir;
+        self.readers.when_unread(|| {
+            for entry in std::fs::read_dir(&seg_dir).map_err(io_err(&seg_dir))? {
+                let entry = entry.map_err(io_err(&seg_dir))?;
+                let n = entry.file_name().to_string_lossy().to_string();
+                if !listed.contains(n.as_str()) {
+                    let p = entry.path();
+                    let r = if p.is_dir() {
+                        std::fs::remove_dir_all(&p)
+                    } else {
+                        std::fs::remove_file(&p)
+                    };
+                    r.map_err(io_err(&p))?;
                 }
             }
-            *cur = (new_version, seq);
-        }
-        for name in old {
-            let p = self.dir.join("segments").join(&name);
-            std::fs::remove_dir_all(&p).map_err(io_err(&p))?;
-        }
+            for gen in crate::wal::generations(dir)? {
+                if gen < manifest.wal_gen {
+                    let p = crate::wal::log_path(dir, gen);
+                    std::fs::remove_file(&p).map_err(io_err(&p))?;
+                }
+            }
+            let redb = dir.join("wal.redb");
+            if manifest.format >= 2 && redb.exists() {
+                std::fs::remove_file(&redb).map_err(io_err(&redb))?;
+            }
+            Ok(())
+        })?;
         Ok(())
     }
 
@@ -892,116 +671,32 @@ impl Collection {
                         .count(),
                 )
             })
-            .collect();
-        let m = snap.version.mutable.read();
+            .collect::<Vec<_>>();
+        let m = &snap.version.mutable;
         let mutable_rows = (0..m.rows() as u32)
             .filter(|&r| m.visible(r, snap.seq))
             .count();
-        drop(m);
+        let sealed_live: usize = segments.iter().map(|s| s.2).sum();
         CollectionInfo {
             name: self.name.clone(),
-            documents: self.ids.read().len(),
+            documents: sealed_live + mutable_rows,
             mutable_rows,
             segments,
             graph_bytes: snap.version.segments.iter().map(|s| s.graph_bytes()).sum(),
             seq: snap.seq,
+            wal_bytes: wal_disk_bytes(&self.dir),
             multi: snap.multi_info(),
             dense: crate::tiers::dense_info(&snap),
         }
     }
 }
 
-fn doc_at(version: &Version, schema: &Schema, loc: Loc) -> StoredDoc {
-    match loc {
-        Loc::Mutable(r) => {
-            let m = version.mutable.read();
-            StoredDoc {
-                id: m.id(r).clone(),
-                seq: m.seq(r),
-                payload: m.payload(r).clone(),
-                vectors: schema
-                    .dense_fields()
-                    .into_iter()
-                    .filter_map(|f| m.vector(&f.name, r).map(|v| (f.name, v.to_vec())))
-                    .collect(),
-                multi: m.multi_sets(r).0,
-                multi_raw: m.multi_sets(r).1,
-            }
-        }
-        Loc::Sealed(s, r) => {
-            let seg = &version.segments[s];
-            StoredDoc {
-                id: seg.id(r).clone(),
-                seq: seg.seq(r),
-                payload: seg.payload(r),
-                vectors: schema
-                    .dense_fields()
-                    .into_iter()
-                    .filter_map(|f| seg.vectors(&f.name).map(|v| (f.name, v.row(r).to_vec())))
-                    .collect(),
-                multi: seg.multi_sets(r).0,
-                multi_raw: seg.multi_sets(r).1,
-            }
-        }
-    }
-}
-
-impl Snapshot {
-    /// Rows of sealed segment `s` that are visible and match `filter` (all visible rows if `None`).
-    pub fn allowed(&self, s: usize, filter: Option<&Filter>) -> Bitset {
-        let seg = &self.version.segments[s];
-        let mut b = match filter {
-            Some(f) => seg.payload_index().evaluate(f, &|r| Some(seg.payload(r))),
-            None => Bitset::full(seg.rows()),
-        };
-        for r in 0..seg.rows() as u32 {
-            if !seg.visible(r, self.seq) {
-                b.remove(r);
-            }
-        }
-        b
-    }
-
-    fn for_each_visible_loc(&self, filter: Option<&Filter>, mut f: impl FnMut(&DocId, Loc)) {
-        for (s, seg) in self.version.segments.iter().enumerate() {
-            for r in self.allowed(s, filter).iter() {
-                f(seg.id(r), Loc::Sealed(s, r));
-            }
-        }
-        let m = self.version.mutable.read();
-        for r in 0..m.rows() as u32 {
-            if m.visible(r, self.seq) && filter.is_none_or(|fl| fl.matches(m.payload(r))) {
-                f(m.id(r), Loc::Mutable(r));
-            }
-        }
-    }
-
-    /// Id of the document at `loc`.
-    pub fn doc_id(&self, loc: Loc) -> DocId {
-        match loc {
-            Loc::Mutable(r) => self.version.mutable.read().id(r).clone(),
-            Loc::Sealed(s, r) => self.version.segments[s].id(r).clone(),
-        }
-    }
-
-    /// Payload of the document at `loc`.
-    pub fn payload(&self, loc: Loc) -> Map<String, Value> {
-        match loc {
-            Loc::Mutable(r) => self.version.mutable.read().payload(r).clone(),
-            Loc::Sealed(s, r) => self.version.segments[s].payload(r),
-        }
-    }
-
-    /// Calls `f` with the stored vector of dense `field` at `loc` (`None` if it has none).
-    pub fn with_vector<R>(&self, field: &str, loc: Loc, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
-        match loc {
-            Loc::Mutable(r) => self.version.mutable.read().vector(field, r).map(f),
-            Loc::Sealed(s, r) => self.version.segments[s].vectors(field).map(|v| f(v.row(r))),
-        }
-    }
-
-    /// Calls `f(id)` for every visible document matching `filter`.
-    pub fn for_each_visible(&self, filter: Option<&Filter>, mut f: impl FnMut(&DocId)) {
-        self.for_each_visible_loc(filter, |id, _| f(id));
-    }
+/// Bytes of every log file of the collection in `dir`.
+fn wal_disk_bytes(dir: &Path) -> u64 {
+    crate::wal::generations(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|g| std::fs::metadata(crate::wal::log_path(dir, g)).ok())
+        .map(|m| m.len())
+        .sum()
 }

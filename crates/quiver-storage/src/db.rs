@@ -1,9 +1,18 @@
-//! A database: a directory of collections, opened for writing by one process at a time.
+//! A database: a directory of collections, opened for writing by one process at a time and for
+//! reading by any number of processes beside it.
 //!
 //! ```text
-//! <db>/LOCK                      held with an exclusive OS file lock while open
+//! <db>/LOCK                      exclusive OS file lock of the one writer
+//! <db>/READERS                   shared OS file lock of every read-only handle
 //! <db>/collections/<name>/       one directory per collection (collection.rs)
 //! ```
+//!
+//! The rule between them: a writer removes a file that a reader could still need (a segment
+//! directory or log generation the manifest no longer lists, a dropped collection) only while it
+//! can take `READERS` exclusively, i.e. while no read-only handle is open anywhere; otherwise the
+//! file stays until a later seal, compaction or open finds the database unread. A reader takes its
+//! shared lock before it reads a manifest, so everything that manifest names stays on disk for as
+//! long as the reader is open. Readers never touch `LOCK`, and the writer never waits for readers.
 
 use crate::collection::Collection;
 use crate::schema::Schema;
@@ -14,10 +23,58 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// The `READERS` lock file: shared by read-only handles, tried exclusively by the writer before it
+/// removes files a reader might use.
+#[derive(Debug)]
+pub(crate) struct Readers {
+    path: PathBuf,
+}
+
+impl Readers {
+    fn file(&self) -> Result<File, StorageError> {
+        File::options()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&self.path)
+            .or_else(|_| File::open(&self.path))
+            .map_err(io_err(&self.path))
+    }
+
+    /// Runs `f` while holding `READERS` exclusively, if no read-only handle holds it; returns
+    /// whether `f` ran.
+    pub(crate) fn when_unread(
+        &self,
+        f: impl FnOnce() -> Result<(), StorageError>,
+    ) -> Result<bool, StorageError> {
+        let file = self.file()?;
+        match file.try_lock() {
+            Ok(()) => {
+                let r = f();
+                let _ = file.unlock();
+                r.map(|_| true)
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+            Err(std::fs::TryLockError::Error(e)) => Err(io_err(&self.path)(e)),
+        }
+    }
+
+    /// Takes `READERS` shared (waiting out a writer's short cleanup) and returns the held file.
+    fn share(&self) -> Result<File, StorageError> {
+        let file = self.file()?;
+        file.lock_shared().map_err(io_err(&self.path))?;
+        Ok(file)
+    }
+}
+
 /// An open database directory.
 pub struct Database {
     dir: PathBuf,
+    /// The held lock: `LOCK` (exclusive) for a writer, `READERS` (shared) for a reader.
     _lock: File,
+    read_only: bool,
+    readers: Arc<Readers>,
     open: Mutex<BTreeMap<String, Arc<Collection>>>,
 }
 
@@ -69,19 +126,69 @@ impl Database {
                 })
             }
         }
+        let readers = Arc::new(Readers {
+            path: dir.join("READERS"),
+        });
         // Leftovers of interrupted create/drop.
         let cdir = dir.join("collections");
-        for e in std::fs::read_dir(&cdir).map_err(io_err(&cdir))? {
-            let e = e.map_err(io_err(&cdir))?;
-            if e.file_name().to_string_lossy().starts_with('.') {
-                std::fs::remove_dir_all(e.path()).map_err(io_err(&e.path()))?;
+        readers.when_unread(|| {
+            for e in std::fs::read_dir(&cdir).map_err(io_err(&cdir))? {
+                let e = e.map_err(io_err(&cdir))?;
+                if e.file_name().to_string_lossy().starts_with('.') {
+                    std::fs::remove_dir_all(e.path()).map_err(io_err(&e.path()))?;
+                }
             }
-        }
+            Ok(())
+        })?;
         Ok(Database {
             dir,
             _lock: lock,
+            read_only: false,
+            readers,
             open: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// Opens the existing database at `dir` for reading, beside any writer: collections opened
+    /// through it show what was committed when each was opened, change nothing on disk, and refuse
+    /// writes with [`StorageError::ReadOnly`].
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Database, StorageError> {
+        let dir = dir.as_ref().to_path_buf();
+        let cdir = dir.join("collections");
+        if !cdir.is_dir() {
+            return Err(StorageError::Io {
+                path: dir.display().to_string(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "not a Quiver database (no collections/ folder)",
+                ),
+            });
+        }
+        let readers = Arc::new(Readers {
+            path: dir.join("READERS"),
+        });
+        let lock = readers.share()?;
+        Ok(Database {
+            dir,
+            _lock: lock,
+            read_only: true,
+            readers,
+            open: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Whether this handle is read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn writable(&self) -> Result<(), StorageError> {
+        if self.read_only {
+            return Err(StorageError::ReadOnly {
+                path: self.dir.display().to_string(),
+            });
+        }
+        Ok(())
     }
 
     /// The directory.
@@ -99,6 +206,7 @@ impl Database {
         name: &str,
         schema: &Schema,
     ) -> Result<Arc<Collection>, StorageError> {
+        self.writable()?;
         valid_name(name)?;
         schema.validate()?;
         let dest = self.cdir(name);
@@ -130,7 +238,12 @@ impl Database {
         if !dir.join("schema.json").exists() {
             return Err(StorageError::CollectionNotFound(name.to_string()));
         }
-        let c = Arc::new(Collection::open(name, &dir)?);
+        let c = Arc::new(Collection::open(
+            name,
+            &dir,
+            self.read_only,
+            self.readers.clone(),
+        )?);
         open.insert(name.to_string(), c.clone());
         Ok(c)
     }
@@ -152,6 +265,7 @@ impl Database {
 
     /// Deletes a collection and its files.
     pub fn drop_collection(&self, name: &str) -> Result<(), StorageError> {
+        self.writable()?;
         valid_name(name)?;
         let dir = self.cdir(name);
         if !dir.exists() {
@@ -160,12 +274,17 @@ impl Database {
         if let Some(c) = self.open.lock().remove(name) {
             c.mark_dropped();
         }
-        let tomb = self
-            .dir
-            .join("collections")
-            .join(format!(".dropping-{name}"));
+        let tomb = self.dir.join("collections").join(format!(
+            ".dropping-{name}-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
         std::fs::rename(&dir, &tomb).map_err(io_err(&dir))?;
         crate::segment::sync_dir(&self.dir.join("collections"))?;
-        std::fs::remove_dir_all(&tomb).map_err(io_err(&tomb))
+        // A reader may still use the files: then they go at the next writable open.
+        self.readers
+            .when_unread(|| std::fs::remove_dir_all(&tomb).map_err(io_err(&tomb)))?;
+        Ok(())
     }
 }

@@ -2,10 +2,13 @@
 //!
 //! *Here is my document: keep it, survive a crash, and give me a consistent view of everything.*
 //!
-//! - [`Database`]: a directory of collections, write-locked by one process.
+//! - [`Database`]: a directory of collections: one writer process at a time (exclusive lock), and
+//!   any number of read-only processes beside it ([`Database::open_read_only`]).
 //! - [`Collection`]: upsert / delete / get / count / scroll over a [`Schema`]; recent writes in a
-//!   redb-backed [`MutableSegment`], older ones in immutable [`Segment`]s listed in a manifest.
-//! - [`Snapshot`]: what a reader sees — segments plus a sequence number.
+//!   write-ahead log and a [`MutableSegment`], older ones in immutable [`Segment`]s listed in a
+//!   manifest.
+//! - [`Snapshot`]: what a reader sees — segments plus a sequence number, taken with one atomic
+//!   load; readers never wait on the writer.
 //! - [`Filter`] and [`PayloadIndex`]: payload conditions and the per-segment indexes that answer them.
 //!
 //! ```
@@ -38,25 +41,31 @@ mod collection;
 mod db;
 mod doc;
 mod filter;
+mod legacy;
+mod manifest;
 mod multi;
 mod mutable;
 mod payload_index;
+mod recovery;
 mod schema;
 mod segment;
+mod snapshot;
 mod text;
 pub mod tiers;
+mod wal;
 
-pub use collection::{Collection, CollectionInfo, Loc, Snapshot, Version, WriteReport};
+pub use collection::{Collection, CollectionInfo, WriteReport};
 pub use db::Database;
 pub use doc::{parse_datetime, DocId, Document, StoredDoc, MAX_ID_BYTES};
 pub use filter::{Filter, Range};
 pub use multi::{
     MultiColumn, MultiField, MultiInfo, MultiSpec, MuveraSpec, PruneSpec, MAX_MULTI_VECTORS,
 };
-pub use mutable::MutableSegment;
+pub use mutable::{Chunk, MutableSegment, CHUNK_ROWS};
 pub use payload_index::PayloadIndex;
 pub use schema::{DenseField, Embedding, FieldSpec, IndexSpec, MetricName, PayloadKind, Schema};
 pub use segment::{NoProgress, Progress, Segment, LIVE};
+pub use snapshot::{Loc, Snapshot, Version};
 pub use text::{TextField, TextFieldStats};
 pub use tiers::{CodecConfig, CodecKind, DenseTierInfo, Rotation, VectorTier};
 
@@ -91,6 +100,12 @@ pub enum StorageError {
     #[error("{path} is open for writing by another process (only one writer at a time)")]
     Locked {
         /// The database or file.
+        path: String,
+    },
+    /// The database or collection was opened read-only.
+    #[error("{path} is open read-only: writes need a writable open")]
+    ReadOnly {
+        /// The database or collection.
         path: String,
     },
     /// A schema is invalid.

@@ -794,7 +794,7 @@ pub struct MultiInfo {
     pub kept_per_document: f64,
 }
 
-impl crate::collection::Snapshot {
+impl crate::snapshot::Snapshot {
     /// Vectors per document of every multi field, over visible documents.
     pub fn multi_info(&self) -> Vec<MultiInfo> {
         let mut out = Vec::new();
@@ -811,13 +811,14 @@ impl crate::collection::Snapshot {
                     }
                 }
             }
-            let m = self.version.mutable.read();
-            if let (Some(col), Some(v)) = (m.multi.get(&f.name), m.multi(&f.name)) {
-                for r in 0..m.rows() as u32 {
-                    if m.visible(r, self.seq) {
-                        docs += 1;
-                        raw += col.raw[r as usize] as u64;
-                        kept += v.doc(r).len() as u64;
+            for c in self.version.mutable.chunks() {
+                if let (Some(raws), Some(v)) = (c.multi_raw(&f.name), c.multi(&f.name)) {
+                    for r in 0..c.rows() as u32 {
+                        if c.visible(r, self.seq) {
+                            docs += 1;
+                            raw += raws[r as usize] as u64;
+                            kept += v.doc(r).len() as u64;
+                        }
                     }
                 }
             }

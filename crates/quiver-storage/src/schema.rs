@@ -27,10 +27,18 @@ pub struct Schema {
     /// Rows kept in the mutable segment before it is sealed into an immutable segment.
     #[serde(default = "default_segment_rows")]
     pub mutable_max_rows: usize,
+    /// Bytes (vectors, vector sets, payload JSON) kept in the mutable segment before it is sealed,
+    /// whatever its row count: this bounds memory and the log a reader replays on open.
+    #[serde(default = "default_segment_bytes")]
+    pub mutable_max_bytes: usize,
 }
 
 fn default_segment_rows() -> usize {
     20_000
+}
+
+fn default_segment_bytes() -> usize {
+    256 << 20
 }
 
 /// One field of a schema.
@@ -274,6 +282,11 @@ impl Schema {
         }
         if self.mutable_max_rows == 0 {
             return Err(StorageError::Schema("mutable_max_rows must be >= 1".into()));
+        }
+        if self.mutable_max_bytes < 1 << 20 {
+            return Err(StorageError::Schema(
+                "mutable_max_bytes must be >= 1048576 (1 MiB)".into(),
+            ));
         }
         for (name, f) in &self.fields {
             if name.is_empty()

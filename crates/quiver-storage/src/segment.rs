@@ -43,27 +43,30 @@ struct SegmentMeta {
 }
 
 /// What a new segment is made of (row order).
-pub struct SegmentData<'a> {
+pub struct SegmentData {
     /// Ids.
     pub ids: Vec<DocId>,
     /// Sequence numbers.
     pub seqs: Vec<u64>,
     /// Payloads.
-    pub payloads: Vec<&'a Map<String, Value>>,
+    pub payloads: Vec<Map<String, Value>>,
     /// Row-major vectors per dense field.
     pub vectors: BTreeMap<String, Vec<f32>>,
     /// Vector sets per multi field.
     pub multi: BTreeMap<String, crate::multi::MultiColumn>,
 }
 
-impl SegmentData<'_> {
+impl SegmentData {
     /// The same rows in the order `order` (new row `i` is old row `order[i]`).
-    fn permuted(self, order: &[u32]) -> Self {
+    fn permuted(mut self, order: &[u32]) -> Self {
         let pick = |i: &u32| *i as usize;
         SegmentData {
             ids: order.iter().map(|i| self.ids[pick(i)].clone()).collect(),
             seqs: order.iter().map(|i| self.seqs[pick(i)]).collect(),
-            payloads: order.iter().map(|i| self.payloads[pick(i)]).collect(),
+            payloads: order
+                .iter()
+                .map(|i| std::mem::take(&mut self.payloads[pick(i)]))
+                .collect(),
             vectors: self
                 .vectors
                 .iter()
@@ -117,6 +120,8 @@ pub struct Segment {
     pub name: String,
     dir: PathBuf,
     ids: Vec<DocId>,
+    /// Row of each id, built on the first lookup by id.
+    id_index: std::sync::OnceLock<HashMap<DocId, u32>>,
     seqs: Vec<u64>,
     /// Per row: the sequence number of the write that deleted or replaced it, or [`LIVE`].
     deleted_at: Vec<AtomicU64>,
@@ -214,7 +219,7 @@ impl Segment {
         schema: &Schema,
         segments_dir: &Path,
         name: &str,
-        data: SegmentData<'_>,
+        data: SegmentData,
         progress: &dyn Progress,
     ) -> Result<Segment, StorageError> {
         let rows = data.ids.len();
@@ -471,6 +476,7 @@ impl Segment {
             name: name.to_string(),
             dir: dir.clone(),
             ids,
+            id_index: std::sync::OnceLock::new(),
             seqs,
             deleted_at: (0..rows).map(|_| AtomicU64::new(LIVE)).collect(),
             vectors,
@@ -505,6 +511,20 @@ impl Segment {
     /// Sequence number of `row`.
     pub fn seq(&self, row: u32) -> u64 {
         self.seqs[row as usize]
+    }
+
+    /// The row holding `id` (a segment holds each id at most once), live or not.
+    pub fn find_row(&self, id: &DocId) -> Option<u32> {
+        self.id_index
+            .get_or_init(|| {
+                self.ids
+                    .iter()
+                    .enumerate()
+                    .map(|(r, id)| (id.clone(), r as u32))
+                    .collect()
+            })
+            .get(id)
+            .copied()
     }
 
     /// Payload of `row` (empty if unreadable; integrity was checked at open).

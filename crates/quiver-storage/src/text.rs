@@ -19,12 +19,10 @@
 //! analyzer, filled lazily by the first BM25 query after a write ([`MutableSegment::text_index`]).
 
 use crate::doc::DocId;
-use crate::mutable::MutableSegment;
 use crate::schema::{FieldSpec, Schema};
 use crate::segment::Segment;
 use crate::{io_err, StorageError};
-use parking_lot::MappedMutexGuard;
-use quiver_text::{Analyzer, AnalyzerSpec, Bm25Params, MemText, SealedText};
+use quiver_text::{Analyzer, AnalyzerSpec, Bm25Params, SealedText};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -207,7 +205,7 @@ pub(crate) type WrittenFile = (String, u64, String);
 pub(crate) fn write_text_indexes(
     schema: &Schema,
     seg_dir: &Path,
-    payloads: &[&Map<String, Value>],
+    payloads: &[Map<String, Value>],
 ) -> Result<Vec<WrittenFile>, StorageError> {
     let mut out = Vec::new();
     for f in schema.text_fields() {
@@ -277,25 +275,6 @@ impl Segment {
     }
 }
 
-impl MutableSegment {
-    /// The in-memory text index of `field`, first brought up to date with every row (rows are
-    /// append-only, so only rows added since the last call are analyzed). Holding the returned
-    /// guard blocks other BM25 readers of this segment's text, not vector readers.
-    pub fn text_index(&self, field: &TextField) -> MappedMutexGuard<'_, MemText> {
-        let guard = self.text.lock();
-        parking_lot::MutexGuard::map(guard, |m| {
-            let idx = m.entry(field.name.clone()).or_default();
-            if quiver_text::TextSource::rows(idx) < self.rows() {
-                let analyzer = field.build_analyzer();
-                for r in quiver_text::TextSource::rows(idx)..self.rows() {
-                    idx.push(&analyzer, &field.text_of(&self.payloads[r]));
-                }
-            }
-            idx
-        })
-    }
-}
-
 /// Sizes of one text field in a snapshot, for `collection info`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct TextFieldStats {
@@ -310,7 +289,7 @@ pub struct TextFieldStats {
     pub terms: Vec<(String, usize)>,
 }
 
-impl crate::collection::Snapshot {
+impl crate::snapshot::Snapshot {
     /// Statistics of text field `field` over the visible documents (`None`: not a text field).
     pub fn text_stats(&self, field: &str) -> Option<TextFieldStats> {
         use quiver_text::TextSource;
@@ -332,16 +311,21 @@ impl crate::collection::Snapshot {
                 st.terms.push((seg.name.clone(), t.terms()));
             }
         }
-        let m = self.version.mutable.read();
-        let mem = m.text_index(&f);
-        for r in 0..m.rows() as u32 {
-            let dl = mem.doc_len(r);
-            if dl > 0 && m.visible(r, self.seq) {
-                st.docs += 1;
-                total += dl as u64;
+        let mut mutable_terms = std::collections::HashSet::new();
+        for c in self.version.mutable.chunks() {
+            let Some(mem) = c.text(&f.name) else {
+                continue;
+            };
+            for r in 0..c.rows() as u32 {
+                let dl = mem.doc_len(r);
+                if dl > 0 && c.visible(r, self.seq) {
+                    st.docs += 1;
+                    total += dl as u64;
+                }
             }
+            mutable_terms.extend(mem.term_list());
         }
-        st.terms.push(("mutable".into(), mem.terms()));
+        st.terms.push(("mutable".into(), mutable_terms.len()));
         st.avg_len = if st.docs > 0 {
             total as f64 / st.docs as f64
         } else {

@@ -210,9 +210,8 @@ pub struct DenseTierInfo {
 
 /// Tier figures of every dense field in `snap`.
 pub(crate) fn dense_info(snap: &crate::Snapshot) -> Vec<DenseTierInfo> {
-    let m = snap.version.mutable.read();
-    let out = snap
-        .schema
+    let m = &snap.version.mutable;
+    snap.schema
         .dense_fields()
         .into_iter()
         .map(|f| {
@@ -226,7 +225,12 @@ pub(crate) fn dense_info(snap: &crate::Snapshot) -> Vec<DenseTierInfo> {
                 rows += seg.rows();
             }
             rows += m.rows();
-            ram += m.vectors(&f.name).map_or(0, |v| v.as_slice().len() * 4);
+            ram += m
+                .chunks()
+                .iter()
+                .filter_map(|c| c.vectors(&f.name))
+                .map(|v| v.as_slice().len() * 4)
+                .sum::<usize>();
             let per = |b: usize| {
                 if rows > 0 {
                     b as f64 / rows as f64
@@ -252,7 +256,5 @@ pub(crate) fn dense_info(snap: &crate::Snapshot) -> Vec<DenseTierInfo> {
                 disk_bytes_per_vector: per(disk),
             }
         })
-        .collect();
-    drop(m);
-    out
+        .collect()
 }

@@ -7,7 +7,7 @@ use crate::TextError;
 use std::collections::HashMap;
 
 /// An append-only in-memory inverted index: row `i` is the `i`-th text pushed.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct MemText {
     postings: HashMap<String, Vec<(u32, u32)>>,
     lens: Vec<u32>,
@@ -37,6 +37,11 @@ impl MemText {
     /// Distinct terms.
     pub fn terms(&self) -> usize {
         self.postings.len()
+    }
+
+    /// The distinct terms.
+    pub fn term_list(&self) -> impl Iterator<Item = &str> {
+        self.postings.keys().map(|k| k.as_str())
     }
 }
 

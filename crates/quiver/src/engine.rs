@@ -49,9 +49,9 @@ impl Database {
         Database::open_with(path, OpenOptions::default())
     }
 
-    /// Opens the database at `path` for reading: every write through this handle fails with
-    /// [`EngineError::ReadOnly`]. (The storage layer still takes the database's one writer lock;
-    /// shared locks for concurrent reader processes are the storage readers' work.)
+    /// Opens the database at `path` for reading, beside a writer in another process if there is
+    /// one: every write through this handle fails with [`EngineError::ReadOnly`], and each
+    /// collection shows what was committed when it was opened.
     pub fn open_read_only(path: impl AsRef<Path>) -> Result<Database> {
         Database::open_with(
             path,
@@ -72,7 +72,11 @@ impl Database {
             )));
         }
         Ok(Database {
-            inner: storage::Database::open(path)?,
+            inner: if options.read_only {
+                storage::Database::open_read_only(path)?
+            } else {
+                storage::Database::open(path)?
+            },
             read_only: options.read_only,
             #[cfg(feature = "embed")]
             pool: options.pool.unwrap_or_else(ModelPool::global),

@@ -1,0 +1,205 @@
+//! What a reader sees: a [`Version`] (sealed segments + a frozen mutable segment) and the last
+//! sequence number visible in it. Taking a snapshot is one atomic pointer load; nothing a reader
+//! does waits on a writer.
+
+use crate::doc::{DocId, StoredDoc};
+use crate::filter::Filter;
+use crate::mutable::MutableSegment;
+use crate::schema::Schema;
+use crate::segment::Segment;
+use quiver_index::Bitset;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+/// The sealed segments and mutable segment that one snapshot reads.
+pub struct Version {
+    /// Sealed segments, oldest first.
+    pub segments: Vec<Arc<Segment>>,
+    /// The mutable segment, frozen.
+    pub mutable: Arc<MutableSegment>,
+}
+
+/// A consistent read view: what was committed up to `seq`.
+#[derive(Clone)]
+pub struct Snapshot {
+    /// Segments.
+    pub version: Arc<Version>,
+    /// Last sequence number visible.
+    pub seq: u64,
+    /// Schema.
+    pub schema: Arc<Schema>,
+}
+
+/// Where a document's row lives in a [`Version`]: the mutable segment or sealed segment `s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Loc {
+    /// Row of the mutable segment.
+    Mutable(u32),
+    /// Segment index (into [`Version::segments`]) and row.
+    Sealed(usize, u32),
+}
+
+impl Snapshot {
+    /// Rows of sealed segment `s` that are visible and match `filter` (all visible rows if `None`).
+    pub fn allowed(&self, s: usize, filter: Option<&Filter>) -> Bitset {
+        let seg = &self.version.segments[s];
+        let mut b = match filter {
+            Some(f) => seg.payload_index().evaluate(f, &|r| Some(seg.payload(r))),
+            None => Bitset::full(seg.rows()),
+        };
+        for r in 0..seg.rows() as u32 {
+            if !seg.visible(r, self.seq) {
+                b.remove(r);
+            }
+        }
+        b
+    }
+
+    pub(crate) fn for_each_visible_loc(
+        &self,
+        filter: Option<&Filter>,
+        mut f: impl FnMut(&DocId, Loc),
+    ) {
+        for (s, seg) in self.version.segments.iter().enumerate() {
+            for r in self.allowed(s, filter).iter() {
+                f(seg.id(r), Loc::Sealed(s, r));
+            }
+        }
+        for c in self.version.mutable.chunks() {
+            for r in 0..c.rows() as u32 {
+                if c.visible(r, self.seq) && filter.is_none_or(|fl| fl.matches(c.payload(r))) {
+                    f(c.id(r), Loc::Mutable(c.start() + r));
+                }
+            }
+        }
+    }
+
+    /// Calls `f(id)` for every visible document matching `filter`.
+    pub fn for_each_visible(&self, filter: Option<&Filter>, mut f: impl FnMut(&DocId)) {
+        self.for_each_visible_loc(filter, |id, _| f(id));
+    }
+
+    /// Visible documents matching `filter`.
+    pub fn count(&self, filter: Option<&Filter>) -> usize {
+        let mut n = 0;
+        self.for_each_visible_loc(filter, |_, _| n += 1);
+        n
+    }
+
+    /// Where the version of `id` visible in this snapshot lives (newest segments first).
+    pub fn find(&self, id: &DocId) -> Option<Loc> {
+        for c in self.version.mutable.chunks().iter().rev() {
+            if let Some(r) = c.find(id, self.seq) {
+                return Some(Loc::Mutable(c.start() + r));
+            }
+        }
+        for (s, seg) in self.version.segments.iter().enumerate().rev() {
+            if let Some(r) = seg.find_row(id) {
+                if seg.visible(r, self.seq) {
+                    return Some(Loc::Sealed(s, r));
+                }
+            }
+        }
+        None
+    }
+
+    /// The version of `id` visible in this snapshot.
+    pub fn get(&self, id: &DocId) -> Option<StoredDoc> {
+        self.find(id).map(|loc| self.doc(loc))
+    }
+
+    /// Up to `limit` documents in id order, starting after `after`; returns them and the cursor for
+    /// the next page (`None` at the end).
+    pub fn scroll(
+        &self,
+        after: Option<&DocId>,
+        limit: usize,
+        filter: Option<&Filter>,
+    ) -> (Vec<StoredDoc>, Option<DocId>) {
+        let mut all: Vec<(DocId, Loc)> = Vec::new();
+        self.for_each_visible_loc(filter, |id, loc| {
+            if after.is_none_or(|a| id > a) {
+                all.push((id.clone(), loc));
+            }
+        });
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        let more = all.len() > limit;
+        all.truncate(limit);
+        let next = if more {
+            all.last().map(|x| x.0.clone())
+        } else {
+            None
+        };
+        (
+            all.into_iter().map(|(_, loc)| self.doc(loc)).collect(),
+            next,
+        )
+    }
+
+    /// The whole document at `loc`.
+    pub fn doc(&self, loc: Loc) -> StoredDoc {
+        doc_at(&self.version, &self.schema, loc)
+    }
+
+    /// Id of the document at `loc`.
+    pub fn doc_id(&self, loc: Loc) -> DocId {
+        match loc {
+            Loc::Mutable(r) => self.version.mutable.id(r).clone(),
+            Loc::Sealed(s, r) => self.version.segments[s].id(r).clone(),
+        }
+    }
+
+    /// Payload of the document at `loc`.
+    pub fn payload(&self, loc: Loc) -> Map<String, Value> {
+        match loc {
+            Loc::Mutable(r) => self.version.mutable.payload(r).clone(),
+            Loc::Sealed(s, r) => self.version.segments[s].payload(r),
+        }
+    }
+
+    /// Calls `f` with the stored vector of dense `field` at `loc` (`None` if it has none).
+    pub fn with_vector<R>(&self, field: &str, loc: Loc, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+        match loc {
+            Loc::Mutable(r) => self.version.mutable.vector(field, r).map(f),
+            Loc::Sealed(s, r) => self.version.segments[s].vectors(field).map(|v| f(v.row(r))),
+        }
+    }
+}
+
+/// The whole document at `loc` of `version`.
+pub(crate) fn doc_at(version: &Version, schema: &Schema, loc: Loc) -> StoredDoc {
+    match loc {
+        Loc::Mutable(r) => {
+            let m = &version.mutable;
+            let (multi, multi_raw) = m.multi_sets(r);
+            StoredDoc {
+                id: m.id(r).clone(),
+                seq: m.seq(r),
+                payload: m.payload(r).clone(),
+                vectors: schema
+                    .dense_fields()
+                    .into_iter()
+                    .filter_map(|f| m.vector(&f.name, r).map(|v| (f.name, v.to_vec())))
+                    .collect(),
+                multi,
+                multi_raw,
+            }
+        }
+        Loc::Sealed(s, r) => {
+            let seg = &version.segments[s];
+            let (multi, multi_raw) = seg.multi_sets(r);
+            StoredDoc {
+                id: seg.id(r).clone(),
+                seq: seg.seq(r),
+                payload: seg.payload(r),
+                vectors: schema
+                    .dense_fields()
+                    .into_iter()
+                    .filter_map(|f| seg.vectors(&f.name).map(|v| (f.name, v.row(r).to_vec())))
+                    .collect(),
+                multi,
+                multi_raw,
+            }
+        }
+    }
+}
