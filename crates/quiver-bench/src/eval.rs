@@ -405,11 +405,14 @@ fn check_reusable(c: &Collection, schema: &Schema, ds: &BeirDataset, name: &str)
              (`quiver collection drop {name}`) or choose another --collection"
         );
     }
-    let n = c.count(None);
-    let missing = ds
-        .corpus
-        .iter()
-        .find(|d| c.get(&DocId::Str(d.id.clone())).is_none());
+    let n = c.count(None)?;
+    let mut missing = None;
+    for d in &ds.corpus {
+        if c.get(&DocId::Str(d.id.clone()))?.is_none() {
+            missing = Some(d);
+            break;
+        }
+    }
     if n != ds.corpus.len() || missing.is_some() {
         return invalid!(
             "collection {name:?} holds {n} documents, not the {} of {} (first missing: {:?}); \

@@ -64,11 +64,16 @@ pub enum CollectionCmd {
     Flush { name: String },
     /// Merge all sealed segments into one, dropping deleted rows.
     Compact { name: String },
+    /// Check every file against its checksum (vectors included) and read every index; exits 1
+    /// naming each damaged file. Opening and searching check only what they read.
+    Verify { name: String },
 }
 
 pub fn collection(db: &Path, as_json: bool, cmd: CollectionCmd) -> Result<()> {
     let d = match cmd {
-        CollectionCmd::List | CollectionCmd::Info { .. } => open_db_read(db)?,
+        CollectionCmd::List | CollectionCmd::Info { .. } | CollectionCmd::Verify { .. } => {
+            open_db_read(db)?
+        }
         _ => open_db(db)?,
     };
     match cmd {
@@ -155,6 +160,35 @@ pub fn collection(db: &Path, as_json: bool, cmd: CollectionCmd) -> Result<()> {
                 println!("flushed {name}: {} sealed segments", info.segments.len());
             }
         }
+        CollectionCmd::Verify { name } => {
+            let c = d.collection(&name)?;
+            let t = std::time::Instant::now();
+            let errors = c.verify();
+            let info = c.info();
+            let msgs: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            if as_json {
+                println!(
+                    "{}",
+                    json!({"collection": name, "ok": msgs.is_empty(), "errors": msgs,
+                           "segments": info.segments.len(), "documents": info.documents,
+                           "seconds": t.elapsed().as_secs_f64()})
+                );
+            } else if msgs.is_empty() {
+                println!(
+                    "{name}: ok ({} segments, {} documents checked in {:.2}s)",
+                    info.segments.len(),
+                    info.documents,
+                    t.elapsed().as_secs_f64()
+                );
+            } else {
+                for m in &msgs {
+                    eprintln!("{m}");
+                }
+            }
+            if !msgs.is_empty() {
+                bail!("{name}: {} damaged file(s)", msgs.len());
+            }
+        }
         CollectionCmd::Compact { name } => {
             let c = d.collection(&name)?;
             c.set_progress(Arc::new(Bars::new()));
@@ -192,18 +226,18 @@ pub enum IdType {
 
 /// The id a command-line argument names in `c` (see [`quiver::Collection::lookup_id`]).
 pub fn resolve_id(c: &quiver::Collection, arg: &str, how: IdType) -> Result<IdLookup> {
-    let exact = |id: DocId| {
-        if c.get(&id).is_some() {
+    let exact = |id: DocId| -> Result<IdLookup> {
+        Ok(if c.get(&id)?.is_some() {
             IdLookup::Found(id)
         } else {
             IdLookup::Missing(id)
-        }
+        })
     };
     match how {
-        IdType::Int => Ok(exact(DocId::Int(arg.trim().parse().map_err(|_| {
+        IdType::Int => exact(DocId::Int(arg.trim().parse().map_err(|_| {
             anyhow!("{arg:?} is not an integer id (--id-type int)")
-        })?))),
-        IdType::Str => Ok(exact(DocId::Str(arg.to_string()))),
+        })?)),
+        IdType::Str => exact(DocId::Str(arg.to_string())),
         IdType::Auto => match c.lookup_id(arg) {
             IdLookup::Ambiguous(n) => bail!(
                 "id {n} is ambiguous: both the integer {n} and the string \"{n}\" exist; pass --id-type int or --id-type str (or quote the string as JSON: '\"{n}\"')"
@@ -324,7 +358,7 @@ pub fn get(db: &Path, as_json: bool, a: GetArgs) -> Result<()> {
     let mut missing = Vec::new();
     for s in &a.ids {
         match resolve_id(&c, s, a.id_type)? {
-            IdLookup::Found(id) => match c.get(&id) {
+            IdLookup::Found(id) => match c.get(&id)? {
                 Some(doc) => found.push(doc.to_json(a.vectors)),
                 None => missing.push(id.to_json()),
             },
@@ -403,7 +437,7 @@ pub fn count(db: &Path, as_json: bool, a: CountArgs) -> Result<()> {
     let d = open_db_read(db)?;
     let c = d.collection(&a.collection)?;
     let f = a.filter.as_deref().map(parse_filter).transpose()?;
-    let n = c.count(f.as_ref());
+    let n = c.count(f.as_ref())?;
     if as_json {
         println!("{}", json!({"count": n}));
     } else {

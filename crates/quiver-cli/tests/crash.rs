@@ -252,7 +252,7 @@ fn sigkill_during_ingest_loses_no_acknowledged_document() {
                 .expect("collection must open after SIGKILL");
             let mut present = 0;
             for i in 0..N {
-                match c.get(&DocId::Int(i as u64)) {
+                match c.get(&DocId::Int(i as u64)).unwrap() {
                     Some(doc) => {
                         present += 1;
                         assert_eq!(doc.vectors["emb"], vector(i), "seed {seed}: doc {i} vector");
@@ -265,7 +265,7 @@ fn sigkill_during_ingest_loses_no_acknowledged_document() {
                     ),
                 }
             }
-            assert_eq!(c.count(None), present);
+            assert_eq!(c.count(None).unwrap(), present);
             println!(
                 "seed {seed} round {round}: {present} present, {} segments",
                 c.info().segments.len()
@@ -341,7 +341,7 @@ fn sigkill_during_ingest_keeps_multi_vector_sets() {
                 .expect("collection must open after SIGKILL");
             let mut present = 0;
             for i in 0..M {
-                match c.get(&DocId::Int(i as u64)) {
+                match c.get(&DocId::Int(i as u64)).unwrap() {
                     Some(doc) => {
                         present += 1;
                         assert_eq!(doc.multi["tok"], token_set(i), "seed {seed}: doc {i} set");

@@ -30,7 +30,7 @@ use quiver_index::{Bitset, Neighbor, TopK};
 use quiver_linalg::pca::Pca;
 use quiver_linalg::Metric;
 use quiver_quant::QueryScorer;
-use quiver_storage::{CodecKind, DenseField, Filter, Loc, Rotation, Snapshot};
+use quiver_storage::{BorrowedCodes, CodecKind, DenseField, Filter, Loc, Rotation, Snapshot};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -899,12 +899,61 @@ impl Exec<'_> {
                 score: nb.score,
             }));
         }
-        let (mutable, mplans) = self.mutable_scan(field, q, n, limit);
+        let (mutable, mplans) = self.mutable_codes(field, idx, q, n, limit);
         out.extend(mutable);
         plans.extend(mplans);
         sort_candidates(self.snap, &mut out);
         out.truncate(limit);
         Ok((out, plans))
+    }
+
+    /// The mutable segment's rows scored by the codes it borrowed from a sealed segment (so they
+    /// merge with sealed rows on one scale); an exact prefix scan when it has none.
+    fn mutable_codes(
+        &self,
+        field: &DenseField,
+        idx: usize,
+        q: &[f32],
+        n: usize,
+        limit: usize,
+    ) -> (Vec<Candidate>, Vec<SegmentPlan>) {
+        let snap = self.snap;
+        let m = &snap.version.mutable;
+        let scorer = m.borrowed().and_then(|b| {
+            let (dims, codec) = b.codec(&field.name, idx).filter(|(d, _)| *d == n)?;
+            codec.query(&borrowed_query(field, b, q, dims)).ok()
+        });
+        let Some(scorer) = scorer else {
+            return self.mutable_scan(field, q, n, limit);
+        };
+        let t = Instant::now();
+        let (mut out, mut n_allowed) = (Vec::new(), 0);
+        let filter = self.filter.as_ref();
+        for c in m.chunks() {
+            let Some(codes) = c.codes(&field.name, idx) else {
+                continue;
+            };
+            let ok =
+                |r: u32| c.visible(r, snap.seq) && filter.is_none_or(|f| f.matches(c.payload(r)));
+            n_allowed += (0..c.rows() as u32).filter(|&r| ok(r)).count();
+            out.extend(
+                scorer
+                    .scan_topk(codes, &ok, limit)
+                    .into_iter()
+                    .map(|nb| Candidate {
+                        loc: Loc::Mutable(c.start() + nb.id),
+                        score: nb.score,
+                    }),
+            );
+        }
+        let plans = vec![SegmentPlan {
+            segment: "mutable".into(),
+            rows: m.rows(),
+            allowed: n_allowed,
+            method: "scan-codes",
+            micros: t.elapsed().as_micros(),
+        }];
+        (out, plans)
     }
 
     /// Exact scan of the allowed rows on the first `n` dimensions.
@@ -959,8 +1008,9 @@ impl Exec<'_> {
         (out, plans)
     }
 
-    /// Exact scan of the mutable segment's visible, allowed rows on the first `n` dimensions (all
-    /// of them when the field is rotated: the mutable segment has no rotation yet).
+    /// Exact scan of the mutable segment's visible, allowed rows on the first `n` dimensions; on
+    /// a rotated field, of its rows rotated by the rotation it borrowed (at full dimension when it
+    /// borrowed none: then no sealed segment exists to be on another scale).
     fn mutable_scan(
         &self,
         field: &DenseField,
@@ -968,13 +1018,20 @@ impl Exec<'_> {
         n: usize,
         limit: usize,
     ) -> (Vec<Candidate>, Vec<SegmentPlan>) {
-        let n = if field.rotation == Rotation::Pca {
-            field.dim
-        } else {
-            n
-        };
-        let qp = &prefix_query(field.metric, q, n)[..];
         let snap = self.snap;
+        let borrowed = snap
+            .version
+            .mutable
+            .borrowed()
+            .filter(|b| field.rotation == Rotation::Pca && b.rotation(&field.name).is_some());
+        let (n, qp) = match borrowed {
+            Some(b) => (n, borrowed_query(field, b, q, n)),
+            None if field.rotation == Rotation::Pca => {
+                (field.dim, prefix_query(field.metric, q, field.dim))
+            }
+            None => (n, prefix_query(field.metric, q, n)),
+        };
+        let qp = &qp[..];
         let mut out = Vec::new();
         let mut plans = Vec::new();
         let t = Instant::now();
@@ -983,7 +1040,11 @@ impl Exec<'_> {
             let mut heap = TopK::new(limit.min(m.rows()));
             let mut n_allowed = 0;
             for c in m.chunks() {
-                let Some(vectors) = c.vectors(&field.name) else {
+                let rows = match borrowed {
+                    Some(_) => c.rotated(&field.name),
+                    None => c.vectors(&field.name),
+                };
+                let Some(vectors) = rows else {
                     continue;
                 };
                 for r in 0..c.rows() as u32 {
@@ -1027,6 +1088,19 @@ fn prefix_query(metric: Metric, q: &[f32], n: usize) -> Vec<f32> {
 /// segment's PCA rotation when it has one, then cut and renormalised for cosine.
 fn seg_query(snap: &Snapshot, field: &DenseField, s: usize, q: &[f32], n: usize) -> Vec<f32> {
     match snap.version.segments[s].rotation(&field.name) {
+        Some(rot) => {
+            let mut r = vec![0.0f32; field.dim];
+            rot.apply(q, &mut r);
+            prefix_query(field.metric, &r, n)
+        }
+        None => prefix_query(field.metric, q, n),
+    }
+}
+
+/// The query prepared for the mutable segment's borrowed codes on the first `n` dimensions: as
+/// [`seg_query`] does for the segment they were borrowed from.
+fn borrowed_query(field: &DenseField, b: &BorrowedCodes, q: &[f32], n: usize) -> Vec<f32> {
+    match b.rotation(&field.name) {
         Some(rot) => {
             let mut r = vec![0.0f32; field.dim];
             rot.apply(q, &mut r);
@@ -1095,6 +1169,12 @@ fn rescore_dense(
     let full = prefix_query(field.metric, q, field.dim);
     let mut per_seg: HashMap<usize, Vec<f32>> = HashMap::new();
     let mut buf = vec![0.0f32; n];
+    // Mutable rows, rotated by the rotation the mutable segment borrowed, score on the same scale.
+    let borrowed = snap.version.mutable.borrowed();
+    let mutable_q = borrowed.map(|b| borrowed_query(field, b, q, n));
+    let mutable_rot = borrowed
+        .and_then(|b| b.rotation(&field.name))
+        .zip(mutable_q.as_ref());
     for c in cands.iter_mut() {
         c.score = match c.loc {
             Loc::Sealed(s, r) => {
@@ -1113,9 +1193,16 @@ fn rescore_dense(
                     None => f32::NEG_INFINITY,
                 }
             }
-            Loc::Mutable(_) => snap
-                .with_vector(&field.name, c.loc, |v| prefix_score(field.metric, &full, v))
-                .unwrap_or(f32::NEG_INFINITY),
+            Loc::Mutable(_) => match mutable_rot {
+                Some((rot, qp)) => snap
+                    .with_vector(&field.name, c.loc, |v| {
+                        row_prefix_score(field.metric, qp, v, Some(rot), &mut buf)
+                    })
+                    .unwrap_or(f32::NEG_INFINITY),
+                None => snap
+                    .with_vector(&field.name, c.loc, |v| prefix_score(field.metric, &full, v))
+                    .unwrap_or(f32::NEG_INFINITY),
+            },
         };
     }
 }
@@ -1157,8 +1244,13 @@ fn rescore_codes(
     cands: &mut [Candidate],
 ) -> Result<(), QueryError> {
     let mut scorers: HashMap<usize, Option<QueryScorer>> = HashMap::new();
-    // Rows without codes (the mutable segment): f32 on the prefix, or on the full vector when
-    // the field is rotated (the mutable segment has no rotation yet).
+    // Mutable rows: the codes they borrowed from a sealed segment; without any (no sealed
+    // segment existed), f32 on the prefix, or on the full vector when the field is rotated.
+    let m = &snap.version.mutable;
+    let mutable_scorer = m.borrowed().and_then(|b| {
+        let (dims, codec) = b.codec(&field.name, idx).filter(|(d, _)| *d == n)?;
+        codec.query(&borrowed_query(field, b, q, dims)).ok()
+    });
     let (nm, qm) = if field.rotation == Rotation::Pca {
         (field.dim, prefix_query(field.metric, q, field.dim))
     } else {
@@ -1174,7 +1266,13 @@ fn rescore_codes(
                 }
                 None => None,
             },
-            Loc::Mutable(_) => None,
+            Loc::Mutable(r) => mutable_scorer.as_ref().and_then(|sc| {
+                let (chunk, local) = m.locate(r);
+                let codes = chunk.codes(&field.name, idx)?;
+                let len = sc.code_len();
+                let at = local as usize * len;
+                codes.get(at..at + len).map(|code| sc.score(code))
+            }),
         };
         c.score = match coded {
             Some(x) => x,

@@ -545,9 +545,20 @@ fn corrupt_text_index_is_refused() {
     let n = bytes.len();
     bytes[n / 2] ^= 0x5a;
     std::fs::write(&idx, bytes).expect("write");
+    // Opening reads no text index; the first BM25 query does, and the snapshot then refuses to
+    // vouch for the answer (the engine returns this error instead of the hits).
     let db = Database::open(dir.path()).expect("db");
-    let err = db.collection("c").expect_err("corrupt").to_string();
+    let c = db.collection("c").expect("open checks lengths only");
+    let snap = c.snapshot();
+    assert!(snap.check().is_ok());
+    let _ = bm25_search(&snap, &Bm25Request::new("solar energy", 10));
+    let err = snap.check().expect_err("corrupt").to_string();
     assert!(err.contains("checksum") && err.contains(".idx"), "{err}");
+    let found = c.verify();
+    assert!(
+        found.iter().any(|e| e.to_string().contains(".idx")),
+        "{found:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -822,7 +833,7 @@ fn text_rows_follow_the_hnsw_row_order_of_sealed_segments() {
     let snap = c.snapshot();
     let seg = &snap.version.segments[0];
     let moved = (0..seg.rows() as u32)
-        .filter(|&r| seg.id(r) != &DocId::Str(data.docs[r as usize].0.clone()))
+        .filter(|&r| seg.id(r) != DocId::Str(data.docs[r as usize].0.clone()))
         .count();
     println!("{moved} of {} rows moved by the HNSW order", seg.rows());
     assert!(moved > 0, "the HNSW order kept every row in place");

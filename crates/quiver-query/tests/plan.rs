@@ -706,28 +706,33 @@ fn pca_rotation_gives_prefixes_meaning() {
         .expect("schema");
         let c = db.create_collection("r", &schema).expect("create");
         fill(&c, &base);
-        let snap = c.snapshot();
-        let mut hits = 0;
-        for q in &queries {
-            // Exact full-dimension results do not depend on the rotation.
-            let r = execute(
+        // The funnel twice: with 500 rows still in the mutable segment, then all sealed.
+        for placement in ["mixed", "sealed"] {
+            if placement == "sealed" {
+                c.flush().expect("flush");
+            }
+            let snap = c.snapshot();
+            let mut hits = 0;
+            for q in &queries {
+                // Exact full-dimension results do not depend on the rotation.
+                let r = execute(
                 &snap,
                 &plan(serde_json::json!({"prefetch": [{"dense": {"vector": q, "exact": true}}], "limit": 10})),
                 None,
             )
             .expect("exact");
-            assert_eq!(
-                ids(&r),
-                oracle(&base, q, DIM, 10, |_| true),
-                "rotation {rotation}"
-            );
-            for stage in ["binary", "f32"] {
-                let src = if stage == "binary" {
-                    serde_json::json!({"vector": q, "codec": "binary", "dims": 8})
-                } else {
-                    serde_json::json!({"vector": q, "dims": 8})
-                };
-                let r = execute(
+                assert_eq!(
+                    ids(&r),
+                    oracle(&base, q, DIM, 10, |_| true),
+                    "rotation {rotation}"
+                );
+                for stage in ["binary", "f32"] {
+                    let src = if stage == "binary" {
+                        serde_json::json!({"vector": q, "codec": "binary", "dims": 8})
+                    } else {
+                        serde_json::json!({"vector": q, "dims": 8})
+                    };
+                    let r = execute(
                     &snap,
                     &plan(serde_json::json!({
                         "prefetch": [{"dense": src, "limit": 300}],
@@ -736,22 +741,31 @@ fn pca_rotation_gives_prefixes_meaning() {
                     None,
                 )
                 .expect("funnel");
-                hits += overlap(&ids(&r), &oracle(&base, q, DIM, 10, |_| true));
+                    hits += overlap(&ids(&r), &oracle(&base, q, DIM, 10, |_| true));
+                }
             }
+            // Stored vectors come back as given (up to the cosine renormalisation at ingest).
+            let got = c.get(&DocId::Int(7)).expect("doc 7");
+            assert!(got.vectors["emb"]
+                .iter()
+                .zip(&base[7])
+                .all(|(a, b)| (a - b).abs() < 1e-6));
+            let r = hits as f64 / (20.0 * queries.len() as f64);
+            println!("rotation {rotation}, {placement}: 8-d prefix funnels recall@10 = {r:.3}");
+            recall.push(r);
         }
-        // Stored vectors come back as given (up to the cosine renormalisation at ingest).
-        let got = c.get(&DocId::Int(7)).expect("doc 7");
-        assert!(got.vectors["emb"]
-            .iter()
-            .zip(&base[7])
-            .all(|(a, b)| (a - b).abs() < 1e-6));
-        let r = hits as f64 / (20.0 * queries.len() as f64);
-        println!("rotation {rotation}: 8-d prefix funnels recall@10 = {r:.3}");
-        recall.push(r);
     }
-    assert!(recall[1] >= 0.9, "PCA funnel recall {}", recall[1]);
+    // recall = [none mixed, none sealed, pca mixed, pca sealed]. Mutable rows are scored with
+    // codes and the rotation borrowed from a sealed segment, so where rows sit must not matter
+    // beyond what per-segment training moves (at most 5 of the 400 hits). (A floor of 0.9 on the
+    // mixed figure used to pass only because mutable rows were scored exactly in f32; all sealed,
+    // this funnel measured 0.875.)
     assert!(
-        recall[1] > recall[0] + 0.2,
+        (recall[2] - recall[3]).abs() <= 5.0 / 400.0 + 1e-9,
+        "PCA funnel recall depends on placement: {recall:?}"
+    );
+    assert!(
+        recall[2].min(recall[3]) > recall[0].max(recall[1]) + 0.2,
         "rotation must help: {recall:?}"
     );
 }

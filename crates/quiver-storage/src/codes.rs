@@ -9,8 +9,8 @@
 //!
 //! checksummed in `meta.json` like the other files. With `rotation = "pca"` the segment also
 //! keeps `rot.<field>.bin` (quiver-linalg `Pca` format) and the codes encode prefixes of the
-//! rotated vectors. On open the codes are read into RAM; the full vectors stay where the field's
-//! tier puts them.
+//! rotated vectors. On first use the codes are read into RAM (and checked); the full vectors stay
+//! where the field's tier puts them.
 
 use crate::schema::DenseField;
 use crate::segment::{corrupt, write_file, FileMeta};

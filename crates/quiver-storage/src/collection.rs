@@ -3,7 +3,8 @@
 //! ```text
 //! collections/<name>/
 //!   schema.json
-//!   manifest.json       segments, flushed_seq, wal_gen, compacted_seq (manifest.rs)
+//!   manifest.json       segments, flushed_seq, wal_gen, deletes files (manifest.rs)
+//!   deletes/*.del       rows of sealed segments deleted or replaced (deletes.rs)
 //!   wal/<gen>.log       the write-ahead log, one generation per seal (wal.rs)
 //!   segments/seg-*/     immutable sealed segments (segment.rs)
 //! ```
@@ -61,10 +62,8 @@ struct Writer {
     next_seq: u64,
     manifest: Manifest,
     log: LogWriter,
-    /// Live location of every id (the writer's own index; readers go through snapshots).
-    ids: HashMap<DocId, Loc>,
-    /// Deletes since the last compaction, carried into each new log generation.
-    carried: HashMap<Vec<u8>, u64>,
+    /// Deleted rows per segment as last persisted (a seal writes a new deletes file when it grew).
+    persisted: HashMap<String, usize>,
 }
 
 /// Result of a write.
@@ -162,13 +161,17 @@ impl Collection {
             segments: rec.segments,
             mutable: Arc::new(rec.mutable),
         });
+        let persisted = version
+            .segments
+            .iter()
+            .map(|s| (s.name.clone(), s.deleted_rows().count()))
+            .collect();
         let writer = rec.log.map(|log| {
             Mutex::new(Writer {
                 next_seq: rec.last_seq + 1,
                 manifest: rec.manifest,
                 log,
-                ids: rec.ids,
-                carried: rec.carried,
+                persisted,
             })
         });
         let c = Collection {
@@ -310,31 +313,42 @@ impl Collection {
         drop(record);
         // Durable. Build the next version and publish it.
         w.next_seq = last + 1;
-        let cur = self.current.load_full();
-        let mut ids = Vec::with_capacity(prepared.len());
+        let snap = self.snapshot();
+        // The versions these documents replace (the writer holds the lock: visible = live).
+        let old: Vec<Option<Loc>> = prepared.iter().map(|(id, _)| snap.find(id)).collect();
         let rows: Vec<NewRow> = prepared
             .into_iter()
             .enumerate()
-            .map(|(i, (id, doc))| {
-                ids.push(id.clone());
-                NewRow {
-                    id,
-                    seq: seq0 + i as u64,
-                    payload: doc.payload,
-                    vectors: doc.vectors,
-                    multi: doc.multi,
-                    multi_raw: doc.multi_raw,
-                }
+            .map(|(i, (id, doc))| NewRow {
+                id,
+                seq: seq0 + i as u64,
+                payload: doc.payload,
+                vectors: doc.vectors,
+                multi: doc.multi,
+                multi_raw: doc.multi_raw,
             })
             .collect();
-        let (mutable, first) = cur.version.mutable.append(&self.schema, rows);
+        let m = &snap.version.mutable;
+        // An empty mutable segment borrows the newest sealed segment's codecs for its rows.
+        let fresh;
+        let base = match snap.version.segments.last() {
+            Some(seg) if m.rows() == 0 && m.borrowed().is_none() => {
+                fresh = MutableSegment::with_codes(crate::mutable::BorrowedCodes::from_segment(
+                    &self.schema,
+                    seg,
+                ));
+                &fresh
+            }
+            _ => m.as_ref(),
+        };
+        let (mutable, _) = base.append(&self.schema, rows);
         let version = Version {
-            segments: cur.version.segments.clone(),
+            segments: snap.version.segments.clone(),
             mutable: Arc::new(mutable),
         };
-        for (i, id) in ids.into_iter().enumerate() {
-            if let Some(old) = w.ids.insert(id, Loc::Mutable(first + i as u32)) {
-                Self::supersede(&version, old, seq0 + i as u64);
+        for (i, old) in old.into_iter().enumerate() {
+            if let Some(loc) = old {
+                Self::supersede(&version, loc, seq0 + i as u64);
             }
         }
         let (live, rows, bytes) = (
@@ -377,12 +391,13 @@ impl Collection {
         w: &mut Writer,
         doc_ids: &[DocId],
     ) -> Result<WriteReport, StorageError> {
-        let present: Vec<DocId> = {
+        let snap = self.snapshot();
+        let present: Vec<(DocId, Loc)> = {
             let mut seen = HashSet::new();
             doc_ids
                 .iter()
-                .filter(|i| w.ids.contains_key(i) && seen.insert((*i).clone()))
-                .cloned()
+                .filter(|i| seen.insert((*i).clone()))
+                .filter_map(|i| snap.find(i).map(|loc| (i.clone(), loc)))
                 .collect()
         };
         if present.is_empty() {
@@ -393,20 +408,15 @@ impl Collection {
             });
         }
         let seq = w.next_seq;
-        let keys: Vec<Vec<u8>> = present.iter().map(|id| id.to_key()).collect();
         w.log.append(&Record::Delete {
             seq,
-            keys: keys.clone(),
+            keys: present.iter().map(|(id, _)| id.to_key()).collect(),
         })?;
         w.next_seq = seq + 1;
-        let cur = self.current.load_full();
-        for (id, k) in present.iter().zip(keys) {
-            if let Some(loc) = w.ids.remove(id) {
-                Self::supersede(&cur.version, loc, seq);
-            }
-            w.carried.insert(k, seq);
+        for (_, loc) in &present {
+            Self::supersede(&snap.version, *loc, seq);
         }
-        self.publish(cur.version.clone(), seq);
+        self.publish(snap.version.clone(), seq);
         Ok(WriteReport {
             count: present.len(),
             seq,
@@ -529,31 +539,26 @@ impl Collection {
             .collect();
         let mut manifest = w.manifest.clone();
         let mut segments = snap.version.segments.clone();
-        let new_index = segments.len();
-        let sealed = if live.is_empty() {
-            None
-        } else {
+        if !live.is_empty() {
             let data = self.gather(&snap, &live);
-            let seg = self.write_segment(w, &mut manifest, data)?;
-            segments.push(seg.clone());
-            Some(seg)
-        };
-        // A new log generation that starts with the deletes sealed rows still need.
-        let mut log = LogWriter::create(&self.dir, w.log.gen + 1)?;
-        log.append(&Record::Carried(
-            w.carried.iter().map(|(k, &s)| (k.clone(), s)).collect(),
-        ))?;
+            segments.push(self.write_segment(w, &mut manifest, data)?);
+        }
+        // The log about to be retired recorded deletes of sealed rows: persist them first.
+        let gen = w.log.gen + 1;
+        let persisted = &w.persisted;
+        crate::recovery::persist_deletes(&self.dir, &mut manifest, &segments, gen, |s, n| {
+            persisted.get(&s.name) != Some(&n)
+        })?;
+        let log = LogWriter::create(&self.dir, gen)?;
         manifest.flushed_seq = snap.seq;
         manifest.wal_gen = log.gen;
         manifest::write(&self.dir, &manifest)?;
         w.manifest = manifest;
         w.log = log;
-        // Row numbers come from the segment itself: it stores rows in its own (graph) order.
-        if let Some(seg) = &sealed {
-            for r in 0..seg.rows() as u32 {
-                w.ids.insert(seg.id(r).clone(), Loc::Sealed(new_index, r));
-            }
-        }
+        w.persisted = segments
+            .iter()
+            .map(|s| (s.name.clone(), s.deleted_rows().count()))
+            .collect();
         self.publish(
             Arc::new(Version {
                 segments,
@@ -595,17 +600,22 @@ impl Collection {
             let data = self.gather(&snap, &rows);
             Some(self.write_segment(w, &mut manifest, data)?)
         };
-        manifest.compacted_seq = snap.seq;
+        // The merged rows are exactly the visible ones: no deletes file to carry over.
+        manifest.deletes.clear();
         manifest::write(&self.dir, &manifest)?;
         w.manifest = manifest;
-        w.carried.clear();
-        w.ids.retain(|_, l| matches!(l, Loc::Mutable(_)));
+        w.persisted.clear();
         if let Some(seg) = &merged {
-            for r in 0..seg.rows() as u32 {
-                // A newer version in the mutable segment wins; the merged row stays invisible.
-                let e = w.ids.entry(seg.id(r).clone()).or_insert(Loc::Sealed(0, r));
-                if *e != Loc::Sealed(0, r) {
-                    seg.mark_deleted(r, snap.seq);
+            // A newer version in the mutable segment wins; the merged row stays invisible (the
+            // log that holds the newer version marks it again on replay).
+            let m = &snap.version.mutable;
+            for c in m.chunks() {
+                for r in 0..c.rows() as u32 {
+                    if c.visible(r, snap.seq) {
+                        if let Some(row) = seg.find_row(c.id(r)) {
+                            seg.mark_deleted(row, c.seq(r));
+                        }
+                    }
                 }
             }
         }
@@ -640,6 +650,16 @@ impl Collection {
                     r.map_err(io_err(&p))?;
                 }
             }
+            let dd = crate::deletes::deletes_dir(dir);
+            if dd.is_dir() {
+                let kept: HashSet<&str> = manifest.deletes.values().map(|s| s.as_str()).collect();
+                for entry in std::fs::read_dir(&dd).map_err(io_err(&dd))? {
+                    let entry = entry.map_err(io_err(&dd))?;
+                    if !kept.contains(entry.file_name().to_string_lossy().as_ref()) {
+                        std::fs::remove_file(entry.path()).map_err(io_err(&entry.path()))?;
+                    }
+                }
+            }
             for gen in crate::wal::generations(dir)? {
                 if gen < manifest.wal_gen {
                     let p = crate::wal::log_path(dir, gen);
@@ -653,6 +673,42 @@ impl Collection {
             Ok(())
         })?;
         Ok(())
+    }
+
+    /// Checks everything on disk: every file of every sealed segment against its checksum
+    /// (memory-mapped vectors included), every section parsed, the manifest, the deletes files
+    /// and the log. Returns every problem found, each naming its file (empty: all good).
+    pub fn verify(&self) -> Vec<StorageError> {
+        let snap = self.snapshot();
+        let mut out: Vec<StorageError> = snap
+            .version
+            .segments
+            .iter()
+            .flat_map(|s| s.verify())
+            .collect();
+        match manifest::read(&self.dir) {
+            Ok(m) => {
+                for seg in &snap.version.segments {
+                    if let Some(f) = m.deletes.get(&seg.name) {
+                        if let Err(e) = crate::deletes::read(&self.dir, f, seg.rows()) {
+                            out.push(e);
+                        }
+                    }
+                }
+                match crate::wal::generations(&self.dir) {
+                    Ok(gens) => {
+                        for g in gens.into_iter().filter(|&g| g >= m.wal_gen) {
+                            if let Err(e) = crate::wal::read_log(&self.dir, g) {
+                                out.push(e);
+                            }
+                        }
+                    }
+                    Err(e) => out.push(e),
+                }
+            }
+            Err(e) => out.push(e),
+        }
+        out
     }
 
     /// Sizes and counts.

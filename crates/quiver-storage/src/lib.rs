@@ -39,6 +39,7 @@
 pub mod codes;
 mod collection;
 mod db;
+mod deletes;
 mod doc;
 mod filter;
 mod legacy;
@@ -49,6 +50,7 @@ mod payload_index;
 mod recovery;
 mod schema;
 mod segment;
+mod segment_write;
 mod snapshot;
 mod text;
 pub mod tiers;
@@ -61,7 +63,7 @@ pub use filter::{Filter, Range};
 pub use multi::{
     MultiColumn, MultiField, MultiInfo, MultiSpec, MuveraSpec, PruneSpec, MAX_MULTI_VECTORS,
 };
-pub use mutable::{Chunk, MutableSegment, CHUNK_ROWS};
+pub use mutable::{BorrowedCodes, Chunk, MutableSegment, CHUNK_ROWS};
 pub use payload_index::PayloadIndex;
 pub use schema::{DenseField, Embedding, FieldSpec, IndexSpec, MetricName, PayloadKind, Schema};
 pub use segment::{NoProgress, Progress, Segment, LIVE};

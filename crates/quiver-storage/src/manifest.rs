@@ -3,13 +3,12 @@
 //!
 //! ```text
 //! {"format": 2, "segments": ["seg-…", …], "flushed_seq": S, "next_segment": N,
-//!  "wal_gen": G, "compacted_seq": C}
+//!  "wal_gen": G, "deletes": {"seg-…": "seg-….<gen>.del"}, "resolved": true}
 //! ```
 //! - `flushed_seq`: every write up to S is in the listed segments (log records at or below it are
-//!   skipped on replay, deletes excepted: they are tombstones for sealed rows).
+//!   skipped on replay, deletes excepted).
 //! - `wal_gen`: the first log generation to replay; every later one is replayed too.
-//! - `compacted_seq`: deletes up to C have been applied by a compaction (they need not be carried
-//!   into a new log generation).
+//! - `deletes`: the rows of each segment deleted or replaced by writes up to S (`deletes.rs`).
 //!
 //! Format 1 (before the log) had no `wal_gen`; its recent writes live in `wal.redb` (`legacy.rs`).
 
@@ -30,8 +29,13 @@ pub(crate) struct Manifest {
     pub next_segment: u64,
     #[serde(default)]
     pub wal_gen: u64,
+    /// Deletes file (in `deletes/`) of each segment that has deleted or replaced rows.
     #[serde(default)]
-    pub compacted_seq: u64,
+    pub deletes: std::collections::BTreeMap<String, String>,
+    /// Whether `deletes` is complete: every sealed row deleted or replaced before `flushed_seq`
+    /// is in it. Otherwise (format 1) open resolves ids across segments and writers complete it.
+    #[serde(default)]
+    pub resolved: bool,
 }
 
 impl Manifest {
@@ -40,6 +44,7 @@ impl Manifest {
         Manifest {
             format: FORMAT,
             wal_gen: 1,
+            resolved: true,
             ..Default::default()
         }
     }

@@ -886,37 +886,6 @@ pub(crate) fn copy_row(
     }
 }
 
-impl crate::segment::Segment {
-    /// The multi-vector sets and raw counts of `row`.
-    #[allow(clippy::type_complexity)]
-    pub(crate) fn multi_sets(
-        &self,
-        row: u32,
-    ) -> (BTreeMap<String, Vec<Vec<f32>>>, BTreeMap<String, u32>) {
-        let names: Vec<String> = self.multi_names();
-        sets_of(
-            names.iter().filter_map(|n| {
-                let m = self.multi_store(n)?;
-                Some((n.as_str(), m.vectors()?, m.raw()))
-            }),
-            row,
-        )
-    }
-
-    /// Appends row `row` of every multi field to `dst`.
-    pub(crate) fn copy_multi_row(&self, dst: &mut BTreeMap<String, MultiColumn>, row: u32) {
-        for (name, col) in dst.iter_mut() {
-            match (self.multi_store(name), self.multi(name)) {
-                (Some(m), Some(v)) if (row as usize) < v.len() => {
-                    col.vectors.push_flat(v.doc(row).as_slice());
-                    col.raw.push(m.raw()[row as usize]);
-                }
-                _ => col.push(&[], 0),
-            }
-        }
-    }
-}
-
 /// Prunes every document of a prepared batch (in parallel) and records raw counts.
 pub(crate) fn prune_batch(
     schema: &Schema,

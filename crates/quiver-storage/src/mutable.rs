@@ -30,6 +30,68 @@ use std::sync::Arc;
 /// Rows per chunk. A write copies at most one partly filled chunk.
 pub const CHUNK_ROWS: usize = 1024;
 
+/// The codecs (and PCA rotation) a sealed segment trained, borrowed by the mutable segment: its
+/// rows are encoded with them when they are appended, so a plan that scores sealed rows by codes
+/// or rotated prefixes scores mutable rows the same way, and merges both on one scale.
+#[derive(Debug)]
+pub struct BorrowedCodes {
+    /// The segment they come from.
+    pub segment: String,
+    fields: BTreeMap<String, BorrowedField>,
+}
+
+#[derive(Debug)]
+struct BorrowedField {
+    rotation: Option<quiver_linalg::pca::Pca>,
+    /// Per schema codec of the field: (dims, codec), or `None` when the segment has none.
+    codecs: Vec<Option<(usize, quiver_quant::Codec)>>,
+}
+
+impl BorrowedCodes {
+    /// The codes of `seg` for every dense field that declares codecs or a rotation (`None` when
+    /// no field does, or the segment has none).
+    pub(crate) fn from_segment(
+        schema: &Schema,
+        seg: &crate::segment::Segment,
+    ) -> Option<Arc<BorrowedCodes>> {
+        let mut fields = BTreeMap::new();
+        for f in schema.dense_fields() {
+            if f.codecs.is_empty() && f.rotation == crate::tiers::Rotation::None {
+                continue;
+            }
+            let have = seg.codes(&f.name);
+            let codecs: Vec<_> = (0..f.codecs.len())
+                .map(|i| have.get(i).map(|c| (c.dims, c.codec.clone())))
+                .collect();
+            let rotation = seg.rotation(&f.name).cloned();
+            if rotation.is_some() || codecs.iter().any(|c| c.is_some()) {
+                fields.insert(f.name.clone(), BorrowedField { rotation, codecs });
+            }
+        }
+        (!fields.is_empty()).then(|| {
+            Arc::new(BorrowedCodes {
+                segment: seg.name.clone(),
+                fields,
+            })
+        })
+    }
+
+    /// The rotation of dense field `field`.
+    pub fn rotation(&self, field: &str) -> Option<&quiver_linalg::pca::Pca> {
+        self.fields.get(field)?.rotation.as_ref()
+    }
+
+    /// Codec `idx` (schema order) of dense field `field` and the dimensions it encodes.
+    pub fn codec(&self, field: &str, idx: usize) -> Option<(usize, &quiver_quant::Codec)> {
+        self.fields
+            .get(field)?
+            .codecs
+            .get(idx)?
+            .as_ref()
+            .map(|(d, c)| (*d, c))
+    }
+}
+
 /// A row about to be appended: a document with its sequence number.
 pub(crate) type NewRow = crate::doc::StoredDoc;
 
@@ -47,6 +109,10 @@ pub struct Chunk {
     /// Last local row of each id in this chunk; `prev[r]` links to the id's previous row here.
     index: std::collections::HashMap<DocId, u32>,
     prev: Vec<u32>,
+    /// Per dense field with borrowed codes: the codes of each codec (row-major; empty for a codec
+    /// the segment lacks), and the rotated vectors when the field is rotated.
+    codes: BTreeMap<String, Vec<Vec<u8>>>,
+    rotated: BTreeMap<String, Vec<f32>>,
     bytes: usize,
 }
 
@@ -71,6 +137,8 @@ impl Chunk {
                 .collect(),
             index: Default::default(),
             prev: Vec::new(),
+            codes: BTreeMap::new(),
+            rotated: BTreeMap::new(),
             bytes: 0,
         }
     }
@@ -91,6 +159,8 @@ impl Chunk {
             text: self.text.clone(),
             index: self.index.clone(),
             prev: self.prev.clone(),
+            codes: self.codes.clone(),
+            rotated: self.rotated.clone(),
             bytes: self.bytes,
         }
     }
@@ -115,6 +185,11 @@ impl Chunk {
     /// Id of local row `r`.
     pub fn id(&self, r: u32) -> &DocId {
         &self.ids[r as usize]
+    }
+
+    /// Sequence number of local row `r`.
+    pub fn seq(&self, r: u32) -> u64 {
+        self.seqs[r as usize]
     }
 
     /// Payload of local row `r`.
@@ -151,9 +226,58 @@ impl Chunk {
         }
     }
 
+    /// The codes of codec `idx` of dense field `field` (borrowed codecs, local rows), if any.
+    pub fn codes(&self, field: &str, idx: usize) -> Option<&[u8]> {
+        self.codes
+            .get(field)?
+            .get(idx)
+            .filter(|c| !c.is_empty())
+            .map(|c| c.as_slice())
+    }
+
+    /// The rotated vectors of dense field `field` (borrowed rotation, local rows), if any.
+    pub fn rotated(&self, field: &str) -> Option<Vectors<'_>> {
+        let dim = self.vectors.get(field)?.1;
+        self.rotated.get(field).map(|v| Vectors::new(v, dim))
+    }
+
     /// Text index of text field `field` (local rows).
     pub fn text(&self, field: &str) -> Option<&MemText> {
         self.text.get(field)
+    }
+
+    /// Encodes a new row's vectors with the borrowed codecs (and rotation).
+    fn encode(&mut self, schema: &Schema, borrowed: &BorrowedCodes, row: &NewRow) {
+        for f in schema.dense_fields() {
+            let (Some(b), Some(v)) = (borrowed.fields.get(&f.name), row.vectors.get(&f.name))
+            else {
+                continue;
+            };
+            let rotated = b.rotation.as_ref().map(|r| {
+                let mut out = vec![0.0f32; f.dim];
+                r.apply(v, &mut out);
+                out
+            });
+            let base = rotated.as_deref().unwrap_or(v);
+            let per = self.codes.entry(f.name.clone()).or_default();
+            per.resize(b.codecs.len(), Vec::new());
+            for (i, c) in b.codecs.iter().enumerate() {
+                let Some((dims, codec)) = c else { continue };
+                // Cannot fail for a validated row; zeros keep the rows aligned if it ever did.
+                let code = quiver_quant::prefix::prefix_all(base, f.dim, *dims, f.metric)
+                    .and_then(|p| codec.encode_all(&p))
+                    .unwrap_or_else(|_| vec![0; codec.code_len()]);
+                self.bytes += code.len();
+                per[i].extend_from_slice(&code);
+            }
+            if let Some(r) = rotated {
+                self.bytes += r.len() * 4;
+                self.rotated
+                    .entry(f.name.clone())
+                    .or_default()
+                    .extend_from_slice(&r);
+            }
+        }
     }
 
     fn push(
@@ -197,12 +321,26 @@ pub struct MutableSegment {
     chunks: Vec<Arc<Chunk>>,
     rows: usize,
     bytes: usize,
+    borrowed: Option<Arc<BorrowedCodes>>,
 }
 
 impl MutableSegment {
     /// An empty segment.
     pub fn new() -> Self {
         MutableSegment::default()
+    }
+
+    /// An empty segment whose rows will be encoded with `borrowed` codes.
+    pub(crate) fn with_codes(borrowed: Option<Arc<BorrowedCodes>>) -> Self {
+        MutableSegment {
+            borrowed,
+            ..Default::default()
+        }
+    }
+
+    /// The codes its rows are encoded with (from the newest sealed segment when it started).
+    pub fn borrowed(&self) -> Option<&BorrowedCodes> {
+        self.borrowed.as_deref()
     }
 
     /// A new version with `rows` appended (this one is unchanged). Returns it and the row number
@@ -238,6 +376,9 @@ impl MutableSegment {
                 None => Chunk::empty(schema, total as u32),
             };
             let before = c.bytes;
+            if let Some(b) = &self.borrowed {
+                c.encode(schema, b, &row);
+            }
             c.push(schema, &analyzers, row);
             bytes += c.bytes - before;
             total += 1;
@@ -251,6 +392,7 @@ impl MutableSegment {
                 chunks,
                 rows: total,
                 bytes,
+                borrowed: self.borrowed.clone(),
             },
             first,
         )
@@ -318,7 +460,7 @@ impl MutableSegment {
     /// Sequence number of `row`.
     pub fn seq(&self, row: u32) -> u64 {
         let (c, r) = self.at(row);
-        c.seqs[r as usize]
+        c.seq(r)
     }
 
     /// Payload of `row`.

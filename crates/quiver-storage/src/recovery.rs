@@ -22,12 +22,8 @@ pub(crate) struct Recovered {
     pub manifest: Manifest,
     pub segments: Vec<Arc<Segment>>,
     pub mutable: MutableSegment,
-    /// Live location of every id.
-    pub ids: HashMap<DocId, Loc>,
     /// Last sequence number used.
     pub last_seq: u64,
-    /// Deletes since the last compaction (key -> seq): carried into each new log generation.
-    pub carried: HashMap<Vec<u8>, u64>,
     /// The log to append to (writers only).
     pub log: Option<LogWriter>,
 }
@@ -36,16 +32,27 @@ pub(crate) struct Recovered {
 struct Replay<'a> {
     schema: &'a Schema,
     flushed_seq: u64,
-    compacted_seq: u64,
     segments: &'a [Arc<Segment>],
-    ids: HashMap<DocId, (u64, Loc)>,
+    /// Ids written or deleted by the log so far: their live version (`None`: deleted).
+    ids: HashMap<DocId, Option<(u64, Loc)>>,
     rows: Vec<NewRow>,
     superseded: Vec<u64>,
     max_seq: u64,
-    carried: HashMap<Vec<u8>, u64>,
 }
 
 impl Replay<'_> {
+    /// The live version of `id`: from the log if it touched the id, else the newest live sealed
+    /// row (a lookup in each segment's sorted ids).
+    fn live(&self, id: &DocId) -> Option<(u64, Loc)> {
+        if let Some(v) = self.ids.get(id) {
+            return *v;
+        }
+        self.segments.iter().enumerate().rev().find_map(|(s, seg)| {
+            let r = seg.find_row(id)?;
+            seg.is_live(r).then(|| (seg.seq(r), Loc::Sealed(s, r)))
+        })
+    }
+
     fn supersede(&mut self, loc: Loc, seq: u64) {
         match loc {
             Loc::Sealed(s, r) => self.segments[s].mark_deleted(r, seq),
@@ -65,7 +72,7 @@ impl Replay<'_> {
         }
         let row = self.rows.len() as u32;
         let seq = doc.seq;
-        let prev = self.ids.get(&doc.id).copied();
+        let prev = self.live(&doc.id);
         self.superseded.push(LIVE);
         let id = doc.id.clone();
         self.rows.push(doc);
@@ -75,7 +82,7 @@ impl Replay<'_> {
                 if let Some((_, loc)) = prev {
                     self.supersede(loc, seq);
                 }
-                self.ids.insert(id, (seq, Loc::Mutable(row)));
+                self.ids.insert(id, Some((seq, Loc::Mutable(row))));
             }
         }
         Ok(())
@@ -83,15 +90,11 @@ impl Replay<'_> {
 
     fn delete(&mut self, key: &[u8], t: u64) -> Result<(), StorageError> {
         self.max_seq = self.max_seq.max(t);
-        if t > self.compacted_seq {
-            let e = self.carried.entry(key.to_vec()).or_insert(t);
-            *e = (*e).max(t);
-        }
         let id = DocId::from_key(key)?;
-        if let Some(&(seq, loc)) = self.ids.get(&id) {
+        if let Some((seq, loc)) = self.live(&id) {
             if seq < t {
                 self.supersede(loc, t);
-                self.ids.remove(&id);
+                self.ids.insert(id, None);
             }
         }
         Ok(())
@@ -120,13 +123,14 @@ impl Replay<'_> {
     }
 }
 
-/// The live version of every id over the sealed segments (older versions marked deleted).
-fn resolve_sealed(segments: &[Arc<Segment>]) -> (HashMap<DocId, (u64, Loc)>, u64) {
+/// Format 1 kept no deletes files: the live version of every id over the sealed segments, older
+/// versions marked deleted (O(rows); complete manifests skip it).
+fn resolve_sealed(segments: &[Arc<Segment>]) -> u64 {
     let mut ids: HashMap<DocId, (u64, Loc)> = HashMap::new();
     let mut max_seq = 0;
     for (si, seg) in segments.iter().enumerate() {
         for row in 0..seg.rows() as u32 {
-            let (id, seq) = (seg.id(row).clone(), seg.seq(row));
+            let (id, seq) = (seg.id(row), seg.seq(row));
             max_seq = max_seq.max(seq);
             match ids.get(&id) {
                 Some(&(old_seq, _)) if old_seq >= seq => seg.mark_deleted(row, old_seq),
@@ -139,7 +143,40 @@ fn resolve_sealed(segments: &[Arc<Segment>]) -> (HashMap<DocId, (u64, Loc)>, u64
             }
         }
     }
-    (ids, max_seq)
+    max_seq
+}
+
+/// Marks the rows that each segment's deletes file lists.
+fn apply_deletes(dir: &Path, m: &Manifest, segments: &[Arc<Segment>]) -> Result<(), StorageError> {
+    for seg in segments {
+        if let Some(file) = m.deletes.get(&seg.name) {
+            for r in crate::deletes::read(dir, file, seg.rows())? {
+                seg.mark_deleted(r, 0);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes a deletes file for every segment with deleted rows (as generation `gen`) into `m`.
+pub(crate) fn persist_deletes(
+    dir: &Path,
+    m: &mut Manifest,
+    segments: &[Arc<Segment>],
+    gen: u64,
+    changed: impl Fn(&Segment, usize) -> bool,
+) -> Result<(), StorageError> {
+    for seg in segments {
+        let n = seg.deleted_rows().count();
+        if n > 0 && changed(seg, n) {
+            let name = crate::deletes::write(dir, &seg.name, gen, seg.rows(), seg.deleted_rows())?;
+            m.deletes.insert(seg.name.clone(), name);
+        }
+    }
+    m.deletes
+        .retain(|name, _| segments.iter().any(|s| &s.name == name));
+    m.resolved = true;
+    Ok(())
 }
 
 /// A format-1 `wal.redb` as log records, in sequence order.
@@ -181,17 +218,20 @@ pub(crate) fn recover(
         .iter()
         .map(|n| Segment::open(schema, &seg_dir, n).map(Arc::new))
         .collect::<Result<_, _>>()?;
-    let (ids, sealed_max) = resolve_sealed(&segments);
+    let sealed_max = if manifest.resolved {
+        apply_deletes(dir, &manifest, &segments)?;
+        0
+    } else {
+        resolve_sealed(&segments)
+    };
     let mut rp = Replay {
         schema,
         flushed_seq: manifest.flushed_seq,
-        compacted_seq: manifest.compacted_seq,
         segments: &segments,
-        ids,
+        ids: HashMap::new(),
         rows: Vec::new(),
         superseded: Vec::new(),
         max_seq: sealed_max.max(manifest.flushed_seq),
-        carried: HashMap::new(),
     };
     let legacy = manifest.format < manifest::FORMAT;
     let mut last_log: Option<(u64, u64)> = None;
@@ -227,14 +267,16 @@ pub(crate) fn recover(
         }
     }
     let Replay {
-        ids,
         rows,
         superseded,
         max_seq,
-        carried,
         ..
     } = rp;
-    let (mutable, _) = MutableSegment::new().append(schema, rows);
+    let borrowed = match segments.last() {
+        Some(seg) if !rows.is_empty() => crate::mutable::BorrowedCodes::from_segment(schema, seg),
+        _ => None,
+    };
+    let (mutable, _) = MutableSegment::with_codes(borrowed).append(schema, rows);
     for (r, &s) in superseded.iter().enumerate() {
         if s != LIVE {
             mutable.mark_superseded(r as u32, s);
@@ -252,6 +294,7 @@ pub(crate) fn recover(
         }
         manifest.format = manifest::FORMAT;
         manifest.wal_gen = gen;
+        persist_deletes(dir, &mut manifest, &segments, gen, |_, _| true)?;
         manifest::write(dir, &manifest)?;
         let redb = dir.join("wal.redb");
         if redb.exists() {
@@ -259,18 +302,21 @@ pub(crate) fn recover(
         }
         Some(log)
     } else {
-        Some(match last_log {
+        let log = match last_log {
             Some((gen, valid)) => LogWriter::append_to(dir, gen, valid)?,
             None => LogWriter::create(dir, manifest.wal_gen.max(1))?,
-        })
+        };
+        if !manifest.resolved {
+            persist_deletes(dir, &mut manifest, &segments, log.gen, |_, _| true)?;
+            manifest::write(dir, &manifest)?;
+        }
+        Some(log)
     };
     Ok(Recovered {
         manifest,
         segments,
         mutable,
-        ids: ids.into_iter().map(|(k, (_, l))| (k, l)).collect(),
         last_seq: max_seq,
-        carried,
         log,
     })
 }

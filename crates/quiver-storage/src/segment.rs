@@ -1,117 +1,131 @@
-//! Sealed segments: immutable, self-describing directories.
+//! Sealed segments: immutable, self-describing directories, opened in O(1) and read lazily.
 //!
 //! ```text
 //! segments/seg-000000000000002a/
 //!   meta.json        format, rows, and every other file's length and xxh3-64 checksum
 //!   ids.bin          per row: seq u64 | key_len u16 | key bytes            (see doc.rs for keys)
+//!   ids.off          (rows+1) u64: offset of each row's entry in ids.bin    (format 2)
+//!   ids.sorted       rows u32: the rows in key order, for lookups by id     (format 2)
 //!   payload.bin      (rows+1) u64 offsets | concatenated JSON payloads
 //!   vec.<field>.f32  rows x dim f32, little-endian, mmap-ed
 //!   hnsw.<field>.bin HNSW graph (quiver-index format), for fields with an HNSW index
+//!   codes.*, rot.*, multi.*, fde.*, text.<field>/   (codes.rs, multi.rs, text.rs)
 //! ```
 //! A segment is written into `<name>.tmp`, fsynced, and renamed; only then does the manifest name
-//! it. On open every file is checked against `meta.json`; a mismatch is reported with the file's
-//! path and the segment is never served.
+//! it (`segment_write.rs`).
+//!
+//! **Opening reads `meta.json` and checks every file's length, nothing more**, so it costs the
+//! same for ten rows or a billion. Each section is read on first use — ids, payloads (and their
+//! indexes), a field's graph, codes, vector sets, text index — and its files are checksummed
+//! then; a section that fails its checks is never served: its accessor answers as if it were
+//! absent and the failure is kept, and [`Segment::errors`] (checked by the engine after every
+//! request) turns it into an error naming the file. Files that stay memory-mapped and are paged in
+//! on demand (`vec.*.f32`, `multi.*.f32`, `fde.*.f32`) are checksummed when written and by
+//! [`Segment::verify`] (`quiver collection verify`), never on the read path, which would read
+//! them whole.
 
 use crate::doc::DocId;
 use crate::payload_index::PayloadIndex;
 use crate::schema::Schema;
+pub(crate) use crate::segment_write::{corrupt, sync_dir, write_file, FileMeta, SegmentMeta};
+pub use crate::segment_write::{NoProgress, Progress, SegmentData};
 use crate::{io_err, StorageError};
 use memmap2::Mmap;
 use quiver_index::{Hnsw, Vectors};
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::OnceLock;
 
 /// Deleted-at marker for a live row.
 pub const LIVE: u64 = u64::MAX;
 
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct FileMeta {
-    bytes: u64,
-    xxh3: String,
+/// A section that failed its checks: the file and what was wrong.
+#[derive(Debug, Clone)]
+struct Failed {
+    file: String,
+    msg: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct SegmentMeta {
-    format: u32,
-    rows: usize,
-    files: BTreeMap<String, FileMeta>,
-}
-
-/// What a new segment is made of (row order).
-pub struct SegmentData {
-    /// Ids.
-    pub ids: Vec<DocId>,
-    /// Sequence numbers.
-    pub seqs: Vec<u64>,
-    /// Payloads.
-    pub payloads: Vec<Map<String, Value>>,
-    /// Row-major vectors per dense field.
-    pub vectors: BTreeMap<String, Vec<f32>>,
-    /// Vector sets per multi field.
-    pub multi: BTreeMap<String, crate::multi::MultiColumn>,
-}
-
-impl SegmentData {
-    /// The same rows in the order `order` (new row `i` is old row `order[i]`).
-    fn permuted(mut self, order: &[u32]) -> Self {
-        let pick = |i: &u32| *i as usize;
-        SegmentData {
-            ids: order.iter().map(|i| self.ids[pick(i)].clone()).collect(),
-            seqs: order.iter().map(|i| self.seqs[pick(i)]).collect(),
-            payloads: order
-                .iter()
-                .map(|i| std::mem::take(&mut self.payloads[pick(i)]))
-                .collect(),
-            vectors: self
-                .vectors
-                .iter()
-                .map(|(name, v)| {
-                    let dim = v.len() / self.ids.len().max(1);
-                    let mut out = Vec::with_capacity(v.len());
-                    for &i in order {
-                        out.extend_from_slice(&v[i as usize * dim..(i as usize + 1) * dim]);
-                    }
-                    (name.clone(), out)
-                })
-                .collect(),
-            multi: self
-                .multi
-                .iter()
-                .map(|(name, c)| (name.clone(), c.permuted(order)))
-                .collect(),
+impl From<StorageError> for Failed {
+    fn from(e: StorageError) -> Failed {
+        match e {
+            StorageError::Corrupt { file, msg } => Failed { file, msg },
+            StorageError::Io { path, source } => Failed {
+                file: path,
+                msg: source.to_string(),
+            },
+            other => Failed {
+                file: String::new(),
+                msg: other.to_string(),
+            },
         }
     }
 }
 
-/// Receives progress of long work (index builds).
-pub trait Progress: Send + Sync {
-    /// A phase of `total` units starts.
-    fn start(&self, label: &str, total: u64);
-    /// `n` more units done.
-    fn inc(&self, n: u64);
-    /// The phase ended.
-    fn finish(&self);
+type Section<T> = OnceLock<Result<T, Failed>>;
+
+fn map_file(path: &Path) -> Result<Mmap, StorageError> {
+    let f = File::open(path).map_err(io_err(path))?;
+    // SAFETY: sealed segment files are never modified after they are renamed into place (they are
+    // only ever deleted, which keeps existing mappings valid on POSIX systems).
+    unsafe { Mmap::map(&f) }.map_err(io_err(path))
 }
 
-/// A [`Progress`] that shows nothing.
-pub struct NoProgress;
+/// A little-endian integer column: mapped from a file, or built in memory (format-1 segments).
+enum Column {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
 
-impl Progress for NoProgress {
-    fn start(&self, _: &str, _: u64) {}
-    fn inc(&self, _: u64) {}
-    fn finish(&self) {}
+impl Column {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Column::Mapped(m) => m,
+            Column::Owned(v) => v,
+        }
+    }
+    fn u64_at(&self, i: usize) -> u64 {
+        let b = self.bytes();
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[i * 8..i * 8 + 8]);
+        u64::from_le_bytes(a)
+    }
+    fn u32_at(&self, i: usize) -> u32 {
+        let b = self.bytes();
+        u32::from_le_bytes([b[i * 4], b[i * 4 + 1], b[i * 4 + 2], b[i * 4 + 3]])
+    }
+}
+
+/// The ids section: `ids.bin` plus per-row offsets and the rows in key order.
+struct Ids {
+    raw: Column,
+    offsets: Column,
+    sorted: Column,
+}
+
+impl Ids {
+    fn key(&self, row: usize) -> &[u8] {
+        let at = self.offsets.u64_at(row) as usize;
+        let b = self.raw.bytes();
+        let len = u16::from_le_bytes([b[at + 8], b[at + 9]]) as usize;
+        &b[at + 10..at + 10 + len]
+    }
+    fn seq(&self, row: usize) -> u64 {
+        let at = self.offsets.u64_at(row) as usize;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&self.raw.bytes()[at..at + 8]);
+        u64::from_le_bytes(a)
+    }
 }
 
 enum VecStore {
     /// `vectors = "disk"`: the mapped file.
     Mapped(Mmap),
-    /// `vectors = "ram"`: copied into process memory at open.
-    Owned(Vec<f32>),
+    /// `vectors = "ram"`: copied into process memory on first use.
+    Ram(Mmap, OnceLock<Vec<f32>>),
 }
 
 /// An open sealed segment.
@@ -119,50 +133,33 @@ pub struct Segment {
     /// Directory name, e.g. `seg-000000000000002a`.
     pub name: String,
     dir: PathBuf,
-    ids: Vec<DocId>,
-    /// Row of each id, built on the first lookup by id.
-    id_index: std::sync::OnceLock<HashMap<DocId, u32>>,
-    seqs: Vec<u64>,
+    schema: Schema,
+    rows: usize,
+    files: BTreeMap<String, FileMeta>,
     /// Per row: the sequence number of the write that deleted or replaced it, or [`LIVE`].
     deleted_at: Vec<AtomicU64>,
     vectors: HashMap<String, (VecStore, usize)>,
-    graphs: HashMap<String, Hnsw>,
-    multi: HashMap<String, crate::multi::SegmentMulti>,
-    codes: HashMap<String, crate::codes::SegmentCodes>,
-    payload: Mmap,
-    payload_index: PayloadIndex,
-    /// Text indexes by text field (see `text.rs`).
-    pub(crate) text: BTreeMap<String, quiver_text::SealedText>,
+    payload: Option<Mmap>,
+    ids: Section<Ids>,
+    payload_checked: Section<()>,
+    payload_index: OnceLock<PayloadIndex>,
+    graphs: HashMap<String, Section<Hnsw>>,
+    codes: HashMap<String, Section<crate::codes::SegmentCodes>>,
+    multi: Section<HashMap<String, crate::multi::SegmentMulti>>,
+    text: Section<BTreeMap<String, quiver_text::SealedText>>,
 }
 
 impl std::fmt::Debug for Segment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Segment")
             .field("name", &self.name)
-            .field("rows", &self.ids.len())
+            .field("rows", &self.rows)
             .finish()
     }
 }
 
-pub(crate) fn write_file(
-    dir: &Path,
-    name: &str,
-    bytes: &[u8],
-    files: &mut BTreeMap<String, FileMeta>,
-) -> Result<(), StorageError> {
-    let path = dir.join(name);
-    let mut f = File::create(&path).map_err(io_err(&path))?;
-    f.write_all(bytes).map_err(io_err(&path))?;
-    f.sync_all().map_err(io_err(&path))?;
-    files.insert(
-        name.to_string(),
-        FileMeta {
-            bytes: bytes.len() as u64,
-            xxh3: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes)),
-        },
-    );
-    Ok(())
-}
+/// The placeholder id answered for a row whose ids section failed its checks.
+static UNREADABLE: DocId = DocId::Int(u64::MAX);
 
 /// Payload of `row` from a `payload.bin` image of `rows` rows: `(rows+1)` u64 offsets, then JSON.
 fn read_payload(
@@ -188,31 +185,6 @@ fn read_payload(
     serde_json::from_slice(bytes).map_err(|e| corrupt(path, format!("row {row}: {e}")))
 }
 
-/// fsyncs a directory so that renames and creations in it are durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(io_err(dir))
-}
-
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-pub(crate) fn corrupt(path: &Path, msg: impl Into<String>) -> StorageError {
-    StorageError::Corrupt {
-        file: path.display().to_string(),
-        msg: msg.into(),
-    }
-}
-
-fn map_file(path: &Path) -> Result<Mmap, StorageError> {
-    let f = File::open(path).map_err(io_err(path))?;
-    // SAFETY: sealed segment files are never modified after they are renamed into place (they are
-    // only ever deleted, which keeps existing mappings valid on POSIX systems).
-    unsafe { Mmap::map(&f) }.map_err(io_err(path))
-}
-
 impl Segment {
     /// Writes a segment directory `segments_dir/name` (via `name.tmp` + rename) and opens it.
     pub fn write(
@@ -222,142 +194,24 @@ impl Segment {
         data: SegmentData,
         progress: &dyn Progress,
     ) -> Result<Segment, StorageError> {
-        let rows = data.ids.len();
-        let tmp = segments_dir.join(format!("{name}.tmp"));
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
-        }
-        std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
-        let mut files = BTreeMap::new();
-        let seed = 0x5157_4552 ^ rows as u64;
-        let build = |f: &crate::schema::DenseField, v: &[f32], params| {
-            progress.start(&format!("HNSW {} ({rows} vectors)", f.name), rows as u64);
-            let g =
-                Hnsw::build_with_progress(Vectors::new(v, f.dim), f.metric, params, seed, &|n| {
-                    progress.inc(n)
-                });
-            progress.finish();
-            g
-        };
-        // Rows are stored in the breadth-first order of the first HNSW graph, so that rows searched
-        // together sit together in memory (fewer cache misses); that graph is renumbered to match
-        // and the other fields' graphs are built on the reordered rows.
-        let mut graphs: BTreeMap<String, Hnsw> = BTreeMap::new();
-        let mut data = data;
-        if let Some((f, params)) = schema
-            .dense_fields()
-            .into_iter()
-            .find_map(|f| f.index.hnsw_params().map(|p| (f, p)))
-        {
-            let v = data
-                .vectors
-                .get(&f.name)
-                .map(|v| v.as_slice())
-                .unwrap_or(&[]);
-            if v.len() == rows * f.dim && rows > 0 {
-                let g = build(&f, v, params);
-                let order = g.bfs_order();
-                if let Some(pg) = g.permuted(&order) {
-                    data = data.permuted(&order);
-                    graphs.insert(f.name.clone(), pg);
-                }
-            }
-        }
-
-        let mut ids = Vec::new();
-        for (id, seq) in data.ids.iter().zip(&data.seqs) {
-            let k = id.to_key();
-            ids.extend_from_slice(&seq.to_le_bytes());
-            ids.extend_from_slice(&(k.len() as u16).to_le_bytes());
-            ids.extend_from_slice(&k);
-        }
-        write_file(&tmp, "ids.bin", &ids, &mut files)?;
-
-        let mut offsets = Vec::with_capacity((rows + 1) * 8);
-        let mut body = Vec::new();
-        for p in &data.payloads {
-            offsets.extend_from_slice(&(body.len() as u64).to_le_bytes());
-            serde_json::to_writer(&mut body, p).map_err(|e| StorageError::Io {
-                path: tmp.display().to_string(),
-                source: std::io::Error::other(e),
-            })?;
-        }
-        offsets.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        offsets.extend_from_slice(&body);
-        write_file(&tmp, "payload.bin", &offsets, &mut files)?;
-
-        for f in schema.dense_fields() {
-            let v = data
-                .vectors
-                .get(&f.name)
-                .map(|v| v.as_slice())
-                .unwrap_or(&[]);
-            if v.len() != rows * f.dim {
-                return Err(StorageError::Corrupt {
-                    file: tmp.display().to_string(),
-                    msg: format!("field {}: {} floats for {rows} rows", f.name, v.len()),
-                });
-            }
-            write_file(
-                &tmp,
-                &format!("vec.{}.f32", f.name),
-                &f32_bytes(v),
-                &mut files,
-            )?;
-            if let Some(params) = f.index.hnsw_params() {
-                let g = match graphs.remove(&f.name) {
-                    Some(g) => g,
-                    None => build(&f, v, params),
-                };
-                write_file(
-                    &tmp,
-                    &format!("hnsw.{}.bin", f.name),
-                    &g.to_bytes(),
-                    &mut files,
-                )?;
-            }
-            crate::codes::write(&tmp, &f, v, rows, seed, &mut files)?;
-        }
-        crate::multi::write_segment_files(schema, &tmp, rows, &data.multi, &mut files, progress)?;
-        for (fname, bytes, xxh3) in crate::text::write_text_indexes(schema, &tmp, &data.payloads)? {
-            files.insert(fname, FileMeta { bytes, xxh3 });
-        }
-        let meta = SegmentMeta {
-            format: 1,
-            rows,
-            files,
-        };
-        let meta_json = serde_json::to_vec_pretty(&meta).map_err(|e| StorageError::Io {
-            path: tmp.display().to_string(),
-            source: std::io::Error::other(e),
-        })?;
-        let mut unused = BTreeMap::new();
-        write_file(&tmp, "meta.json", &meta_json, &mut unused)?;
-        sync_dir(&tmp)?;
-        let dest = segments_dir.join(name);
-        if dest.exists() {
-            // Left by an earlier failed attempt and never named by a manifest.
-            std::fs::remove_dir_all(&dest).map_err(io_err(&dest))?;
-        }
-        std::fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
-        sync_dir(segments_dir)?;
+        crate::segment_write::write_dir(schema, segments_dir, name, data, progress)?;
         Segment::open(schema, segments_dir, name)
     }
 
-    /// Opens and verifies a segment directory.
+    /// Opens a segment directory: reads `meta.json` and checks each file's length (O(1) in the
+    /// rows; see the module docs for when contents are checked).
     pub fn open(schema: &Schema, segments_dir: &Path, name: &str) -> Result<Segment, StorageError> {
         let dir = segments_dir.join(name);
         let meta_path = dir.join("meta.json");
         let meta_bytes = std::fs::read(&meta_path).map_err(io_err(&meta_path))?;
         let meta: SegmentMeta = serde_json::from_slice(&meta_bytes)
             .map_err(|e| corrupt(&meta_path, format!("unreadable: {e}")))?;
-        if meta.format != 1 {
+        if !(1..=crate::segment_write::SEGMENT_FORMAT).contains(&meta.format) {
             return Err(corrupt(
                 &meta_path,
                 format!("unsupported segment format {}", meta.format),
             ));
         }
-        let mut maps: HashMap<String, Mmap> = HashMap::new();
         for (fname, fm) in &meta.files {
             let path = dir.join(fname);
             let len = std::fs::metadata(&path).map_err(io_err(&path))?.len();
@@ -367,232 +221,425 @@ impl Segment {
                     format!("truncated or resized: {len} bytes, expected {}", fm.bytes),
                 ));
             }
-            let m = if len == 0 {
-                None
-            } else {
-                Some(map_file(&path)?)
-            };
-            let sum = format!(
-                "{:016x}",
-                xxhash_rust::xxh3::xxh3_64(m.as_deref().unwrap_or(&[]))
-            );
-            if sum != fm.xxh3 {
-                return Err(corrupt(
-                    &path,
-                    format!("checksum mismatch: {sum}, expected {}", fm.xxh3),
-                ));
-            }
-            if let Some(m) = m {
-                maps.insert(fname.clone(), m);
-            }
         }
         let rows = meta.rows;
-        // meta.json has no checksum of its own: bound `rows` by the checked ids file (>= 10 bytes
-        // per row) before sizing anything by it.
-        let ids_len = maps.get("ids.bin").map_or(0, |m| m.len());
+        // meta.json has no checksum of its own: bound `rows` by the ids file (>= 10 bytes per
+        // row) before sizing anything by it.
+        let ids_len = meta.files.get("ids.bin").map_or(0, |f| f.bytes as usize);
         if rows > ids_len / 10 {
             return Err(corrupt(
                 &meta_path,
                 format!("{rows} rows cannot fit in ids.bin of {ids_len} bytes"),
             ));
         }
-        let ids_path = dir.join("ids.bin");
-        let ids_raw = maps
-            .get("ids.bin")
-            .ok_or_else(|| corrupt(&ids_path, "missing from segment"))?;
-        let (mut ids, mut seqs) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
-        let mut pos = 0usize;
-        for _ in 0..rows {
-            let h = ids_raw
-                .get(pos..pos + 10)
-                .ok_or_else(|| corrupt(&ids_path, "truncated"))?;
-            let mut a = [0u8; 8];
-            a.copy_from_slice(&h[..8]);
-            let klen = u16::from_le_bytes([h[8], h[9]]) as usize;
-            let key = ids_raw
-                .get(pos + 10..pos + 10 + klen)
-                .ok_or_else(|| corrupt(&ids_path, "truncated key"))?;
-            seqs.push(u64::from_le_bytes(a));
-            ids.push(DocId::from_key(key).map_err(|_| corrupt(&ids_path, "bad id key"))?);
-            pos += 10 + klen;
-        }
-        if pos != ids_raw.len() {
-            return Err(corrupt(&ids_path, "trailing bytes"));
-        }
-
+        let mapped = |fname: &str| -> Result<Option<Mmap>, StorageError> {
+            let path = dir.join(fname);
+            match meta.files.get(fname) {
+                None => Err(corrupt(&path, "missing from segment")),
+                Some(f) if f.bytes == 0 => Ok(None),
+                Some(_) => map_file(&path).map(Some),
+            }
+        };
         let mut vectors = HashMap::new();
         let mut graphs = HashMap::new();
         let mut codes = HashMap::new();
         for f in schema.dense_fields() {
-            codes.insert(f.name.clone(), crate::codes::open(&dir, &f, &maps, rows)?);
             let fname = format!("vec.{}.f32", f.name);
             let path = dir.join(&fname);
-            let m = maps
-                .remove(&fname)
-                .ok_or_else(|| corrupt(&path, "missing from segment"))?;
-            if m.len() != rows * f.dim * 4 {
+            let len = meta.files.get(&fname).map_or(0, |m| m.bytes as usize);
+            if len != rows * f.dim * 4 {
                 return Err(corrupt(
                     &path,
-                    format!("{} bytes for {rows} rows of dim {}", m.len(), f.dim),
+                    format!("{len} bytes for {rows} rows of dim {}", f.dim),
                 ));
             }
-            if f.index.hnsw_params().is_some() {
-                let gname = format!("hnsw.{}.bin", f.name);
-                let gpath = dir.join(&gname);
-                let raw = maps
-                    .get(&gname)
-                    .ok_or_else(|| corrupt(&gpath, "missing from segment"))?;
-                let g = Hnsw::from_bytes(raw).map_err(|e| corrupt(&gpath, e.to_string()))?;
-                if g.capacity() != rows {
-                    return Err(corrupt(
-                        &gpath,
-                        format!("graph of {} nodes for {rows} rows", g.capacity()),
-                    ));
-                }
-                graphs.insert(f.name.clone(), g);
+            if let Some(m) = mapped(&fname)? {
+                let store = match f.vectors {
+                    crate::tiers::VectorTier::Disk => VecStore::Mapped(m),
+                    crate::tiers::VectorTier::Ram => VecStore::Ram(m, OnceLock::new()),
+                };
+                vectors.insert(f.name.clone(), (store, f.dim));
             }
-            let store = match f.vectors {
-                crate::tiers::VectorTier::Disk => VecStore::Mapped(m),
-                crate::tiers::VectorTier::Ram => VecStore::Owned(
-                    m.chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                        .collect(),
-                ),
-            };
-            vectors.insert(f.name.clone(), (store, f.dim));
+            if f.index.hnsw_params().is_some() {
+                graphs.insert(f.name.clone(), OnceLock::new());
+            }
+            codes.insert(f.name.clone(), OnceLock::new());
         }
-
-        let multi = crate::multi::open_segment_files(schema, &dir, rows, &mut maps)?;
-        let payload = maps
-            .remove("payload.bin")
-            .ok_or_else(|| corrupt(&dir.join("payload.bin"), "missing from segment"))?;
-        let payload_path = dir.join("payload.bin");
-        let payloads: Vec<Map<String, Value>> = (0..rows as u32)
-            .map(|r| read_payload(&payload, rows, r, &payload_path))
-            .collect::<Result<_, _>>()?;
-        let payload_index = PayloadIndex::build(schema, &payloads);
-        let text = crate::text::open_text_indexes(schema, &dir, rows)?;
+        let payload = mapped("payload.bin")?;
         Ok(Segment {
             name: name.to_string(),
-            dir: dir.clone(),
-            ids,
-            id_index: std::sync::OnceLock::new(),
-            seqs,
+            dir,
+            schema: schema.clone(),
+            rows,
+            files: meta.files,
             deleted_at: (0..rows).map(|_| AtomicU64::new(LIVE)).collect(),
             vectors,
-            graphs,
-            multi,
-            codes,
             payload,
-            payload_index,
-            text,
+            ids: OnceLock::new(),
+            payload_checked: OnceLock::new(),
+            payload_index: OnceLock::new(),
+            graphs,
+            codes,
+            multi: OnceLock::new(),
+            text: OnceLock::new(),
         })
     }
 
-    fn payload_checked(&self, row: u32) -> Result<Map<String, Value>, StorageError> {
-        read_payload(
-            &self.payload,
-            self.ids.len(),
-            row,
-            &self.dir.join("payload.bin"),
-        )
+    /// The mapping of `fname` after checking it against `meta.json` (`None`: an empty file).
+    fn checked(&self, fname: &str) -> Result<Option<Mmap>, StorageError> {
+        let path = self.dir.join(fname);
+        let fm = self
+            .files
+            .get(fname)
+            .ok_or_else(|| corrupt(&path, "missing from segment"))?;
+        let m = if fm.bytes == 0 {
+            None
+        } else {
+            Some(map_file(&path)?)
+        };
+        let sum = format!(
+            "{:016x}",
+            xxhash_rust::xxh3::xxh3_64(m.as_deref().unwrap_or(&[]))
+        );
+        if sum != fm.xxh3 {
+            return Err(corrupt(
+                &path,
+                format!("checksum mismatch: {sum}, expected {}", fm.xxh3),
+            ));
+        }
+        Ok(m)
+    }
+
+    /// Checked mappings of every file whose name starts with `prefix`.
+    fn checked_all(&self, prefix: &str) -> Result<HashMap<String, Mmap>, StorageError> {
+        let mut out = HashMap::new();
+        for fname in self.files.keys().filter(|n| n.starts_with(prefix)) {
+            if let Some(m) = self.checked(fname)? {
+                out.insert(fname.clone(), m);
+            }
+        }
+        Ok(out)
+    }
+
+    fn load_ids(&self) -> Result<Ids, StorageError> {
+        let rows = self.rows;
+        let ids_path = self.dir.join("ids.bin");
+        let raw = self
+            .checked("ids.bin")?
+            .map_or(Column::Owned(Vec::new()), Column::Mapped);
+        if self.files.contains_key("ids.off") {
+            let col = |m: Option<Mmap>| m.map_or(Column::Owned(Vec::new()), Column::Mapped);
+            let offsets = col(self.checked("ids.off")?);
+            let sorted = col(self.checked("ids.sorted")?);
+            let ok = offsets.bytes().len() == (rows + 1) * 8
+                && sorted.bytes().len() == rows * 4
+                && offsets.u64_at(rows) as usize == raw.bytes().len();
+            if !ok {
+                return Err(corrupt(
+                    &ids_path,
+                    "ids.off / ids.sorted do not match ids.bin",
+                ));
+            }
+            return Ok(Ids {
+                raw,
+                offsets,
+                sorted,
+            });
+        }
+        // Format 1: offsets and key order are built here, once.
+        let b = raw.bytes();
+        let mut off = Vec::with_capacity((rows + 1) * 8);
+        let mut pos = 0usize;
+        for _ in 0..rows {
+            let h = b
+                .get(pos..pos + 10)
+                .ok_or_else(|| corrupt(&ids_path, "truncated"))?;
+            let klen = u16::from_le_bytes([h[8], h[9]]) as usize;
+            let key = b
+                .get(pos + 10..pos + 10 + klen)
+                .ok_or_else(|| corrupt(&ids_path, "truncated key"))?;
+            DocId::from_key(key).map_err(|_| corrupt(&ids_path, "bad id key"))?;
+            off.extend_from_slice(&(pos as u64).to_le_bytes());
+            pos += 10 + klen;
+        }
+        if pos != b.len() {
+            return Err(corrupt(&ids_path, "trailing bytes"));
+        }
+        off.extend_from_slice(&(pos as u64).to_le_bytes());
+        let mut ids = Ids {
+            raw,
+            offsets: Column::Owned(off),
+            sorted: Column::Owned(Vec::new()),
+        };
+        let mut order: Vec<u32> = (0..rows as u32).collect();
+        order.sort_by(|&a, &b| ids.key(a as usize).cmp(ids.key(b as usize)));
+        ids.sorted = Column::Owned(order.iter().flat_map(|r| r.to_le_bytes()).collect());
+        Ok(ids)
+    }
+
+    fn ids(&self) -> Option<&Ids> {
+        self.ids
+            .get_or_init(|| self.load_ids().map_err(Failed::from))
+            .as_ref()
+            .ok()
     }
 
     /// Row count (live or not).
     pub fn rows(&self) -> usize {
-        self.ids.len()
+        self.rows
     }
 
     /// Id of `row`.
-    pub fn id(&self, row: u32) -> &DocId {
-        &self.ids[row as usize]
+    pub fn id(&self, row: u32) -> DocId {
+        self.ids()
+            .and_then(|ids| DocId::from_key(ids.key(row as usize)).ok())
+            .unwrap_or_else(|| UNREADABLE.clone())
     }
 
     /// Sequence number of `row`.
     pub fn seq(&self, row: u32) -> u64 {
-        self.seqs[row as usize]
+        self.ids().map_or(0, |ids| ids.seq(row as usize))
     }
 
-    /// The row holding `id` (a segment holds each id at most once), live or not.
+    /// The row holding `id` (a segment holds each id at most once), live or not: a binary search
+    /// of `ids.sorted`.
     pub fn find_row(&self, id: &DocId) -> Option<u32> {
-        self.id_index
-            .get_or_init(|| {
-                self.ids
-                    .iter()
-                    .enumerate()
-                    .map(|(r, id)| (id.clone(), r as u32))
-                    .collect()
-            })
-            .get(id)
-            .copied()
+        let ids = self.ids()?;
+        let key = id.to_key();
+        let (mut lo, mut hi) = (0usize, self.rows);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let row = ids.sorted.u32_at(mid);
+            match ids.key(row as usize).cmp(&key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(row),
+            }
+        }
+        None
     }
 
-    /// Payload of `row` (empty if unreadable; integrity was checked at open).
+    fn payload_bytes(&self) -> Option<&[u8]> {
+        let ok = self.payload_checked.get_or_init(|| {
+            self.checked("payload.bin")
+                .map(|_| ())
+                .map_err(Failed::from)
+        });
+        ok.as_ref().ok()?;
+        Some(self.payload.as_deref().unwrap_or(&[]))
+    }
+
+    /// Payload of `row` (empty if its section failed its checks; see [`Segment::errors`]).
     pub fn payload(&self, row: u32) -> Map<String, Value> {
-        self.payload_checked(row).unwrap_or_default()
+        let Some(b) = self.payload_bytes() else {
+            return Map::new();
+        };
+        read_payload(b, self.rows, row, &self.dir.join("payload.bin")).unwrap_or_default()
+    }
+
+    /// Payload indexes (built on first use from the payloads).
+    pub fn payload_index(&self) -> &PayloadIndex {
+        self.payload_index.get_or_init(|| {
+            let payloads: Vec<Map<String, Value>> =
+                (0..self.rows as u32).map(|r| self.payload(r)).collect();
+            PayloadIndex::build(&self.schema, &payloads)
+        })
     }
 
     /// Vectors of a dense field.
     pub fn vectors(&self, field: &str) -> Option<Vectors<'_>> {
-        self.vectors.get(field).map(|(store, dim)| match store {
-            VecStore::Mapped(m) => {
-                // SAFETY: the mapping is page-aligned (so 4-byte aligned), its length was checked
-                // to be rows*dim*4 at open, f32 has no invalid bit patterns, and files are
-                // little-endian which is asserted at compile time for this crate (see lib.rs).
-                let floats =
-                    unsafe { std::slice::from_raw_parts(m.as_ptr() as *const f32, m.len() / 4) };
-                Vectors::new(floats, *dim)
-            }
-            VecStore::Owned(v) => Vectors::new(v, *dim),
-        })
+        let (store, dim) = self.vectors.get(field)?;
+        let floats = match store {
+            VecStore::Mapped(m) => mapped_f32(m),
+            VecStore::Ram(m, v) => v.get_or_init(|| mapped_f32(m).to_vec()).as_slice(),
+        };
+        Some(Vectors::new(floats, *dim))
     }
 
-    /// HNSW graph of a dense field, if it has one.
+    /// HNSW graph of a dense field, if it has one (read and checked on first use).
     pub fn graph(&self, field: &str) -> Option<&Hnsw> {
-        self.graphs.get(field)
+        let cell = self.graphs.get(field)?;
+        cell.get_or_init(|| {
+            let gname = format!("hnsw.{field}.bin");
+            let gpath = self.dir.join(&gname);
+            let load = || -> Result<Hnsw, StorageError> {
+                let raw = self
+                    .checked(&gname)?
+                    .ok_or_else(|| corrupt(&gpath, "empty"))?;
+                let g = Hnsw::from_bytes(&raw).map_err(|e| corrupt(&gpath, e.to_string()))?;
+                if g.capacity() != self.rows {
+                    return Err(corrupt(
+                        &gpath,
+                        format!("graph of {} nodes for {} rows", g.capacity(), self.rows),
+                    ));
+                }
+                Ok(g)
+            };
+            load().map_err(Failed::from)
+        })
+        .as_ref()
+        .ok()
     }
 
-    /// Vector sets of a multi field.
-    pub fn multi(&self, field: &str) -> Option<quiver_index::MultiVectors<'_>> {
-        self.multi.get(field).and_then(|m| m.vectors())
-    }
-
-    /// MUVERA encodings of a multi field and their HNSW graph, if built.
-    pub fn fde(&self, field: &str) -> Option<(Vectors<'_>, Option<&Hnsw>)> {
-        self.multi.get(field).and_then(|m| m.fde())
-    }
-
-    pub(crate) fn multi_store(&self, field: &str) -> Option<&crate::multi::SegmentMulti> {
-        self.multi.get(field)
-    }
-
-    pub(crate) fn multi_names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.multi.keys().cloned().collect();
-        v.sort();
-        v
+    fn field_codes(&self, field: &str) -> Option<&crate::codes::SegmentCodes> {
+        let cell = self.codes.get(field)?;
+        cell.get_or_init(|| {
+            let load = || -> Result<crate::codes::SegmentCodes, StorageError> {
+                let f = self
+                    .schema
+                    .dense(field)
+                    .ok_or_else(|| corrupt(&self.dir, format!("no dense field {field}")))?;
+                let mut maps = self.checked_all(&format!("codes.{field}."))?;
+                maps.extend(self.checked_all(&format!("rot.{field}."))?);
+                crate::codes::open(&self.dir, &f, &maps, self.rows)
+            };
+            load().map_err(Failed::from)
+        })
+        .as_ref()
+        .ok()
     }
 
     /// Compact codes of a dense field (one entry per declared codec; empty if none).
     pub fn codes(&self, field: &str) -> &[crate::codes::FieldCodes] {
-        self.codes.get(field).map_or(&[], |c| c.codecs.as_slice())
+        self.field_codes(field).map_or(&[], |c| c.codecs.as_slice())
     }
 
     /// The PCA rotation the codes of `field` were computed under (`rotation = "pca"`).
     pub fn rotation(&self, field: &str) -> Option<&quiver_linalg::pca::Pca> {
-        self.codes.get(field).and_then(|c| c.rotation.as_ref())
+        self.field_codes(field).and_then(|c| c.rotation.as_ref())
     }
 
-    /// Bytes held in RAM for `field`: codes, graph, and the vectors when their tier is `ram`.
+    fn multi_all(&self) -> Option<&HashMap<String, crate::multi::SegmentMulti>> {
+        self.multi
+            .get_or_init(|| {
+                let load = || -> Result<_, StorageError> {
+                    let mut maps = HashMap::new();
+                    for (fname, fm) in &self.files {
+                        let is_multi = fname.starts_with("multi.")
+                            || fname.starts_with("fde.")
+                            || fname.starts_with("hnsw.fde.");
+                        if !is_multi || fm.bytes == 0 {
+                            continue;
+                        }
+                        // Vector data stays mapped and unchecked here (see the module docs).
+                        let m = if fname.ends_with(".f32") {
+                            map_file(&self.dir.join(fname))?
+                        } else {
+                            self.checked(fname)?
+                                .ok_or_else(|| corrupt(&self.dir.join(fname), "empty"))?
+                        };
+                        maps.insert(fname.clone(), m);
+                    }
+                    crate::multi::open_segment_files(&self.schema, &self.dir, self.rows, &mut maps)
+                };
+                load().map_err(Failed::from)
+            })
+            .as_ref()
+            .ok()
+    }
+
+    pub(crate) fn multi_store(&self, field: &str) -> Option<&crate::multi::SegmentMulti> {
+        self.multi_all()?.get(field)
+    }
+
+    pub(crate) fn multi_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .multi_all()
+            .map_or(Vec::new(), |m| m.keys().cloned().collect());
+        v.sort();
+        v
+    }
+
+    /// Vector sets of a multi field.
+    pub fn multi(&self, field: &str) -> Option<quiver_index::MultiVectors<'_>> {
+        self.multi_store(field).and_then(|m| m.vectors())
+    }
+
+    /// MUVERA encodings of a multi field and their HNSW graph, if built.
+    pub fn fde(&self, field: &str) -> Option<(Vectors<'_>, Option<&Hnsw>)> {
+        self.multi_store(field).and_then(|m| m.fde())
+    }
+
+    /// The multi-vector sets and raw counts of `row`.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn multi_sets(
+        &self,
+        row: u32,
+    ) -> (BTreeMap<String, Vec<Vec<f32>>>, BTreeMap<String, u32>) {
+        let names: Vec<String> = self.multi_names();
+        crate::multi::sets_of(
+            names.iter().filter_map(|n| {
+                let m = self.multi_store(n)?;
+                Some((n.as_str(), m.vectors()?, m.raw()))
+            }),
+            row,
+        )
+    }
+
+    /// Appends row `row` of every multi field to `dst`.
+    pub(crate) fn copy_multi_row(
+        &self,
+        dst: &mut BTreeMap<String, crate::multi::MultiColumn>,
+        row: u32,
+    ) {
+        for (name, col) in dst.iter_mut() {
+            match (self.multi_store(name), self.multi(name)) {
+                (Some(m), Some(v)) if (row as usize) < v.len() => {
+                    col.vectors.push_flat(v.doc(row).as_slice());
+                    col.raw.push(m.raw()[row as usize]);
+                }
+                _ => col.push(&[], 0),
+            }
+        }
+    }
+
+    /// The text index of a text field (opened and checked on first use).
+    pub fn text(&self, field: &str) -> Option<&quiver_text::SealedText> {
+        self.text
+            .get_or_init(|| {
+                let load = || -> Result<_, StorageError> {
+                    for f in self.schema.text_fields() {
+                        self.checked_all(&format!("text.{}/", f.name))?;
+                    }
+                    crate::text::open_text_indexes(&self.schema, &self.dir, self.rows)
+                };
+                load().map_err(Failed::from)
+            })
+            .as_ref()
+            .ok()?
+            .get(field)
+    }
+
+    fn file_bytes(&self, name: &str) -> usize {
+        self.files.get(name).map_or(0, |f| f.bytes as usize)
+    }
+
+    /// Bytes held in RAM for `field`: codes, graph, and the vectors when their tier is `ram`
+    /// (sections not read yet count their files' sizes: what reading them will take; reporting
+    /// never reads a section).
     pub fn ram_bytes(&self, field: &str) -> (usize, usize, usize) {
-        let codes = self
-            .codes(field)
-            .iter()
-            .map(|c| c.ram_bytes())
-            .sum::<usize>()
-            + self.rotation(field).map_or(0, |p| p.dim() * p.dim() * 4);
-        let graph = self.graphs.get(field).map_or(0, |g| g.stats().bytes);
+        let codes = match self.codes.get(field).and_then(|c| c.get()) {
+            Some(Ok(c)) => {
+                c.codecs.iter().map(|c| c.ram_bytes()).sum::<usize>()
+                    + c.rotation.as_ref().map_or(0, |p| p.dim() * p.dim() * 4)
+            }
+            _ => self
+                .files
+                .iter()
+                .filter(|(n, _)| {
+                    n.starts_with(&format!("codes.{field}."))
+                        || n.starts_with(&format!("rot.{field}."))
+                })
+                .map(|(_, f)| f.bytes as usize)
+                .sum(),
+        };
+        let graph = match self.graphs.get(field).and_then(|c| c.get()) {
+            Some(Ok(g)) => g.stats().bytes,
+            // Not read yet: its file's size (what reading it will take).
+            _ => self.file_bytes(&format!("hnsw.{field}.bin")),
+        };
         let vecs = match self.vectors.get(field) {
-            Some((VecStore::Owned(v), _)) => v.len() * 4,
+            Some((VecStore::Ram(m, _), _)) => m.len(),
             _ => 0,
         };
         (codes, graph, vecs)
@@ -606,9 +653,9 @@ impl Segment {
         }
     }
 
-    /// Payload indexes.
-    pub fn payload_index(&self) -> &PayloadIndex {
-        &self.payload_index
+    /// Bytes of every file of the segment on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.files.values().map(|f| f.bytes).sum()
     }
 
     /// Whether `row` is visible in a snapshot taken at sequence number `at`.
@@ -617,14 +664,87 @@ impl Segment {
         self.deleted_at[row as usize].load(Relaxed) > at
     }
 
-    /// Marks `row` deleted (or replaced) by the write with sequence number `seq`.
+    /// Whether `row` is live now (deleted or replaced by no write).
+    pub(crate) fn is_live(&self, row: u32) -> bool {
+        self.deleted_at[row as usize].load(Relaxed) == LIVE
+    }
+
+    /// Rows deleted or replaced so far.
+    pub(crate) fn deleted_rows(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.rows as u32).filter(|&r| !self.is_live(r))
+    }
+
+    /// Marks `row` deleted (or replaced) by the write with sequence number `seq`; 0 for a delete
+    /// older than every snapshot (read from a deletes file).
     pub(crate) fn mark_deleted(&self, row: u32, seq: u64) {
         self.deleted_at[row as usize].fetch_min(seq, Relaxed);
     }
 
-    /// Bytes of index structures held in memory (graphs), for reporting.
+    /// Bytes of index structures in memory (graphs; files' sizes for those not read yet).
     pub fn graph_bytes(&self) -> usize {
-        self.graphs.values().map(|g| g.stats().bytes).sum::<usize>()
-            + self.multi.values().map(|m| m.graph_bytes()).sum::<usize>()
+        let dense: usize = self.graphs.keys().map(|f| self.ram_bytes(f).1).sum();
+        let multi = match self.multi.get() {
+            Some(Ok(m)) => m.values().map(|m| m.graph_bytes()).sum::<usize>(),
+            _ => self
+                .files
+                .iter()
+                .filter(|(n, _)| n.starts_with("hnsw.fde."))
+                .map(|(_, f)| f.bytes as usize)
+                .sum(),
+        };
+        dense + multi
     }
+
+    /// Sections that failed their checks so far, as errors naming their files.
+    pub fn errors(&self) -> Vec<StorageError> {
+        fn failed<T>(c: &Section<T>) -> Option<&Failed> {
+            c.get().and_then(|r| r.as_ref().err())
+        }
+        let mut all: Vec<&Failed> = Vec::new();
+        all.extend(failed(&self.ids));
+        all.extend(failed(&self.payload_checked));
+        all.extend(self.graphs.values().filter_map(failed));
+        all.extend(self.codes.values().filter_map(failed));
+        all.extend(failed(&self.multi));
+        all.extend(failed(&self.text));
+        all.into_iter()
+            .map(|f| StorageError::Corrupt {
+                file: f.file.clone(),
+                msg: f.msg.clone(),
+            })
+            .collect()
+    }
+
+    /// Checks every file against `meta.json` (the mapped vector files included) and loads every
+    /// section; returns every failure, each naming its file.
+    pub fn verify(&self) -> Vec<StorageError> {
+        let mut out: Vec<StorageError> = self
+            .files
+            .keys()
+            .filter_map(|f| self.checked(f).err())
+            .collect();
+        self.ids();
+        self.payload_bytes();
+        for f in self.schema.dense_fields() {
+            self.graph(&f.name);
+            self.codes(&f.name);
+        }
+        self.multi_all();
+        for f in self.schema.text_fields() {
+            self.text(&f.name);
+        }
+        for e in self.errors() {
+            if !out.iter().any(|o| o.to_string() == e.to_string()) {
+                out.push(e);
+            }
+        }
+        out
+    }
+}
+
+fn mapped_f32(m: &Mmap) -> &[f32] {
+    // SAFETY: the mapping is page-aligned (so 4-byte aligned), its length was checked to be
+    // rows*dim*4 at open, f32 has no invalid bit patterns, and files are little-endian which is
+    // asserted at compile time for this crate (see lib.rs).
+    unsafe { std::slice::from_raw_parts(m.as_ptr() as *const f32, m.len() / 4) }
 }

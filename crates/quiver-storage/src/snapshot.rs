@@ -7,6 +7,7 @@ use crate::filter::Filter;
 use crate::mutable::MutableSegment;
 use crate::schema::Schema;
 use crate::segment::Segment;
+use crate::StorageError;
 use quiver_index::Bitset;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -62,7 +63,7 @@ impl Snapshot {
     ) {
         for (s, seg) in self.version.segments.iter().enumerate() {
             for r in self.allowed(s, filter).iter() {
-                f(seg.id(r), Loc::Sealed(s, r));
+                f(&seg.id(r), Loc::Sealed(s, r));
             }
         }
         for c in self.version.mutable.chunks() {
@@ -79,11 +80,37 @@ impl Snapshot {
         self.for_each_visible_loc(filter, |id, _| f(id));
     }
 
-    /// Visible documents matching `filter`.
+    /// Visible documents matching `filter` (without a filter: visibility only, no ids read).
     pub fn count(&self, filter: Option<&Filter>) -> usize {
-        let mut n = 0;
-        self.for_each_visible_loc(filter, |_, _| n += 1);
-        n
+        if filter.is_some() {
+            let mut n = 0;
+            self.for_each_visible_loc(filter, |_, _| n += 1);
+            return n;
+        }
+        let sealed: usize = self
+            .version
+            .segments
+            .iter()
+            .map(|seg| {
+                (0..seg.rows() as u32)
+                    .filter(|&r| seg.visible(r, self.seq))
+                    .count()
+            })
+            .sum();
+        let m = &self.version.mutable;
+        sealed
+            + (0..m.rows() as u32)
+                .filter(|&r| m.visible(r, self.seq))
+                .count()
+    }
+
+    /// Sections of this snapshot's segments that failed their checks on first use (see
+    /// `segment.rs`): an answer read while any exists must not be served.
+    pub fn check(&self) -> Result<(), StorageError> {
+        match self.version.segments.iter().flat_map(|s| s.errors()).next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Where the version of `id` visible in this snapshot lives (newest segments first).
@@ -145,7 +172,7 @@ impl Snapshot {
     pub fn doc_id(&self, loc: Loc) -> DocId {
         match loc {
             Loc::Mutable(r) => self.version.mutable.id(r).clone(),
-            Loc::Sealed(s, r) => self.version.segments[s].id(r).clone(),
+            Loc::Sealed(s, r) => self.version.segments[s].id(r),
         }
     }
 
@@ -189,7 +216,7 @@ pub(crate) fn doc_at(version: &Version, schema: &Schema, loc: Loc) -> StoredDoc 
             let seg = &version.segments[s];
             let (multi, multi_raw) = seg.multi_sets(r);
             StoredDoc {
-                id: seg.id(r).clone(),
+                id: seg.id(r),
                 seq: seg.seq(r),
                 payload: seg.payload(r),
                 vectors: schema

@@ -20,7 +20,6 @@
 
 use crate::doc::DocId;
 use crate::schema::{FieldSpec, Schema};
-use crate::segment::Segment;
 use crate::{io_err, StorageError};
 use quiver_text::{Analyzer, AnalyzerSpec, Bm25Params, SealedText};
 use serde_json::{Map, Value};
@@ -266,13 +265,6 @@ pub(crate) fn open_text_indexes(
         out.insert(f.name, t);
     }
     Ok(out)
-}
-
-impl Segment {
-    /// The text index of a text field.
-    pub fn text(&self, field: &str) -> Option<&SealedText> {
-        self.text.get(field)
-    }
 }
 
 /// Sizes of one text field in a snapshot, for `collection info`.

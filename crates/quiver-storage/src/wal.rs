@@ -5,7 +5,7 @@
 //!                      then records: body_len u32 LE | xxh3-64(body) u64 LE | body
 //! body = 1 | n u32 | n x (key_len u16 | key | rec_len u32 | record)     upsert (record: doc.rs)
 //!      | 2 | seq u64 | n u32 | n x (key_len u16 | key)                   delete at seq
-//!      | 3 | n u32 | n x (key_len u16 | key | seq u64)                   tombstones carried over
+//!      | 3 | n u32 | n x (key_len u16 | key | seq u64)                   tombstones (moved from format 1)
 //!      | 4 | seq u64                                                     sequence numbers used so far
 //! ```
 //!
@@ -42,7 +42,7 @@ pub(crate) enum Record {
         /// Keys of the deleted documents.
         keys: Vec<Vec<u8>>,
     },
-    /// Deletes of sealed rows carried into a new generation: (key, seq).
+    /// Tombstones moved from a format-1 `wal.redb`: (key, seq).
     Carried(Vec<(Vec<u8>, u64)>),
     /// Sequence numbers up to `seq - 1` have been used.
     NextSeq(u64),

@@ -197,6 +197,12 @@ impl Collection {
         self.inner.info()
     }
 
+    /// Checks every file of the collection (see [`storage::Collection::verify`]); returns every
+    /// problem found, each naming its file.
+    pub fn verify(&self) -> Vec<StorageError> {
+        self.inner.verify()
+    }
+
     /// The storage layer underneath.
     pub fn storage(&self) -> &Arc<storage::Collection> {
         &self.inner
@@ -299,7 +305,11 @@ impl Collection {
         let enc: Option<&dyn QueryEncoder> = Some(&encoder);
         #[cfg(not(feature = "embed"))]
         let enc: Option<&dyn QueryEncoder> = None;
-        Ok(quiver_query::plan::execute(snap, plan, enc)?)
+        let res = quiver_query::plan::execute(snap, plan, enc)?;
+        // Sections are checked when first read: an answer built over one that failed is not
+        // served (the error names the file).
+        snap.check()?;
+        Ok(res)
     }
 
     /// The query vector of `text` for dense field `field` (its model and query prefix).
@@ -312,9 +322,16 @@ impl Collection {
         crate::embedding::PoolEncoder::new(self.pool.clone()).dense(&f, text)
     }
 
-    /// The stored document with this id.
-    pub fn get(&self, id: &DocId) -> Option<StoredDoc> {
-        self.inner.get(id)
+    /// The stored document with this id (an error if a file it was read from failed its checks).
+    pub fn get(&self, id: &DocId) -> Result<Option<StoredDoc>> {
+        let snap = self.snapshot();
+        let d = snap.get(id);
+        snap.check()?;
+        Ok(d)
+    }
+
+    fn exists(&self, id: &DocId) -> bool {
+        self.snapshot().find(id).is_some()
     }
 
     /// Finds the id a command-line or URL argument names: a JSON id (`"275294"` is the string,
@@ -333,8 +350,8 @@ impl Collection {
         }
         match t.parse::<u64>() {
             Ok(n) => {
-                let int = self.get(&DocId::Int(n)).is_some();
-                let string = self.get(&DocId::Str(t.to_string())).is_some();
+                let int = self.exists(&DocId::Int(n));
+                let string = self.exists(&DocId::Str(t.to_string()));
                 match (int, string) {
                     (true, true) => IdLookup::Ambiguous(n),
                     (true, false) => IdLookup::Found(DocId::Int(n)),
@@ -347,7 +364,7 @@ impl Collection {
     }
 
     fn found_or_missing(&self, id: DocId) -> IdLookup {
-        if self.get(&id).is_some() {
+        if self.exists(&id) {
             IdLookup::Found(id)
         } else {
             IdLookup::Missing(id)
@@ -367,8 +384,11 @@ impl Collection {
     }
 
     /// Documents (matching `filter`).
-    pub fn count(&self, filter: Option<&Filter>) -> usize {
-        self.inner.count(filter)
+    pub fn count(&self, filter: Option<&Filter>) -> Result<usize> {
+        let snap = self.snapshot();
+        let n = snap.count(filter);
+        snap.check()?;
+        Ok(n)
     }
 
     /// Up to `limit` documents in id order after `after` (a cursor), and the next cursor.
@@ -377,8 +397,11 @@ impl Collection {
         after: Option<&DocId>,
         limit: usize,
         filter: Option<&Filter>,
-    ) -> (Vec<StoredDoc>, Option<DocId>) {
-        self.inner.scroll(after, limit, filter)
+    ) -> Result<(Vec<StoredDoc>, Option<DocId>)> {
+        let snap = self.snapshot();
+        let page = snap.scroll(after, limit, filter);
+        snap.check()?;
+        Ok(page)
     }
 
     /// Seals the mutable segment now.

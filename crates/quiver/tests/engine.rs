@@ -115,7 +115,7 @@ fn engine_api_embeds_once_and_answers_every_mode() {
     c.upsert(docs[..N / 2].to_vec()).unwrap();
     c.flush().unwrap();
     c.upsert(docs[N / 2..].to_vec()).unwrap();
-    assert_eq!(c.count(None), N);
+    assert_eq!(c.count(None).unwrap(), N);
     let stats = pool.loaded();
     assert_eq!(stats.len(), 1, "one model: {stats:?}");
     // One forward pass per text feeds both the dense and the multi field.
@@ -127,7 +127,10 @@ fn engine_api_embeds_once_and_answers_every_mode() {
 
     // The single pass gives what separate passes give: dense = pooled vector, multi = tokens.
     let model = pool.get(MODEL).unwrap();
-    let probe = c.get(&DocId::Str("4983".into())).expect("SciFact doc 4983");
+    let probe = c
+        .get(&DocId::Str("4983".into()))
+        .unwrap()
+        .expect("SciFact doc 4983");
     let text = format!(
         "{}\n\n{}",
         probe.payload["title"].as_str().unwrap(),
@@ -143,7 +146,7 @@ fn engine_api_embeds_once_and_answers_every_mode() {
     let filter = json!({"field": "year", "lte": 2019});
     let all: Vec<quiver::StoredDoc> = docs
         .iter()
-        .map(|d| c.get(d.id.as_ref().unwrap()).unwrap())
+        .map(|d| c.get(d.id.as_ref().unwrap()).unwrap().unwrap())
         .collect();
     let query_text = "white matter development in newborn brains measured with MRI";
 
@@ -190,7 +193,7 @@ fn engine_api_embeds_once_and_answers_every_mode() {
     assert!(!bm25.hits.is_empty());
     for h in &bm25.hits {
         assert!(
-            year_ok(&c.get(&h.id).unwrap()),
+            year_ok(&c.get(&h.id).unwrap().unwrap()),
             "bm25 hit {} fails the filter",
             h.id
         );
@@ -324,7 +327,7 @@ fn engine_api_embeds_once_and_answers_every_mode() {
         }
         other => panic!("expected a document error, got {other}"),
     }
-    assert_eq!(c.count(None), N);
+    assert_eq!(c.count(None).unwrap(), N);
     let e = c
         .query(&Query {
             shortlist: Some(10),
@@ -362,7 +365,7 @@ fn read_only_handles_refuse_writes() {
         db.drop_collection("v"),
         Err(EngineError::ReadOnly(_))
     ));
-    assert_eq!(c.count(None), 0);
+    assert_eq!(c.count(None).unwrap(), 0);
     assert!(Database::open_read_only(dir.path().join("nope")).is_err());
 }
 

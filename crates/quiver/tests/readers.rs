@@ -54,7 +54,7 @@ fn expected(src: &Path, name: &str) -> Value {
 /// The answers of the fixture's version, compared to this one's on `db`.
 fn check_answers(db: &Database, src: &Path) {
     let c = db.collection("legacy").unwrap();
-    assert_eq!(c.count(None), 23);
+    assert_eq!(c.count(None).unwrap(), 23);
     let hits = |q: Query| -> Vec<(Value, f32)> {
         c.query(&q)
             .unwrap()
@@ -81,11 +81,14 @@ fn check_answers(db: &Database, src: &Path) {
     let get = expected(src, "get.json");
     for d in get["documents"].as_array().unwrap() {
         let id = DocId::from_json(&d["id"]).unwrap();
-        let stored = c.get(&id).unwrap_or_else(|| panic!("{id} missing"));
+        let stored = c
+            .get(&id)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{id} missing"));
         assert_eq!(Value::Object(stored.payload), d["payload"]);
     }
     for id in get["missing"].as_array().unwrap() {
-        assert!(c.get(&DocId::from_json(id).unwrap()).is_none());
+        assert!(c.get(&DocId::from_json(id).unwrap()).unwrap().is_none());
     }
 }
 
@@ -133,7 +136,7 @@ fn format1_fixture_opens_read_only_unchanged_then_upgrades_for_writing() {
     d.payload.insert("text".into(), json!("a new document"));
     c.upsert(vec![d]).unwrap();
     c.flush().unwrap();
-    assert_eq!(c.count(None), 24);
+    assert_eq!(c.count(None).unwrap(), 24);
     c.delete(&[DocId::Int(100)]).unwrap();
     drop(c);
     drop(db);
