@@ -201,148 +201,149 @@ fn check_payload_value(kind: PayloadKind, v: &Value) -> Result<(), String> {
     }
 }
 
-impl Schema {
-    /// Validates `doc` and returns it ready to store: every dense field present with the right
-    /// length and finite values (normalised for cosine), declared payload fields of the right type.
-    pub fn prepare(&self, mut doc: Document) -> Result<(DocId, Document), StorageError> {
-        let id = doc
-            .id
-            .clone()
-            .ok_or_else(|| invalid(&None, "id", "missing id"))?;
-        if let DocId::Str(s) = &id {
-            if s.len() > MAX_ID_BYTES {
-                let msg = format!(
-                    "string id of {} bytes; the limit is {MAX_ID_BYTES}",
-                    s.len()
-                );
-                return Err(invalid(&None, "id", msg));
-            }
-        }
-        for name in doc.vectors.keys() {
-            if self.dense(name).is_none() {
-                return Err(invalid(
-                    &doc.id,
-                    name,
-                    "unknown vector field (not a dense field of the schema)",
-                ));
-            }
-        }
-        for f in self.dense_fields() {
-            let v = doc
-                .vectors
-                .get_mut(&f.name)
-                .ok_or_else(|| invalid(&doc.id, &f.name, "missing vector"))?;
-            if v.len() != f.dim {
-                return Err(invalid(
-                    &doc.id,
-                    &f.name,
-                    format!("wrong dimension: expected {}, got {}", f.dim, v.len()),
-                ));
-            }
-            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-                return Err(invalid(
-                    &doc.id,
-                    &f.name,
-                    format!(
-                        "component {i} is {} (NaN and infinity are not allowed)",
-                        v[i]
-                    ),
-                ));
-            }
-            if f.metric.normalizes() && !quiver_linalg::normalize(v) {
-                return Err(invalid(
-                    &doc.id,
-                    &f.name,
-                    "zero vector cannot be used with the cosine metric",
-                ));
-            }
-        }
-        self.prepare_multi(&mut doc)?;
-        for (name, value) in &doc.payload {
-            if let Some(kind) = self.payload_kind(name) {
-                check_payload_value(kind, value).map_err(|m| invalid(&doc.id, name, m))?;
-            } else if self.dense(name).is_some() {
-                return Err(invalid(
-                    &doc.id,
-                    name,
-                    "payload key collides with a dense field name",
-                ));
-            }
-        }
-        self.check_text_payload(&doc.id, &doc.payload)?;
-        Ok((id, doc))
-    }
-
-    /// Encodes a prepared document with its sequence number.
-    pub(crate) fn encode(&self, seq: u64, doc: &Document) -> Vec<u8> {
-        let payload = serde_json::to_vec(&doc.payload).unwrap_or_else(|_| b"{}".to_vec());
-        let mut out = Vec::with_capacity(
-            12 + payload.len() + doc.vectors.values().map(|v| v.len() * 4).sum::<usize>(),
-        );
-        out.extend_from_slice(&seq.to_le_bytes());
-        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        out.extend_from_slice(&payload);
-        for f in self.dense_fields() {
-            if let Some(v) = doc.vectors.get(&f.name) {
-                for x in v {
-                    out.extend_from_slice(&x.to_le_bytes());
-                }
-            }
-        }
-        self.encode_multi(doc, &mut out);
-        out
-    }
-
-    /// Decodes a record written by [`Schema::encode`].
-    pub(crate) fn decode(
-        &self,
-        id: DocId,
-        bytes: &[u8],
-        file: &str,
-    ) -> Result<StoredDoc, StorageError> {
-        let corrupt = |msg: &str| StorageError::Corrupt {
-            file: file.to_string(),
-            msg: format!("record of {id}: {msg}"),
-        };
-        if bytes.len() < 12 {
-            return Err(corrupt("truncated header"));
-        }
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&bytes[..8]);
-        let seq = u64::from_le_bytes(a);
-        let plen = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
-        let pend = 12usize
-            .checked_add(plen)
-            .filter(|&e| e <= bytes.len())
-            .ok_or_else(|| corrupt("payload length out of range"))?;
-        let payload: Map<String, Value> = serde_json::from_slice(&bytes[12..pend])
-            .map_err(|_| corrupt("payload is not a JSON object"))?;
-        let mut vectors = BTreeMap::new();
-        let mut pos = pend;
-        for f in self.dense_fields() {
-            let end = pos + f.dim * 4;
-            let raw = bytes
-                .get(pos..end)
-                .ok_or_else(|| corrupt("vector data truncated"))?;
-            vectors.insert(
-                f.name.clone(),
-                raw.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
+/// Validates `doc` and returns it ready to store: every dense field present with the right
+/// length and finite values (normalised for cosine), declared payload fields of the right type.
+pub(crate) fn prepare(
+    schema: &Schema,
+    mut doc: Document,
+) -> Result<(DocId, Document), StorageError> {
+    let id = doc
+        .id
+        .clone()
+        .ok_or_else(|| invalid(&None, "id", "missing id"))?;
+    if let DocId::Str(s) = &id {
+        if s.len() > MAX_ID_BYTES {
+            let msg = format!(
+                "string id of {} bytes; the limit is {MAX_ID_BYTES}",
+                s.len()
             );
-            pos = end;
+            return Err(invalid(&None, "id", msg));
         }
-        let (multi, multi_raw, pos) = self.decode_multi(bytes, pos).map_err(corrupt)?;
-        if pos != bytes.len() {
-            return Err(corrupt("trailing bytes"));
-        }
-        Ok(StoredDoc {
-            id,
-            seq,
-            payload,
-            vectors,
-            multi,
-            multi_raw,
-        })
     }
+    for name in doc.vectors.keys() {
+        if schema.dense(name).is_none() {
+            return Err(invalid(
+                &doc.id,
+                name,
+                "unknown vector field (not a dense field of the schema)",
+            ));
+        }
+    }
+    for f in schema.dense_fields() {
+        let v = doc
+            .vectors
+            .get_mut(&f.name)
+            .ok_or_else(|| invalid(&doc.id, &f.name, "missing vector"))?;
+        if v.len() != f.dim {
+            return Err(invalid(
+                &doc.id,
+                &f.name,
+                format!("wrong dimension: expected {}, got {}", f.dim, v.len()),
+            ));
+        }
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            return Err(invalid(
+                &doc.id,
+                &f.name,
+                format!(
+                    "component {i} is {} (NaN and infinity are not allowed)",
+                    v[i]
+                ),
+            ));
+        }
+        if f.metric.normalizes() && !quiver_linalg::normalize(v) {
+            return Err(invalid(
+                &doc.id,
+                &f.name,
+                "zero vector cannot be used with the cosine metric",
+            ));
+        }
+    }
+    schema.prepare_multi(&mut doc)?;
+    for (name, value) in &doc.payload {
+        if let Some(kind) = schema.payload_kind(name) {
+            check_payload_value(kind, value).map_err(|m| invalid(&doc.id, name, m))?;
+        } else if schema.dense(name).is_some() {
+            return Err(invalid(
+                &doc.id,
+                name,
+                "payload key collides with a dense field name",
+            ));
+        }
+    }
+    schema.check_text_payload(&doc.id, &doc.payload)?;
+    Ok((id, doc))
+}
+
+/// Encodes a prepared document with its sequence number.
+pub(crate) fn encode(schema: &Schema, seq: u64, doc: &Document) -> Vec<u8> {
+    let payload = serde_json::to_vec(&doc.payload).unwrap_or_else(|_| b"{}".to_vec());
+    let mut out = Vec::with_capacity(
+        12 + payload.len() + doc.vectors.values().map(|v| v.len() * 4).sum::<usize>(),
+    );
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&payload);
+    for f in schema.dense_fields() {
+        if let Some(v) = doc.vectors.get(&f.name) {
+            for x in v {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+    }
+    schema.encode_multi(doc, &mut out);
+    out
+}
+
+/// Decodes a record written by [`Schema::encode`].
+pub(crate) fn decode(
+    schema: &Schema,
+    id: DocId,
+    bytes: &[u8],
+    file: &str,
+) -> Result<StoredDoc, StorageError> {
+    let corrupt = |msg: &str| StorageError::Corrupt {
+        file: file.to_string(),
+        msg: format!("record of {id}: {msg}"),
+    };
+    if bytes.len() < 12 {
+        return Err(corrupt("truncated header"));
+    }
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&bytes[..8]);
+    let seq = u64::from_le_bytes(a);
+    let plen = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
+    let pend = 12usize
+        .checked_add(plen)
+        .filter(|&e| e <= bytes.len())
+        .ok_or_else(|| corrupt("payload length out of range"))?;
+    let payload: Map<String, Value> = serde_json::from_slice(&bytes[12..pend])
+        .map_err(|_| corrupt("payload is not a JSON object"))?;
+    let mut vectors = BTreeMap::new();
+    let mut pos = pend;
+    for f in schema.dense_fields() {
+        let end = pos + f.dim * 4;
+        let raw = bytes
+            .get(pos..end)
+            .ok_or_else(|| corrupt("vector data truncated"))?;
+        vectors.insert(
+            f.name.clone(),
+            raw.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        );
+        pos = end;
+    }
+    let (multi, multi_raw, pos) = schema.decode_multi(bytes, pos).map_err(corrupt)?;
+    if pos != bytes.len() {
+        return Err(corrupt("trailing bytes"));
+    }
+    Ok(StoredDoc {
+        id,
+        seq,
+        payload,
+        vectors,
+        multi,
+        multi_raw,
+    })
 }

@@ -253,236 +253,238 @@ fn encoder(dim: usize, p: FdeParams) -> Result<Arc<FdeEncoder>, quiver_index::In
     Ok(e)
 }
 
-impl Schema {
-    /// Multi fields in name order.
-    pub fn multi_fields(&self) -> Vec<MultiField> {
-        self.fields
-            .iter()
-            .filter_map(|(name, f)| match f {
-                FieldSpec::Multi(s) => Some(MultiField {
-                    name: name.clone(),
-                    dim: s.dim,
-                    metric: s.metric.into(),
-                    embedding: Embedding {
-                        model: s.model.clone(),
-                        embed: s.embed.clone(),
-                        query_prefix: s.query_prefix.clone(),
-                        document_prefix: s.document_prefix.clone(),
-                    },
-                    spec: s.clone(),
-                }),
-                _ => None,
-            })
-            .collect()
-    }
+/// Multi fields in name order.
+pub(crate) fn multi_fields(schema: &Schema) -> Vec<MultiField> {
+    schema
+        .fields
+        .iter()
+        .filter_map(|(name, f)| match f {
+            FieldSpec::Multi(s) => Some(MultiField {
+                name: name.clone(),
+                dim: s.dim,
+                metric: s.metric.into(),
+                embedding: Embedding {
+                    model: s.model.clone(),
+                    embed: s.embed.clone(),
+                    query_prefix: s.query_prefix.clone(),
+                    document_prefix: s.document_prefix.clone(),
+                },
+                spec: s.clone(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
 
-    /// The multi field called `name`.
-    pub fn multi(&self, name: &str) -> Option<MultiField> {
-        self.multi_fields().into_iter().find(|f| f.name == name)
-    }
+/// The multi field called `name`.
+pub(crate) fn multi(schema: &Schema, name: &str) -> Option<MultiField> {
+    schema.multi_fields().into_iter().find(|f| f.name == name)
+}
 
-    /// Checks the multi fields of a schema.
-    pub(crate) fn validate_multi(&self) -> Result<(), StorageError> {
-        for f in self.multi_fields() {
-            let name = &f.name;
-            let err = |m: String| Err(StorageError::Schema(format!("field {name:?}: {m}")));
-            let s = &f.spec;
-            if s.dim == 0 || s.dim > 65_536 {
-                return err(format!("dim must be in 1..=65536, got {}", s.dim));
-            }
-            if s.metric == MetricName::L2 {
-                return err("multi fields are scored by MaxSim of inner products: metric must be cosine or dot".into());
-            }
-            if s.model.is_some() == s.embed.is_empty() {
-                return err("`model` and `embed` (the text fields to embed) go together".into());
-            }
-            for t in &s.embed {
-                if self.fields.contains_key(t) {
-                    return err(format!(
-                        "text field {t:?} must be a plain payload field, not a declared index field"
-                    ));
-                }
-            }
-            if let Some(p) = s.muvera.params() {
-                p.validate(s.dim)
-                    .map_err(|e| StorageError::Schema(format!("field {name:?}: muvera: {e}")))?;
-            }
-            if let Some(p) = s.index.hnsw_params() {
-                p.validate()
-                    .map_err(|e| StorageError::Schema(format!("field {name:?}: {e}")))?;
-            }
-            if let Some(p) = &s.prune {
-                match (p.fraction, p.count) {
-                    (Some(x), None) if x > 0.0 && x <= 1.0 => {}
-                    (None, Some(c)) if c >= 1 => {}
-                    (Some(x), None) => {
-                        return err(format!("prune.fraction must be in (0, 1], got {x}"))
-                    }
-                    (None, Some(_)) => return err("prune.count must be >= 1".into()),
-                    _ => return err("prune needs exactly one of `fraction` or `count`".into()),
-                }
-                if p.iters == 0 {
-                    return err("prune.iters must be >= 1".into());
-                }
+/// Checks the multi fields of a schema.
+pub(crate) fn validate_multi(schema: &Schema) -> Result<(), StorageError> {
+    for f in schema.multi_fields() {
+        let name = &f.name;
+        let err = |m: String| Err(StorageError::Schema(format!("field {name:?}: {m}")));
+        let s = &f.spec;
+        if s.dim == 0 || s.dim > 65_536 {
+            return err(format!("dim must be in 1..=65536, got {}", s.dim));
+        }
+        if s.metric == MetricName::L2 {
+            return err(
+                "multi fields are scored by MaxSim of inner products: metric must be cosine or dot"
+                    .into(),
+            );
+        }
+        if s.model.is_some() == s.embed.is_empty() {
+            return err("`model` and `embed` (the text fields to embed) go together".into());
+        }
+        for t in &s.embed {
+            if schema.fields.contains_key(t) {
+                return err(format!(
+                    "text field {t:?} must be a plain payload field, not a declared index field"
+                ));
             }
         }
-        Ok(())
+        if let Some(p) = s.muvera.params() {
+            p.validate(s.dim)
+                .map_err(|e| StorageError::Schema(format!("field {name:?}: muvera: {e}")))?;
+        }
+        if let Some(p) = s.index.hnsw_params() {
+            p.validate()
+                .map_err(|e| StorageError::Schema(format!("field {name:?}: {e}")))?;
+        }
+        if let Some(p) = &s.prune {
+            match (p.fraction, p.count) {
+                (Some(x), None) if x > 0.0 && x <= 1.0 => {}
+                (None, Some(c)) if c >= 1 => {}
+                (Some(x), None) => {
+                    return err(format!("prune.fraction must be in (0, 1], got {x}"))
+                }
+                (None, Some(_)) => return err("prune.count must be >= 1".into()),
+                _ => return err("prune needs exactly one of `fraction` or `count`".into()),
+            }
+            if p.iters == 0 {
+                return err("prune.iters must be >= 1".into());
+            }
+        }
     }
+    Ok(())
+}
 
-    /// Validates a document's multi vectors: known fields, every multi field present with at least
-    /// one vector of the right width, finite values (unit length for cosine), and no payload key
-    /// named like a multi field.
-    pub(crate) fn prepare_multi(&self, doc: &mut Document) -> Result<(), StorageError> {
-        let fields = self.multi_fields();
-        let id = doc
-            .id
-            .as_ref()
-            .map(|i| i.to_string())
-            .unwrap_or_else(|| "<none>".into());
-        let invalid = |field: &str, msg: String| StorageError::InvalidDocument {
-            id: id.clone(),
-            field: field.to_string(),
-            msg,
+/// Validates a document's multi vectors: known fields, every multi field present with at least
+/// one vector of the right width, finite values (unit length for cosine), and no payload key
+/// named like a multi field.
+pub(crate) fn prepare_multi(schema: &Schema, doc: &mut Document) -> Result<(), StorageError> {
+    let fields = schema.multi_fields();
+    let id = doc
+        .id
+        .as_ref()
+        .map(|i| i.to_string())
+        .unwrap_or_else(|| "<none>".into());
+    let invalid = |field: &str, msg: String| StorageError::InvalidDocument {
+        id: id.clone(),
+        field: field.to_string(),
+        msg,
+    };
+    for name in doc.multi.keys() {
+        if !fields.iter().any(|f| &f.name == name) {
+            return Err(invalid(
+                name,
+                "unknown multi-vector field (not a multi field of the schema)".into(),
+            ));
+        }
+    }
+    for f in &fields {
+        if doc.payload.contains_key(&f.name) {
+            return Err(invalid(
+                &f.name,
+                "payload key collides with a multi field name".into(),
+            ));
+        }
+        let set = doc
+            .multi
+            .get_mut(&f.name)
+            .ok_or_else(|| invalid(&f.name, "missing multi vectors".into()))?;
+        if set.is_empty() {
+            return Err(invalid(&f.name, "needs at least one vector".into()));
+        }
+        if set.len() > MAX_MULTI_VECTORS {
+            return Err(invalid(
+                &f.name,
+                format!("{} vectors; the limit is {MAX_MULTI_VECTORS}", set.len()),
+            ));
+        }
+        for (j, v) in set.iter_mut().enumerate() {
+            if v.len() != f.dim {
+                return Err(invalid(
+                    &f.name,
+                    format!(
+                        "vector {j}: wrong dimension: expected {}, got {}",
+                        f.dim,
+                        v.len()
+                    ),
+                ));
+            }
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                return Err(invalid(
+                    &f.name,
+                    format!(
+                        "vector {j}, component {i} is {} (NaN and infinity are not allowed)",
+                        v[i]
+                    ),
+                ));
+            }
+            if f.metric.normalizes() && !quiver_linalg::normalize(v) {
+                return Err(invalid(
+                    &f.name,
+                    format!("vector {j} is zero and cannot be used with the cosine metric"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies index-time pruning to a prepared document and records each field's raw count.
+pub(crate) fn prune_multi(schema: &Schema, doc: &mut Document) -> Result<(), StorageError> {
+    for f in schema.multi_fields() {
+        let Some(set) = doc.multi.get_mut(&f.name) else {
+            continue;
         };
-        for name in doc.multi.keys() {
-            if !fields.iter().any(|f| &f.name == name) {
-                return Err(invalid(
-                    name,
-                    "unknown multi-vector field (not a multi field of the schema)".into(),
-                ));
+        doc.multi_raw.insert(f.name.clone(), set.len() as u32);
+        if let Some(p) = &f.spec.prune {
+            let target = p.target(set.len());
+            if target < set.len() {
+                *set = crate::multi::prune_set(set, f.dim, target, p, f.metric)?;
             }
         }
-        for f in &fields {
-            if doc.payload.contains_key(&f.name) {
-                return Err(invalid(
-                    &f.name,
-                    "payload key collides with a multi field name".into(),
-                ));
-            }
-            let set = doc
-                .multi
-                .get_mut(&f.name)
-                .ok_or_else(|| invalid(&f.name, "missing multi vectors".into()))?;
-            if set.is_empty() {
-                return Err(invalid(&f.name, "needs at least one vector".into()));
-            }
-            if set.len() > MAX_MULTI_VECTORS {
-                return Err(invalid(
-                    &f.name,
-                    format!("{} vectors; the limit is {MAX_MULTI_VECTORS}", set.len()),
-                ));
-            }
-            for (j, v) in set.iter_mut().enumerate() {
-                if v.len() != f.dim {
-                    return Err(invalid(
-                        &f.name,
-                        format!(
-                            "vector {j}: wrong dimension: expected {}, got {}",
-                            f.dim,
-                            v.len()
-                        ),
-                    ));
-                }
-                if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-                    return Err(invalid(
-                        &f.name,
-                        format!(
-                            "vector {j}, component {i} is {} (NaN and infinity are not allowed)",
-                            v[i]
-                        ),
-                    ));
-                }
-                if f.metric.normalizes() && !quiver_linalg::normalize(v) {
-                    return Err(invalid(
-                        &f.name,
-                        format!("vector {j} is zero and cannot be used with the cosine metric"),
-                    ));
-                }
-            }
-        }
-        Ok(())
     }
+    Ok(())
+}
 
-    /// Applies index-time pruning to a prepared document and records each field's raw count.
-    pub(crate) fn prune_multi(&self, doc: &mut Document) -> Result<(), StorageError> {
-        for f in self.multi_fields() {
-            let Some(set) = doc.multi.get_mut(&f.name) else {
-                continue;
-            };
-            doc.multi_raw.insert(f.name.clone(), set.len() as u32);
-            if let Some(p) = &f.spec.prune {
-                let target = p.target(set.len());
-                if target < set.len() {
-                    *set = crate::multi::prune_set(set, f.dim, target, p, f.metric)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Appends the multi part of a record.
-    pub(crate) fn encode_multi(&self, doc: &Document, out: &mut Vec<u8>) {
-        for f in self.multi_fields() {
-            let set = doc.multi.get(&f.name).map(|s| s.as_slice()).unwrap_or(&[]);
-            let raw = doc
-                .multi_raw
-                .get(&f.name)
-                .copied()
-                .unwrap_or(set.len() as u32);
-            out.extend_from_slice(&raw.to_le_bytes());
-            out.extend_from_slice(&(set.len() as u32).to_le_bytes());
-            for v in set {
-                for x in v {
-                    out.extend_from_slice(&x.to_le_bytes());
-                }
+/// Appends the multi part of a record.
+pub(crate) fn encode_multi(schema: &Schema, doc: &Document, out: &mut Vec<u8>) {
+    for f in schema.multi_fields() {
+        let set = doc.multi.get(&f.name).map(|s| s.as_slice()).unwrap_or(&[]);
+        let raw = doc
+            .multi_raw
+            .get(&f.name)
+            .copied()
+            .unwrap_or(set.len() as u32);
+        out.extend_from_slice(&raw.to_le_bytes());
+        out.extend_from_slice(&(set.len() as u32).to_le_bytes());
+        for v in set {
+            for x in v {
+                out.extend_from_slice(&x.to_le_bytes());
             }
         }
     }
+}
 
-    /// Reads the multi part of a record starting at `pos`; returns the sets, raw counts and the
-    /// position after them. `Err` carries a message for the caller's corruption error.
-    #[allow(clippy::type_complexity)]
-    pub(crate) fn decode_multi(
-        &self,
-        bytes: &[u8],
-        mut pos: usize,
-    ) -> Result<
-        (
-            BTreeMap<String, Vec<Vec<f32>>>,
-            BTreeMap<String, u32>,
-            usize,
-        ),
-        &'static str,
-    > {
-        let mut sets = BTreeMap::new();
-        let mut raws = BTreeMap::new();
-        for f in self.multi_fields() {
-            let h = bytes
-                .get(pos..pos + 8)
-                .ok_or("multi-vector header truncated")?;
-            let raw = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
-            let n = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
-            pos += 8;
-            let len = n
-                .checked_mul(f.dim * 4)
-                .ok_or("multi-vector count out of range")?;
-            let body = bytes
-                .get(pos..pos + len)
-                .ok_or("multi-vector data truncated")?;
-            let set: Vec<Vec<f32>> = body
-                .chunks_exact(f.dim * 4)
-                .map(|v| {
-                    v.chunks_exact(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect()
-                })
-                .collect();
-            pos += len;
-            sets.insert(f.name.clone(), set);
-            raws.insert(f.name.clone(), raw);
-        }
-        Ok((sets, raws, pos))
+/// Reads the multi part of a record starting at `pos`; returns the sets, raw counts and the
+/// position after them. `Err` carries a message for the caller's corruption error.
+#[allow(clippy::type_complexity)]
+pub(crate) fn decode_multi(
+    schema: &Schema,
+    bytes: &[u8],
+    mut pos: usize,
+) -> Result<
+    (
+        BTreeMap<String, Vec<Vec<f32>>>,
+        BTreeMap<String, u32>,
+        usize,
+    ),
+    &'static str,
+> {
+    let mut sets = BTreeMap::new();
+    let mut raws = BTreeMap::new();
+    for f in schema.multi_fields() {
+        let h = bytes
+            .get(pos..pos + 8)
+            .ok_or("multi-vector header truncated")?;
+        let raw = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+        let n = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
+        pos += 8;
+        let len = n
+            .checked_mul(f.dim * 4)
+            .ok_or("multi-vector count out of range")?;
+        let body = bytes
+            .get(pos..pos + len)
+            .ok_or("multi-vector data truncated")?;
+        let set: Vec<Vec<f32>> = body
+            .chunks_exact(f.dim * 4)
+            .map(|v| {
+                v.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect()
+            })
+            .collect();
+        pos += len;
+        sets.insert(f.name.clone(), set);
+        raws.insert(f.name.clone(), raw);
     }
+    Ok((sets, raws, pos))
 }
 
 /// Clusters `set` into `target` centroids (k-means, seeded per spec); the centroids are
@@ -792,54 +794,6 @@ pub struct MultiInfo {
     pub raw_per_document: f64,
     /// `kept_vectors / documents`.
     pub kept_per_document: f64,
-}
-
-impl crate::snapshot::Snapshot {
-    /// Vectors per document of every multi field, over visible documents.
-    pub fn multi_info(&self) -> Vec<MultiInfo> {
-        let mut out = Vec::new();
-        for f in self.schema.multi_fields() {
-            let (mut docs, mut raw, mut kept) = (0usize, 0u64, 0u64);
-            for seg in &self.version.segments {
-                if let (Some(m), Some(v)) = (seg.multi_store(&f.name), seg.multi(&f.name)) {
-                    for r in 0..seg.rows() as u32 {
-                        if seg.visible(r, self.seq) {
-                            docs += 1;
-                            raw += m.raw()[r as usize] as u64;
-                            kept += v.doc(r).len() as u64;
-                        }
-                    }
-                }
-            }
-            for c in self.version.mutable.chunks() {
-                if let (Some(raws), Some(v)) = (c.multi_raw(&f.name), c.multi(&f.name)) {
-                    for r in 0..c.rows() as u32 {
-                        if c.visible(r, self.seq) {
-                            docs += 1;
-                            raw += raws[r as usize] as u64;
-                            kept += v.doc(r).len() as u64;
-                        }
-                    }
-                }
-            }
-            let per = |x: u64| {
-                if docs == 0 {
-                    0.0
-                } else {
-                    x as f64 / docs as f64
-                }
-            };
-            out.push(MultiInfo {
-                field: f.name.clone(),
-                documents: docs,
-                raw_vectors: raw,
-                kept_vectors: kept,
-                raw_per_document: per(raw),
-                kept_per_document: per(kept),
-            });
-        }
-        out
-    }
 }
 
 /// The sets and raw counts of `row` from per-field columns.

@@ -11,11 +11,15 @@
 //! type = "integer"                  # keyword | integer | float | bool | datetime
 //! ```
 
+use crate::doc::{DocId, Document, StoredDoc};
+use crate::multi::MultiField;
+use crate::text::TextField;
 use crate::tiers::{CodecConfig, Rotation, VectorTier};
 use crate::StorageError;
 use quiver_index::HnswParams;
 use quiver_linalg::Metric;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 /// A collection's schema: named fields.
@@ -407,5 +411,110 @@ impl Schema {
     /// JSON form (as stored in the collection directory).
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// Documents against the schema: validation and the record encoding (logic in `doc.rs`).
+impl Schema {
+    /// Validates `doc` and returns it ready to store: every dense field present with the right
+    /// length and finite values (normalised for cosine), declared payload fields of the right type.
+    pub fn prepare(&self, doc: Document) -> Result<(DocId, Document), StorageError> {
+        crate::doc::prepare(self, doc)
+    }
+
+    /// Encodes a prepared document with its sequence number.
+    pub(crate) fn encode(&self, seq: u64, doc: &Document) -> Vec<u8> {
+        crate::doc::encode(self, seq, doc)
+    }
+
+    /// Decodes a record written by [`Schema::encode`].
+    pub(crate) fn decode(
+        &self,
+        id: DocId,
+        bytes: &[u8],
+        file: &str,
+    ) -> Result<StoredDoc, StorageError> {
+        crate::doc::decode(self, id, bytes, file)
+    }
+}
+
+/// Text fields of the schema (logic in `text.rs`).
+impl Schema {
+    /// Text fields in name order.
+    pub fn text_fields(&self) -> Vec<TextField> {
+        crate::text::text_fields(self)
+    }
+
+    /// The text field called `name`.
+    pub fn text(&self, name: &str) -> Option<TextField> {
+        crate::text::text(self, name)
+    }
+
+    /// Schema checks of text fields (called by [`Schema::validate`]).
+    pub(crate) fn validate_text(&self) -> Result<(), StorageError> {
+        crate::text::validate_text(self)
+    }
+
+    /// Ingest checks of text fields (called by [`Schema::prepare`]): every source value is a
+    /// string, a list of strings, or null.
+    pub(crate) fn check_text_payload(
+        &self,
+        id: &Option<DocId>,
+        payload: &Map<String, Value>,
+    ) -> Result<(), StorageError> {
+        crate::text::check_text_payload(self, id, payload)
+    }
+}
+
+/// Multi-vector fields of the schema (logic in `multi.rs`).
+impl Schema {
+    /// Multi fields in name order.
+    pub fn multi_fields(&self) -> Vec<MultiField> {
+        crate::multi::multi_fields(self)
+    }
+
+    /// The multi field called `name`.
+    pub fn multi(&self, name: &str) -> Option<MultiField> {
+        crate::multi::multi(self, name)
+    }
+
+    /// Checks the multi fields of a schema.
+    pub(crate) fn validate_multi(&self) -> Result<(), StorageError> {
+        crate::multi::validate_multi(self)
+    }
+
+    /// Validates a document's multi vectors: known fields, every multi field present with at least
+    /// one vector of the right width, finite values (unit length for cosine), and no payload key
+    /// named like a multi field.
+    pub(crate) fn prepare_multi(&self, doc: &mut Document) -> Result<(), StorageError> {
+        crate::multi::prepare_multi(self, doc)
+    }
+
+    /// Applies index-time pruning to a prepared document and records each field's raw count.
+    pub(crate) fn prune_multi(&self, doc: &mut Document) -> Result<(), StorageError> {
+        crate::multi::prune_multi(self, doc)
+    }
+
+    /// Appends the multi part of a record.
+    pub(crate) fn encode_multi(&self, doc: &Document, out: &mut Vec<u8>) {
+        crate::multi::encode_multi(self, doc, out)
+    }
+
+    /// Reads the multi part of a record starting at `pos`; returns the sets, raw counts and the
+    /// position after them. `Err` carries a message for the caller's corruption error.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn decode_multi(
+        &self,
+        bytes: &[u8],
+        pos: usize,
+    ) -> Result<
+        (
+            BTreeMap<String, Vec<Vec<f32>>>,
+            BTreeMap<String, u32>,
+            usize,
+        ),
+        &'static str,
+    > {
+        crate::multi::decode_multi(self, bytes, pos)
     }
 }

@@ -4,9 +4,11 @@
 
 use crate::doc::{DocId, StoredDoc};
 use crate::filter::Filter;
+use crate::multi::MultiInfo;
 use crate::mutable::MutableSegment;
 use crate::schema::Schema;
 use crate::segment::Segment;
+use crate::text::TextFieldStats;
 use crate::StorageError;
 use quiver_index::Bitset;
 use serde_json::{Map, Value};
@@ -190,6 +192,98 @@ impl Snapshot {
             Loc::Mutable(r) => self.version.mutable.vector(field, r).map(f),
             Loc::Sealed(s, r) => self.version.segments[s].vectors(field).map(|v| f(v.row(r))),
         }
+    }
+}
+
+impl Snapshot {
+    /// Vectors per document of every multi field, over visible documents.
+    pub fn multi_info(&self) -> Vec<MultiInfo> {
+        let mut out = Vec::new();
+        for f in self.schema.multi_fields() {
+            let (mut docs, mut raw, mut kept) = (0usize, 0u64, 0u64);
+            for seg in &self.version.segments {
+                if let (Some(m), Some(v)) = (seg.multi_store(&f.name), seg.multi(&f.name)) {
+                    for r in 0..seg.rows() as u32 {
+                        if seg.visible(r, self.seq) {
+                            docs += 1;
+                            raw += m.raw()[r as usize] as u64;
+                            kept += v.doc(r).len() as u64;
+                        }
+                    }
+                }
+            }
+            for c in self.version.mutable.chunks() {
+                if let (Some(raws), Some(v)) = (c.multi_raw(&f.name), c.multi(&f.name)) {
+                    for r in 0..c.rows() as u32 {
+                        if c.visible(r, self.seq) {
+                            docs += 1;
+                            raw += raws[r as usize] as u64;
+                            kept += v.doc(r).len() as u64;
+                        }
+                    }
+                }
+            }
+            let per = |x: u64| {
+                if docs == 0 {
+                    0.0
+                } else {
+                    x as f64 / docs as f64
+                }
+            };
+            out.push(MultiInfo {
+                field: f.name.clone(),
+                documents: docs,
+                raw_vectors: raw,
+                kept_vectors: kept,
+                raw_per_document: per(raw),
+                kept_per_document: per(kept),
+            });
+        }
+        out
+    }
+
+    /// Statistics of text field `field` over the visible documents (`None`: not a text field).
+    pub fn text_stats(&self, field: &str) -> Option<TextFieldStats> {
+        use quiver_text::TextSource;
+        let f = self.schema.text(field)?;
+        let mut st = TextFieldStats {
+            field: f.name.clone(),
+            ..Default::default()
+        };
+        let mut total = 0u64;
+        for seg in &self.version.segments {
+            if let Some(t) = seg.text(&f.name) {
+                for r in 0..seg.rows() as u32 {
+                    let dl = t.doc_len(r);
+                    if dl > 0 && seg.visible(r, self.seq) {
+                        st.docs += 1;
+                        total += dl as u64;
+                    }
+                }
+                st.terms.push((seg.name.clone(), t.terms()));
+            }
+        }
+        let mut mutable_terms = std::collections::HashSet::new();
+        for c in self.version.mutable.chunks() {
+            let Some(mem) = c.text(&f.name) else {
+                continue;
+            };
+            for r in 0..c.rows() as u32 {
+                let dl = mem.doc_len(r);
+                if dl > 0 && c.visible(r, self.seq) {
+                    st.docs += 1;
+                    total += dl as u64;
+                }
+            }
+            mutable_terms.extend(mem.term_list());
+        }
+        st.terms.push(("mutable".into(), mutable_terms.len()));
+        st.avg_len = if st.docs > 0 {
+            total as f64 / st.docs as f64
+        } else {
+            0.0
+        };
+        Some(st)
     }
 }
 

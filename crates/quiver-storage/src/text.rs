@@ -74,126 +74,125 @@ fn text_dir_name(field: &str) -> String {
     format!("text.{field}")
 }
 
-impl Schema {
-    /// Text fields in name order.
-    pub fn text_fields(&self) -> Vec<TextField> {
-        self.fields
-            .iter()
-            .filter_map(|(name, f)| match f {
-                FieldSpec::Text {
-                    source,
-                    analyzer,
-                    bm25,
-                } => Some(TextField {
-                    name: name.clone(),
-                    source: if source.is_empty() {
-                        vec![name.clone()]
-                    } else {
-                        source.clone()
-                    },
-                    analyzer: *analyzer,
-                    bm25: *bm25,
-                }),
-                _ => None,
-            })
-            .collect()
-    }
+/// Text fields in name order.
+pub(crate) fn text_fields(schema: &Schema) -> Vec<TextField> {
+    schema
+        .fields
+        .iter()
+        .filter_map(|(name, f)| match f {
+            FieldSpec::Text {
+                source,
+                analyzer,
+                bm25,
+            } => Some(TextField {
+                name: name.clone(),
+                source: if source.is_empty() {
+                    vec![name.clone()]
+                } else {
+                    source.clone()
+                },
+                analyzer: *analyzer,
+                bm25: *bm25,
+            }),
+            _ => None,
+        })
+        .collect()
+}
 
-    /// The text field called `name`.
-    pub fn text(&self, name: &str) -> Option<TextField> {
-        self.text_fields().into_iter().find(|f| f.name == name)
-    }
+/// The text field called `name`.
+pub(crate) fn text(schema: &Schema, name: &str) -> Option<TextField> {
+    schema.text_fields().into_iter().find(|f| f.name == name)
+}
 
-    /// Schema checks of text fields (called by [`Schema::validate`]).
-    pub(crate) fn validate_text(&self) -> Result<(), StorageError> {
-        // A model may embed a text field only when that field's text is its own payload field.
-        for (name, f) in &self.fields {
-            if let FieldSpec::Dense { embed, .. } = f {
-                for t in embed {
-                    if let Some(FieldSpec::Text { source, .. }) = self.fields.get(t) {
-                        if !source.is_empty() {
-                            return Err(StorageError::Schema(format!(
-                                "field {name:?}: embeds text field {t:?}, whose text comes from {source:?}; embed those payload fields instead"
-                            )));
-                        }
-                    }
-                }
-            }
-        }
-        for (name, f) in &self.fields {
-            let FieldSpec::Text { source, bm25, .. } = f else {
-                continue;
-            };
-            let err = |msg: String| StorageError::Schema(format!("field {name:?}: {msg}"));
-            bm25.validate().map_err(|e| err(e.to_string()))?;
-            let mut seen = std::collections::HashSet::new();
-            for s in source {
-                if s.is_empty()
-                    || !s
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
-                {
-                    return Err(err(format!(
-                        "source field {s:?}: use letters, digits, '_', '-', '.'"
-                    )));
-                }
-                if !seen.insert(s) {
-                    return Err(err(format!("source field {s:?} is listed twice")));
-                }
-                if s == name {
-                    return Err(err(format!(
-                        "source {s:?} is the field itself; leave `source` out to index the payload field {name:?}"
-                    )));
-                }
-                match self.fields.get(s) {
-                    None | Some(FieldSpec::Keyword) => {}
-                    Some(_) => {
-                        return Err(err(format!(
-                            "source {s:?} must be a payload string field (plain or keyword), not a declared {} field",
-                            match self.fields.get(s) {
-                                Some(FieldSpec::Dense { .. }) => "dense",
-                                Some(FieldSpec::Text { .. }) => "text",
-                                _ => "non-string",
-                            }
+/// Schema checks of text fields (called by [`Schema::validate`]).
+pub(crate) fn validate_text(schema: &Schema) -> Result<(), StorageError> {
+    // A model may embed a text field only when that field's text is its own payload field.
+    for (name, f) in &schema.fields {
+        if let FieldSpec::Dense { embed, .. } = f {
+            for t in embed {
+                if let Some(FieldSpec::Text { source, .. }) = schema.fields.get(t) {
+                    if !source.is_empty() {
+                        return Err(StorageError::Schema(format!(
+                            "field {name:?}: embeds text field {t:?}, whose text comes from {source:?}; embed those payload fields instead"
                         )));
                     }
                 }
             }
         }
-        Ok(())
     }
-
-    /// Ingest checks of text fields (called by [`Schema::prepare`]): every source value is a
-    /// string, a list of strings, or null.
-    pub(crate) fn check_text_payload(
-        &self,
-        id: &Option<DocId>,
-        payload: &Map<String, Value>,
-    ) -> Result<(), StorageError> {
-        for f in self.text_fields() {
-            for s in &f.source {
-                let ok = match payload.get(s) {
-                    None | Some(Value::Null) | Some(Value::String(_)) => true,
-                    Some(Value::Array(items)) => items.iter().all(Value::is_string),
-                    Some(_) => false,
-                };
-                if !ok {
-                    return Err(StorageError::InvalidDocument {
-                        id: id
-                            .as_ref()
-                            .map(|i| i.to_string())
-                            .unwrap_or_else(|| "<none>".into()),
-                        field: s.clone(),
-                        msg: format!(
-                            "text field {:?} indexes this value: expected a string, a list of strings or null",
-                            f.name
-                        ),
-                    });
+    for (name, f) in &schema.fields {
+        let FieldSpec::Text { source, bm25, .. } = f else {
+            continue;
+        };
+        let err = |msg: String| StorageError::Schema(format!("field {name:?}: {msg}"));
+        bm25.validate().map_err(|e| err(e.to_string()))?;
+        let mut seen = std::collections::HashSet::new();
+        for s in source {
+            if s.is_empty()
+                || !s
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+            {
+                return Err(err(format!(
+                    "source field {s:?}: use letters, digits, '_', '-', '.'"
+                )));
+            }
+            if !seen.insert(s) {
+                return Err(err(format!("source field {s:?} is listed twice")));
+            }
+            if s == name {
+                return Err(err(format!(
+                    "source {s:?} is the field itself; leave `source` out to index the payload field {name:?}"
+                )));
+            }
+            match schema.fields.get(s) {
+                None | Some(FieldSpec::Keyword) => {}
+                Some(_) => {
+                    return Err(err(format!(
+                        "source {s:?} must be a payload string field (plain or keyword), not a declared {} field",
+                        match schema.fields.get(s) {
+                            Some(FieldSpec::Dense { .. }) => "dense",
+                            Some(FieldSpec::Text { .. }) => "text",
+                            _ => "non-string",
+                        }
+                    )));
                 }
             }
         }
-        Ok(())
     }
+    Ok(())
+}
+
+/// Ingest checks of text fields (called by [`Schema::prepare`]): every source value is a
+/// string, a list of strings, or null.
+pub(crate) fn check_text_payload(
+    schema: &Schema,
+    id: &Option<DocId>,
+    payload: &Map<String, Value>,
+) -> Result<(), StorageError> {
+    for f in schema.text_fields() {
+        for s in &f.source {
+            let ok = match payload.get(s) {
+                None | Some(Value::Null) | Some(Value::String(_)) => true,
+                Some(Value::Array(items)) => items.iter().all(Value::is_string),
+                Some(_) => false,
+            };
+            if !ok {
+                return Err(StorageError::InvalidDocument {
+                    id: id
+                        .as_ref()
+                        .map(|i| i.to_string())
+                        .unwrap_or_else(|| "<none>".into()),
+                    field: s.clone(),
+                    msg: format!(
+                        "text field {:?} indexes this value: expected a string, a list of strings or null",
+                        f.name
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A file written into a segment directory: (relative name, bytes, xxh3-64 hex).
@@ -279,50 +278,4 @@ pub struct TextFieldStats {
     /// Distinct terms per segment (sealed segments by name, then `mutable`); a term present in
     /// several segments counts in each.
     pub terms: Vec<(String, usize)>,
-}
-
-impl crate::snapshot::Snapshot {
-    /// Statistics of text field `field` over the visible documents (`None`: not a text field).
-    pub fn text_stats(&self, field: &str) -> Option<TextFieldStats> {
-        use quiver_text::TextSource;
-        let f = self.schema.text(field)?;
-        let mut st = TextFieldStats {
-            field: f.name.clone(),
-            ..Default::default()
-        };
-        let mut total = 0u64;
-        for seg in &self.version.segments {
-            if let Some(t) = seg.text(&f.name) {
-                for r in 0..seg.rows() as u32 {
-                    let dl = t.doc_len(r);
-                    if dl > 0 && seg.visible(r, self.seq) {
-                        st.docs += 1;
-                        total += dl as u64;
-                    }
-                }
-                st.terms.push((seg.name.clone(), t.terms()));
-            }
-        }
-        let mut mutable_terms = std::collections::HashSet::new();
-        for c in self.version.mutable.chunks() {
-            let Some(mem) = c.text(&f.name) else {
-                continue;
-            };
-            for r in 0..c.rows() as u32 {
-                let dl = mem.doc_len(r);
-                if dl > 0 && c.visible(r, self.seq) {
-                    st.docs += 1;
-                    total += dl as u64;
-                }
-            }
-            mutable_terms.extend(mem.term_list());
-        }
-        st.terms.push(("mutable".into(), mutable_terms.len()));
-        st.avg_len = if st.docs > 0 {
-            total as f64 / st.docs as f64
-        } else {
-            0.0
-        };
-        Some(st)
-    }
 }
