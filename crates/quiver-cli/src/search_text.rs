@@ -7,8 +7,9 @@
 use crate::ops::{open_db_read, print_hits, SearchArgs};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, ValueEnum};
-use quiver::query::plan::{Fusion, Norm};
+use quiver::query::plan::Fusion;
 use quiver::{Collection, Mode, Query, QueryResult};
+use quiver_bench::eval::FusionArg;
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -21,17 +22,6 @@ pub enum ModeArg {
     Bm25,
     /// Dense and BM25 candidates, fused.
     Hybrid,
-}
-
-/// Fusion method for `--mode hybrid`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FusionArg {
-    /// Reciprocal rank fusion (`--rrf-k`).
-    Rrf,
-    /// Min-max normalised scores, weighted sum.
-    Minmax,
-    /// Z-score normalised scores, weighted sum.
-    Zscore,
 }
 
 /// Flags of text and hybrid search (flattened into `quiver search`).
@@ -76,26 +66,9 @@ impl TextSearchArgs {
             self.dense_weight.unwrap_or(1.0),
             self.bm25_weight.unwrap_or(1.0),
         ];
-        Some(match self.fusion.unwrap_or(FusionArg::Rrf) {
-            FusionArg::Rrf => Fusion::Rrf {
-                k: self.rrf_k.unwrap_or(quiver::DEFAULT_RRF_K),
-                weights,
-            },
-            FusionArg::Minmax | FusionArg::Zscore if self.rrf_k.is_some() => {
-                return Some(Fusion::Rrf {
-                    k: f32::NAN,
-                    weights: Vec::new(),
-                })
-            }
-            FusionArg::Minmax => Fusion::Score {
-                norm: Norm::Minmax,
-                weights,
-            },
-            FusionArg::Zscore => Fusion::Score {
-                norm: Norm::Zscore,
-                weights,
-            },
-        })
+        // `--rrf-k` with a score fusion is rejected by `build_query` before this runs.
+        let k = self.rrf_k.unwrap_or(quiver::DEFAULT_RRF_K);
+        Some(self.fusion.unwrap_or(FusionArg::Rrf).fusion(k, weights))
     }
 }
 

@@ -189,11 +189,9 @@ fn legacy_records(dir: &Path, writable: bool) -> Result<Vec<Record>, StorageErro
     let mut docs = old.docs;
     // Records start with their sequence number (doc.rs).
     docs.sort_by_key(|(_, r)| {
-        r.get(..8).map(|b| b.to_vec()).map(|b| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(&b);
-            u64::from_le_bytes(a)
-        })
+        r.get(..8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_le_bytes)
     });
     Ok(vec![
         Record::Upsert(docs),

@@ -86,8 +86,10 @@ fn put_key(out: &mut Vec<u8>, key: &[u8]) {
 }
 
 impl Record {
+    /// The record framed for the log: `FRAME` header bytes (filled by [`LogWriter::append`]),
+    /// then the body, in one buffer so a batch is copied once.
     fn encode(&self) -> Vec<u8> {
-        let mut b = Vec::new();
+        let mut b = vec![0u8; FRAME];
         match self {
             Record::Upsert(docs) => {
                 let size: usize = docs.iter().map(|(k, r)| 6 + k.len() + r.len()).sum();
@@ -358,19 +360,17 @@ impl LogWriter {
                 ),
             });
         }
-        let body = rec.encode();
-        let len = u32::try_from(body.len()).map_err(|_| StorageError::Io {
+        let mut buf = rec.encode();
+        let body_len = buf.len() - FRAME;
+        let len = u32::try_from(body_len).map_err(|_| StorageError::Io {
             path: self.path.display().to_string(),
             source: std::io::Error::other(format!(
-                "one batch of {} bytes exceeds the 4 GiB record limit; use smaller batches",
-                body.len()
+                "one batch of {body_len} bytes exceeds the 4 GiB record limit; use smaller batches"
             )),
         })?;
-        let mut buf = Vec::with_capacity(FRAME + body.len());
-        buf.extend_from_slice(&len.to_le_bytes());
-        buf.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&body).to_le_bytes());
-        buf.extend_from_slice(&body);
-        drop(body);
+        let sum = xxhash_rust::xxh3::xxh3_64(&buf[FRAME..]);
+        buf[..4].copy_from_slice(&len.to_le_bytes());
+        buf[4..FRAME].copy_from_slice(&sum.to_le_bytes());
         let res = self
             .file
             .write_all(&buf)
