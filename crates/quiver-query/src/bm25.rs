@@ -2,15 +2,16 @@
 //!
 //! ```text
 //!   Bm25Request ─► analyzer(field).query_terms(text)
-//!     per sealed segment:  visible = snapshot rows     allowed = payload_index(filter) ∧ visible
-//!     mutable chunks:      in-memory index (built at upsert)  allowed = visible ∧ filter(payload)
-//!   quiver_text::search: statistics over all visible rows, top k per segment ─► merge ─► top k
+//!     per segment:  visible = snapshot rows    allowed = filter ∧ visible
+//!                   text parts: one sealed index, or one in-memory index per mutable chunk
+//!                   (built at upsert), rows offset to the segment's
+//!   quiver_text::search: statistics over all visible rows, top k per part ─► merge ─► top k
 //! ```
 
 use crate::{Hit, QueryError, SearchResult, SegmentPlan};
-use quiver_index::{Bitset, RowFilter};
-use quiver_storage::{DocId, Filter, Loc, Snapshot, TextField};
-use quiver_text::{Bm25Stats, SegmentView};
+use quiver_index::Bitset;
+use quiver_storage::{DocId, Filter, Loc, Offset, Snapshot, TextField};
+use quiver_text::{Bm25Stats, SegmentView, TextSource};
 use std::time::Instant;
 
 /// Extra candidates fetched beyond `k` so that ties at the cut resolve by id.
@@ -48,11 +49,11 @@ impl Bm25Request {
 pub fn resolve_text_field(snap: &Snapshot, field: Option<&str>) -> Result<TextField, QueryError> {
     match field {
         Some(f) => snap
-            .schema
+            .schema()
             .text(f)
             .ok_or_else(|| QueryError::UnknownTextField(f.to_string())),
         None => {
-            let all = snap.schema.text_fields();
+            let all = snap.schema().text_fields();
             match all.as_slice() {
                 [one] => Ok(one.clone()),
                 [] => Err(QueryError::UnknownTextField(
@@ -66,21 +67,6 @@ pub fn resolve_text_field(snap: &Snapshot, field: Option<&str>) -> Result<TextFi
                 )),
             }
         }
-    }
-}
-
-/// Rows of one mutable-segment chunk that are visible in a snapshot (and match `filter`).
-#[derive(Clone, Copy)]
-struct ChunkRows<'a> {
-    chunk: &'a quiver_storage::Chunk,
-    seq: u64,
-    filter: Option<&'a Filter>,
-}
-
-impl RowFilter for ChunkRows<'_> {
-    fn allows(&self, r: u32) -> bool {
-        self.chunk.visible(r, self.seq)
-            && self.filter.is_none_or(|f| f.matches(self.chunk.payload(r)))
     }
 }
 
@@ -105,10 +91,11 @@ pub fn bm25_candidates(
 ) -> Result<Bm25Candidates, QueryError> {
     let field = resolve_text_field(snap, field)?;
     let terms = field.build_analyzer().query_terms(text);
-    let segs = &snap.version.segments;
-    let mut sets: Vec<(Bitset, Option<Bitset>)> = Vec::with_capacity(segs.len());
-    let mut set_micros = Vec::with_capacity(segs.len());
-    for s in 0..segs.len() {
+    let n_segs = snap.segments();
+    // Per segment: visible rows (they make the statistics) and, with a filter, allowed rows.
+    let mut sets: Vec<(Bitset, Option<Bitset>)> = Vec::with_capacity(n_segs);
+    let mut set_micros = Vec::with_capacity(n_segs);
+    for s in 0..n_segs {
         let t = Instant::now();
         let visible = snap.allowed(s, None);
         // `allowed` with a filter already excludes invisible rows.
@@ -116,95 +103,63 @@ pub fn bm25_candidates(
         sets.push((visible, allowed));
         set_micros.push(t.elapsed().as_micros());
     }
-    let chunk_filters: Vec<(ChunkRows<'_>, ChunkRows<'_>)> = snap
-        .version
-        .mutable
-        .chunks()
+    // Each segment's text index comes in parts (one per chunk of the mutable segment), each
+    // numbering its rows from 0: the segment's row filters, offset to the part's first row.
+    let mut parts: Vec<(usize, u32, &dyn TextSource)> = Vec::new();
+    for s in 0..n_segs {
+        for (start, src) in snap.segment(s).text(&field.name) {
+            parts.push((s, start, src));
+        }
+    }
+    let filters: Vec<(Offset<'_>, Offset<'_>)> = parts
         .iter()
-        .map(|c| {
-            let visible = ChunkRows {
-                chunk: c,
-                seq: snap.seq,
-                filter: None,
-            };
-            (visible, ChunkRows { filter, ..visible })
+        .map(|&(s, start, _)| {
+            let (visible, allowed) = &sets[s];
+            let allowed = allowed.as_ref().unwrap_or(visible);
+            (
+                Offset {
+                    inner: visible,
+                    start,
+                },
+                Offset {
+                    inner: allowed,
+                    start,
+                },
+            )
         })
         .collect();
-    let mut views: Vec<SegmentView<'_>> = Vec::with_capacity(segs.len() + chunk_filters.len());
-    // Segment index of each sealed view.
-    let mut sealed_sources: Vec<usize> = Vec::with_capacity(segs.len());
-    for (s, (seg, (visible, allowed))) in segs.iter().zip(&sets).enumerate() {
-        let Some(src) = seg.text(&field.name) else {
-            continue;
-        };
-        sealed_sources.push(s);
-        views.push(SegmentView {
-            source: src,
+    let views: Vec<SegmentView<'_>> = parts
+        .iter()
+        .zip(&filters)
+        .map(|(&(_, _, source), (visible, allowed))| SegmentView {
+            source,
             visible,
-            allowed: match allowed {
-                Some(a) => a as &dyn RowFilter,
-                None => visible,
-            },
-        });
-    }
-    // The mutable segment's chunks, each with the text index built when its rows were written.
-    let mut chunk_starts = Vec::with_capacity(chunk_filters.len());
-    for (visible, allowed) in &chunk_filters {
-        if let Some(src) = visible.chunk.text(&field.name) {
-            chunk_starts.push(visible.chunk.start());
-            views.push(SegmentView {
-                source: src,
-                visible,
-                allowed,
-            });
-        }
-    }
-    let m = &snap.version.mutable;
-    let total_rows: usize = segs.iter().map(|s| s.rows()).sum::<usize>() + m.rows();
-    let k = k.min(total_rows);
-    let (per_segment, stats) = quiver_text::search(&views, &terms, field.bm25, k)
+            allowed,
+        })
+        .collect();
+    let k = k.min(snap.total_rows());
+    let (per_part, stats) = quiver_text::search(&views, &terms, field.bm25, k)
         .map_err(|e| QueryError::Text(e.to_string()))?;
     let mut hits: Vec<(Loc, f32)> = Vec::new();
-    let mut segments = Vec::new();
-    let t_mut = Instant::now();
-    let mut m_micros = 0u128;
-    for (i, sh) in per_segment.iter().enumerate() {
-        if let Some(&s_idx) = sealed_sources.get(i) {
-            let seg = &segs[s_idx];
-            hits.extend(
-                sh.hits
-                    .iter()
-                    .map(|&(r, score)| (Loc::Sealed(s_idx, r), score)),
-            );
-            let (visible, allowed) = &sets[s_idx];
-            segments.push(SegmentPlan {
-                segment: seg.name.clone(),
-                rows: seg.rows(),
-                allowed: allowed.as_ref().unwrap_or(visible).count(),
-                method: "bm25",
-                micros: sh.micros + set_micros[s_idx],
-            });
-        } else {
-            let start = chunk_starts[i - sealed_sources.len()];
-            hits.extend(
-                sh.hits
-                    .iter()
-                    .map(|&(r, score)| (Loc::Mutable(start + r), score)),
-            );
-            m_micros += sh.micros;
-        }
+    let mut micros = set_micros;
+    for (&(s, start, _), ph) in parts.iter().zip(&per_part) {
+        hits.extend(
+            ph.hits
+                .iter()
+                .map(|&(r, score)| (snap.loc(s, start + r), score)),
+        );
+        micros[s] += ph.micros;
     }
-    {
-        let allowed = chunk_filters
-            .iter()
-            .map(|(_, a)| (0..a.chunk.rows() as u32).filter(|&r| a.allows(r)).count())
-            .sum();
+    let mut segments = Vec::new();
+    for s in 0..n_segs {
+        let seg = snap.segment(s);
+        let (visible, allowed) = &sets[s];
         segments.push(SegmentPlan {
-            segment: "mutable".into(),
-            rows: m.rows(),
-            allowed,
+            segment: seg.name().to_string(),
+            rows: seg.rows(),
+            allowed: allowed.as_ref().unwrap_or(visible).count(),
             method: "bm25",
-            micros: m_micros + t_mut.elapsed().as_micros(),
+            micros: micros[s],
         });
     }
     hits.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));

@@ -3,10 +3,11 @@
 //! *Given a query vector, a filter and k: which documents, and how do we find them cheaply?*
 //!
 //! - [`SearchRequest`]: field, query vector, `k`, optional `ef`, optional [`Filter`], [`Strategy`].
-//! - [`search`]: runs the request on a [`Snapshot`]: per sealed segment the planner picks an HNSW
-//!   walk with the filter checked during traversal, or an exact scan of the allowed rows when the
-//!   filter leaves few (cardinality from the payload indexes); the mutable segment is scanned
-//!   exactly; results are merged by score.
+//! - [`search`]: runs the request on a [`Snapshot`], one path for every segment (each a
+//!   [`quiver_storage::SegmentReader`] handing out a [`quiver_storage::VectorIndex`] per field):
+//!   the planner picks an HNSW walk with the filter checked during traversal, or an exact scan of
+//!   the allowed rows when the filter leaves few (cardinality from the payload indexes) or the
+//!   segment has no graph (the mutable segment); results are merged by score.
 //! - [`SearchResult::explain`]: what was chosen per segment and why.
 //! - [`bm25_search`] ([`Bm25Request`]): BM25 on a text field with collection-wide statistics;
 //!   [`fusion`]: reciprocal rank and normalised score fusion of ranked lists.
@@ -14,10 +15,10 @@
 //!   (MUVERA FDE candidates reranked by exact MaxSim).
 //!
 //! ```text
-//!   SearchRequest ──► for each sealed segment:  allowed = payload_index(filter) ∧ visible(snapshot)
-//!                        │   |allowed| small? ── yes ──► exact scan over allowed rows
-//!                        │                     └ no ──► HNSW(ef) with allowed checked in traversal
-//!                        └► mutable segment: exact scan (visible ∧ filter)
+//!   SearchRequest ──► for each segment (sealed ones, then the mutable one):
+//!                        allowed = filter ∧ visible(snapshot)   (payload indexes where sealed)
+//!                        no graph, or |allowed| small? ── yes ──► exact scan over allowed rows
+//!                                                     └ no ──► HNSW(ef), allowed checked in traversal
 //!                     merge by score ─► top k ─► ids, scores, payloads
 //! ```
 
@@ -39,8 +40,8 @@ pub mod presets;
 pub use bm25::{bm25_search, bm25_search_stats, resolve_text_field, Bm25Request};
 pub use fusion::{fuse_hits, rrf, score_fusion, DEFAULT_RRF_K};
 pub use plan::{Candidate, Plan, PlanResult, QueryEncoder};
-use quiver_index::{flat, Bitset};
-use quiver_storage::{DenseField, DocId, Filter, Loc, Snapshot};
+use quiver_index::{Bitset, RowFilter};
+use quiver_storage::{DenseField, DocId, Filter, Knn, Snapshot};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::time::Instant;
@@ -204,11 +205,11 @@ pub fn search(snap: &Snapshot, req: &SearchRequest) -> Result<SearchResult, Quer
 pub fn resolve_dense(snap: &Snapshot, name: Option<&str>) -> Result<DenseField, QueryError> {
     match name {
         Some(f) => snap
-            .schema
+            .schema()
             .dense(f)
             .ok_or_else(|| QueryError::UnknownField(f.to_string())),
         None => {
-            let dense = snap.schema.dense_fields();
+            let dense = snap.schema().dense_fields();
             match dense.as_slice() {
                 [one] => Ok(one.clone()),
                 [] => Err(QueryError::UnknownField(
@@ -251,8 +252,8 @@ pub fn prepare_query(field: &DenseField, vector: &[f32]) -> Result<Vec<f32>, Que
 }
 
 /// The best `k` rows for prepared query `q` on `field` over all segments, best first, plus what
-/// was done per segment. Sealed segments use the planner (graph walk or exact scan of the allowed
-/// rows); the mutable segment is scanned exactly.
+/// was done per segment. On each segment the planner walks the graph (the filter checked during
+/// traversal) or scans the allowed rows exactly; the mutable segment has no graph and is scanned.
 pub fn dense_candidates(
     snap: &Snapshot,
     field: &DenseField,
@@ -263,96 +264,49 @@ pub fn dense_candidates(
     strategy: Strategy,
 ) -> (Vec<Candidate>, Vec<SegmentPlan>) {
     // No segment can return more rows than it holds: clamping keeps absurd k/ef from sizing heaps.
-    let total_rows: usize = snap
-        .version
-        .segments
-        .iter()
-        .map(|s| s.rows())
-        .sum::<usize>()
-        + snap.version.mutable.rows();
+    let total_rows = snap.total_rows();
     let k = k.min(total_rows);
     let ef = ef.max(k).min(total_rows.max(1));
+    let seq = snap.seq();
     let mut all: Vec<Candidate> = Vec::new();
     let mut explain = Vec::new();
-
-    for (s, seg) in snap.version.segments.iter().enumerate() {
+    for s in 0..snap.segments() {
         let t = Instant::now();
-        let Some(vectors) = seg.vectors(&field.name) else {
+        let seg = snap.segment(s);
+        let Some(index) = seg.dense(&field.name) else {
             continue;
         };
         let rows = seg.rows();
-        let (hits, allowed_n, method) = match filter {
-            None => {
-                let vis = |r: u32| seg.visible(r, snap.seq);
-                match (seg.graph(&field.name), strategy) {
-                    (Some(g), Strategy::Auto | Strategy::Graph) => {
-                        (g.search(vectors, q, k, ef, &vis), rows, "graph")
-                    }
-                    _ => (
-                        flat::search(vectors, field.metric, q, k, &vis),
-                        rows,
-                        "exact",
-                    ),
-                }
-            }
-            Some(f) => {
-                let allowed: Bitset = snap.allowed(s, Some(f));
-                let n = allowed.count();
-                let graph = seg.graph(&field.name);
-                let use_graph = match strategy {
-                    Strategy::Exact => false,
-                    Strategy::Graph => graph.is_some(),
-                    Strategy::Auto => graph.is_some() && !prefer_exact(n, rows, ef),
-                };
-                match graph {
-                    Some(g) if use_graph => (g.search(vectors, q, k, ef, &allowed), n, "graph"),
-                    _ => (
-                        flat::search_rows(vectors, field.metric, q, k, allowed.iter()),
-                        n,
-                        "exact",
-                    ),
-                }
-            }
+        let visible = |r: u32| seg.visible(r, seq);
+        let filtered: Option<Bitset> = filter.map(|f| seg.allowed(Some(f), seq));
+        let (allowed, n): (&dyn RowFilter, usize) = match &filtered {
+            Some(b) => (b, b.count()),
+            None => (&visible, rows),
         };
+        let graph = index.has_graph()
+            && match strategy {
+                Strategy::Exact => false,
+                Strategy::Graph => true,
+                Strategy::Auto => filter.is_none() || !prefer_exact(n, rows, ef),
+            };
+        let hits = index.search(
+            q,
+            Knn {
+                k,
+                ef,
+                allowed,
+                graph,
+            },
+        );
         all.extend(hits.into_iter().map(|h| Candidate {
-            loc: Loc::Sealed(s, h.id),
+            loc: snap.loc(s, h.id),
             score: h.score,
         }));
         explain.push(SegmentPlan {
-            segment: seg.name.clone(),
+            segment: seg.name().to_string(),
             rows,
-            allowed: allowed_n,
-            method,
-            micros: t.elapsed().as_micros(),
-        });
-    }
-
-    let t = Instant::now();
-    let m = &snap.version.mutable;
-    if snap.schema.dense(&field.name).is_some() {
-        let mut n = 0;
-        for c in m.chunks() {
-            let Some(vectors) = c.vectors(&field.name) else {
-                continue;
-            };
-            let ok =
-                |r: u32| c.visible(r, snap.seq) && filter.is_none_or(|f| f.matches(c.payload(r)));
-            let allowed: Vec<u32> = (0..c.rows() as u32).filter(|&r| ok(r)).collect();
-            n += allowed.len();
-            all.extend(
-                flat::search_rows(vectors, field.metric, q, k, allowed)
-                    .into_iter()
-                    .map(|h| Candidate {
-                        loc: Loc::Mutable(c.start() + h.id),
-                        score: h.score,
-                    }),
-            );
-        }
-        explain.push(SegmentPlan {
-            segment: "mutable".into(),
-            rows: m.rows(),
             allowed: n,
-            method: "exact",
+            method: if graph { "graph" } else { "exact" },
             micros: t.elapsed().as_micros(),
         });
     }

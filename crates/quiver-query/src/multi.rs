@@ -1,19 +1,19 @@
-//! Multi-vector search over a snapshot: exact MaxSim brute force, and MUVERA (FDE candidates from
-//! each sealed segment's HNSW, reranked by exact MaxSim).
+//! Multi-vector search over a snapshot, one path for every segment: exact MaxSim brute force, and
+//! MUVERA (FDE candidates from each segment's encodings, reranked by exact MaxSim; a segment
+//! without encodings, such as the mutable one, is scored exactly).
 //!
 //! ```text
-//!   query set Q ──► MUVERA query FDE ──► per sealed segment: HNSW over document FDEs
+//!   query set Q ──► MUVERA query FDE ──► per segment: HNSW over document FDEs
 //!                                         (filter ∧ visible checked in traversal) ─► candidates
 //!               └─ (optional ball carving) ───────────────► exact MaxSim over candidates ─► top k
-//!   mutable segment: exact MaxSim over visible ∧ filtered rows
+//!   segment without FDEs (the mutable one): exact MaxSim over visible ∧ filtered rows
 //!   merge by score ─► top k
 //! ```
 
 use crate::{Hit, QueryError, SearchResult, SegmentPlan};
 use quiver_index::multi::{maxsim, prune::ball_carve};
-use quiver_index::{flat, Bitset, Neighbor, Vectors};
-use quiver_linalg::Metric;
-use quiver_storage::{Filter, Loc, MultiField, Snapshot};
+use quiver_index::{Bitset, RowFilter, Vectors};
+use quiver_storage::{Filter, Handle, Loc, MultiField, MultiIndex, Snapshot};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -62,7 +62,7 @@ fn prepare(
     req: &MultiSearchRequest,
 ) -> Result<(MultiField, Vec<f32>), QueryError> {
     let field = snap
-        .schema
+        .schema()
         .multi(&req.field)
         .ok_or_else(|| QueryError::UnknownMultiField(req.field.clone()))?;
     let bad = |msg: String| QueryError::BadVector {
@@ -125,47 +125,6 @@ fn finish(
     }
 }
 
-/// The mutable segment: exact MaxSim over visible, filtered rows.
-fn search_mutable(
-    snap: &Snapshot,
-    req: &MultiSearchRequest,
-    field: &MultiField,
-    q: Vectors<'_>,
-    all: &mut Vec<Found>,
-    explain: &mut Vec<SegmentPlan>,
-) {
-    let t = Instant::now();
-    let m = &snap.version.mutable;
-    let mut n = 0;
-    let mut any = false;
-    for c in m.chunks() {
-        let Some(sets) = c.multi(&field.name) else {
-            continue;
-        };
-        any = true;
-        let rows = c.rows().min(sets.len());
-        let allowed: Vec<u32> = (0..rows as u32)
-            .filter(|&r| {
-                c.visible(r, snap.seq)
-                    && req.filter.as_ref().is_none_or(|f| f.matches(c.payload(r)))
-            })
-            .collect();
-        n += allowed.len();
-        for h in maxsim::search_rows(sets, q, req.k, allowed) {
-            all.push((h.score, Loc::Mutable(c.start() + h.id)));
-        }
-    }
-    if any {
-        explain.push(SegmentPlan {
-            segment: "mutable".into(),
-            rows: m.rows(),
-            allowed: n,
-            method: "maxsim",
-            micros: t.elapsed().as_micros(),
-        });
-    }
-}
-
 /// Exact MaxSim over every visible document that matches the filter (the brute-force oracle).
 pub fn maxsim_search(
     snap: &Snapshot,
@@ -175,9 +134,9 @@ pub fn maxsim_search(
     Ok(finish(snap, all, req, explain))
 }
 
-/// MUVERA: per sealed segment, candidates from the FDE index (HNSW, or an exact FDE scan for a
-/// flat index), reranked by exact MaxSim; the mutable segment is scored exactly. Segments without
-/// encodings (MUVERA off) are scored exactly.
+/// MUVERA: per segment, candidates from the FDE index (HNSW, or an exact FDE scan for a flat
+/// index), reranked by exact MaxSim. Segments without encodings (MUVERA off, or the mutable
+/// segment) are scored exactly.
 pub fn muvera_search(
     snap: &Snapshot,
     req: &MultiSearchRequest,
@@ -194,25 +153,24 @@ fn maxsim_locs(
     let q = Vectors::new(&flat_q, field.dim);
     let mut all = Vec::new();
     let mut explain = Vec::new();
-    for (s, seg) in snap.version.segments.iter().enumerate() {
+    for s in 0..snap.segments() {
         let t = Instant::now();
-        let Some(sets) = seg.multi(&field.name) else {
+        let seg = snap.segment(s);
+        let Some(index) = seg.multi(&field.name) else {
             continue;
         };
         let allowed: Bitset = snap.allowed(s, req.filter.as_ref());
-        let n = allowed.count();
-        for h in maxsim::search(sets, q, req.k, &allowed) {
-            all.push((h.score, Loc::Sealed(s, h.id)));
+        for h in index.maxsim_rows(q, req.k, &mut allowed.iter()) {
+            all.push((h.score, snap.loc(s, h.id)));
         }
         explain.push(SegmentPlan {
-            segment: seg.name.clone(),
+            segment: seg.name().to_string(),
             rows: seg.rows(),
-            allowed: n,
+            allowed: allowed.count(),
             method: "maxsim",
             micros: t.elapsed().as_micros(),
         });
     }
-    search_mutable(snap, req, &field, q, &mut all, &mut explain);
     Ok((all, explain))
 }
 
@@ -232,46 +190,49 @@ fn muvera_locs(
     let cands = req.candidates.unwrap_or((10 * req.k).max(100)).max(req.k);
     let default_ef = field.spec.index.hnsw_params().map_or(128, |p| p.ef_search);
     let ef = req.ef.unwrap_or(default_ef).max(cands);
+    let seq = snap.seq();
     let mut all = Vec::new();
     let mut explain = Vec::new();
-    for (s, seg) in snap.version.segments.iter().enumerate() {
+    for s in 0..snap.segments() {
         let t = Instant::now();
-        let Some(sets) = seg.multi(&field.name) else {
+        let seg = snap.segment(s);
+        let Some(index) = seg.multi(&field.name) else {
             continue;
         };
-        let vis = |r: u32| seg.visible(r, snap.seq);
-        let allowed: Option<Bitset> = req.filter.as_ref().map(|f| snap.allowed(s, Some(f)));
-        let n = allowed.as_ref().map_or(seg.rows(), |a| a.count());
-        let (hits, method) = match (seg.fde(&field.name), &q_fde) {
-            (Some((fdes, graph)), Some(qf)) => {
-                let found: Vec<Neighbor> = match (graph, &allowed) {
-                    (Some(g), Some(a)) => g.search(fdes, qf, cands, ef, a),
-                    (Some(g), None) => g.search(fdes, qf, cands, ef, &vis),
-                    (None, Some(a)) => flat::search(fdes, Metric::Dot, qf, cands, a),
-                    (None, None) => flat::search(fdes, Metric::Dot, qf, cands, &vis),
-                };
-                (
-                    maxsim::search_rows(sets, rerank_q, req.k, found.iter().map(|h| h.id)),
-                    "muvera",
-                )
-            }
-            _ => {
-                let a = allowed.unwrap_or_else(|| snap.allowed(s, None));
-                (maxsim::search(sets, q, req.k, &a), "maxsim")
+        let visible = |r: u32| seg.visible(r, seq);
+        let filtered: Option<Bitset> = req.filter.as_ref().map(|f| snap.allowed(s, Some(f)));
+        let allowed: &dyn RowFilter = match &filtered {
+            Some(a) => a,
+            None => &visible,
+        };
+        let n = filtered.as_ref().map_or(seg.rows(), |a| a.count());
+        let found = q_fde
+            .as_ref()
+            .and_then(|qf| index.fde_candidates(qf, cands, ef, allowed));
+        // Candidates from the encodings reranked exactly; without encodings (MUVERA off, or the
+        // mutable segment), exact MaxSim over the allowed rows.
+        let (hits, method) = match found {
+            Some(found) => (
+                index.maxsim_rows(rerank_q, req.k, &mut found.iter().map(|h| h.id)),
+                "muvera",
+            ),
+            None => {
+                let a = filtered.unwrap_or_else(|| snap.allowed(s, None));
+                let hits = index.maxsim_rows(q, req.k, &mut a.iter());
+                (hits, "maxsim")
             }
         };
         for h in hits {
-            all.push((h.score, Loc::Sealed(s, h.id)));
+            all.push((h.score, snap.loc(s, h.id)));
         }
         explain.push(SegmentPlan {
-            segment: seg.name.clone(),
+            segment: seg.name().to_string(),
             rows: seg.rows(),
             allowed: n,
             method,
             micros: t.elapsed().as_micros(),
         });
     }
-    search_mutable(snap, req, &field, q, &mut all, &mut explain);
     Ok((all, explain))
 }
 
@@ -359,26 +320,17 @@ pub(crate) fn plan_rescore(
     let req = MultiSearchRequest::new(field, query, 1);
     let (f, flat_q) = prepare(snap, &req)?;
     let q = Vectors::new(&flat_q, f.dim);
-    let m = &snap.version.mutable;
-    let mut cache: HashMap<usize, Option<quiver_index::MultiVectors<'_>>> = HashMap::new();
+    let mut cache: HashMap<usize, Option<Handle<'_, dyn MultiIndex + '_>>> = HashMap::new();
     Ok(locs
         .iter()
-        .map(|&loc| match loc {
-            Loc::Mutable(r) => {
-                let (c, local) = m.locate(r);
-                c.multi(&f.name)
-                    .filter(|s| (local as usize) < s.len())
-                    .map_or(f32::NEG_INFINITY, |s| maxsim::maxsim(q, s.doc(local)))
-            }
-            Loc::Sealed(si, r) => {
-                let sets = *cache.entry(si).or_insert_with(|| {
-                    snap.version
-                        .segments
-                        .get(si)
-                        .and_then(|seg| seg.multi(&f.name))
-                });
-                sets.filter(|s| (r as usize) < s.len())
-                    .map_or(f32::NEG_INFINITY, |s| maxsim::maxsim(q, s.doc(r)))
+        .map(|&loc| {
+            let (s, r) = snap.place(loc);
+            let index = cache
+                .entry(s)
+                .or_insert_with(|| snap.segment(s).multi(&f.name));
+            match index {
+                Some(ix) if (r as usize) < ix.rows() => maxsim::maxsim(q, ix.set(r)),
+                _ => f32::NEG_INFINITY,
             }
         })
         .collect())
@@ -397,7 +349,7 @@ pub(crate) fn plan_query(
         return Ok(v.clone());
     }
     let f = snap
-        .schema
+        .schema()
         .multi(field)
         .ok_or_else(|| QueryError::UnknownMultiField(field.to_string()))?;
     let t = text

@@ -60,7 +60,7 @@ fn maxsim_and_muvera_on_a_collection() {
     }
     let snap = c.snapshot();
     assert!(
-        snap.version.segments.len() >= 2,
+        snap.sealed_segments().len() >= 2,
         "sealed and mutable rows both searched"
     );
     let (mut hit, mut total) = (0, 0);

@@ -645,7 +645,7 @@ fn funnel_preset_shapes_and_recall() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_db, c) = coded_collection(dir.path(), &base);
     let snap = c.snapshot();
-    let field = snap.schema.dense("emb").expect("field");
+    let field = snap.schema().dense("emb").expect("field");
     let mut hits = 0;
     for q in &queries {
         let query = DenseQuery {

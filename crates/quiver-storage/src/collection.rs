@@ -245,11 +245,7 @@ impl Collection {
     /// A consistent read view of everything committed so far (one atomic load).
     pub fn snapshot(&self) -> Snapshot {
         let cur = self.current.load();
-        Snapshot {
-            version: cur.version.clone(),
-            seq: cur.seq,
-            schema: self.schema.clone(),
-        }
+        Snapshot::new(cur.version.clone(), cur.seq, self.schema.clone())
     }
 
     fn publish(&self, version: Arc<Version>, seq: u64) {
@@ -491,14 +487,7 @@ impl Collection {
                     store.extend_from_slice(&v);
                 }
             }
-            if !data.multi.is_empty() {
-                match loc {
-                    Loc::Mutable(r) => snap.version.mutable.copy_multi_row(&mut data.multi, r),
-                    Loc::Sealed(s, r) => {
-                        snap.version.segments[s].copy_multi_row(&mut data.multi, r)
-                    }
-                }
-            }
+            crate::multi::push_row(&mut data.multi, &d.multi, &d.multi_raw);
         }
         data
     }

@@ -102,7 +102,7 @@ pub struct Document {
     /// Vectors by dense field name.
     #[serde(default)]
     pub vectors: BTreeMap<String, Vec<f32>>,
-    /// Vector sets by multi field name (see [`crate::multi`]).
+    /// Vector sets by multi field name (see the `multi` module).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub multi: BTreeMap<String, Vec<Vec<f32>>>,
     /// Per multi field, how many vectors the document had before index-time pruning (set by the

@@ -5,10 +5,12 @@
 //! - [`Database`]: a directory of collections: one writer process at a time (exclusive lock), and
 //!   any number of read-only processes beside it ([`Database::open_read_only`]).
 //! - [`Collection`]: upsert / delete / get / count / scroll over a [`Schema`]; recent writes in a
-//!   write-ahead log and a [`MutableSegment`], older ones in immutable [`Segment`]s listed in a
+//!   write-ahead log and a mutable segment, older ones in immutable [`Segment`]s listed in a
 //!   manifest.
 //! - [`Snapshot`]: what a reader sees — segments plus a sequence number, taken with one atomic
-//!   load; readers never wait on the writer.
+//!   load; readers never wait on the writer. Each segment, sealed or mutable, reads as a
+//!   [`SegmentReader`]; each dense field of it as a [`VectorIndex`] (vectors, graph, codes,
+//!   rotation), each multi field as a [`MultiIndex`].
 //! - [`Filter`] and [`PayloadIndex`]: payload conditions and the per-segment indexes that answer them.
 //!
 //! ```
@@ -40,13 +42,18 @@ pub mod codes;
 mod collection;
 mod db;
 mod deletes;
+mod dense_index;
 mod doc;
+mod files;
 mod filter;
 mod legacy;
 mod manifest;
 mod multi;
+mod multi_store;
 mod mutable;
+mod mutable_read;
 mod payload_index;
+mod reader;
 mod recovery;
 mod schema;
 mod segment;
@@ -58,16 +65,20 @@ mod wal;
 
 pub use collection::{Collection, CollectionInfo, WriteReport};
 pub use db::Database;
+pub use dense_index::DenseIndex;
 pub use doc::{parse_datetime, DocId, Document, StoredDoc, MAX_ID_BYTES};
 pub use filter::{Filter, Range};
 pub use multi::{
     MultiColumn, MultiField, MultiInfo, MultiSpec, MuveraSpec, PruneSpec, MAX_MULTI_VECTORS,
 };
-pub use mutable::{BorrowedCodes, Chunk, MutableSegment, CHUNK_ROWS};
+pub use mutable::CHUNK_ROWS;
 pub use payload_index::PayloadIndex;
+pub use reader::{
+    prefix_query, prefix_score, Handle, Knn, MultiIndex, Offset, SegmentReader, VectorIndex,
+};
 pub use schema::{DenseField, Embedding, FieldSpec, IndexSpec, MetricName, PayloadKind, Schema};
 pub use segment::{NoProgress, Progress, Segment, LIVE};
-pub use snapshot::{Loc, Snapshot, Version};
+pub use snapshot::{Loc, Snapshot};
 pub use text::{TextField, TextFieldStats};
 pub use tiers::{CodecConfig, CodecKind, DenseTierInfo, Rotation, VectorTier};
 

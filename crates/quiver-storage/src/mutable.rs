@@ -35,8 +35,6 @@ pub const CHUNK_ROWS: usize = 1024;
 /// or rotated prefixes scores mutable rows the same way, and merges both on one scale.
 #[derive(Debug)]
 pub struct BorrowedCodes {
-    /// The segment they come from.
-    pub segment: String,
     fields: BTreeMap<String, BorrowedField>,
 }
 
@@ -68,12 +66,7 @@ impl BorrowedCodes {
                 fields.insert(f.name.clone(), BorrowedField { rotation, codecs });
             }
         }
-        (!fields.is_empty()).then(|| {
-            Arc::new(BorrowedCodes {
-                segment: seg.name.clone(),
-                fields,
-            })
-        })
+        (!fields.is_empty()).then(|| Arc::new(BorrowedCodes { fields }))
     }
 
     /// The rotation of dense field `field`.
@@ -473,27 +466,6 @@ impl MutableSegment {
     pub fn vector(&self, field: &str, row: u32) -> Option<&[f32]> {
         let (c, r) = self.at(row);
         c.vectors(field).map(|v| v.row(r))
-    }
-
-    /// The multi-vector sets and raw counts of `row`.
-    #[allow(clippy::type_complexity)]
-    pub(crate) fn multi_sets(
-        &self,
-        row: u32,
-    ) -> (BTreeMap<String, Vec<Vec<f32>>>, BTreeMap<String, u32>) {
-        let (c, r) = self.at(row);
-        crate::multi::sets_of(
-            c.multi
-                .iter()
-                .map(|(k, col)| (k.as_str(), col.vectors.view(), col.raw.as_slice())),
-            r,
-        )
-    }
-
-    /// Appends row `row` of every multi field to `dst` (for sealing).
-    pub(crate) fn copy_multi_row(&self, dst: &mut BTreeMap<String, MultiColumn>, row: u32) {
-        let (c, r) = self.at(row);
-        crate::multi::copy_row(dst, &c.multi, r);
     }
 
     /// Marks `row` superseded by the write with sequence number `seq` (visible to every version

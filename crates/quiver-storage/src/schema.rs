@@ -84,7 +84,7 @@ pub enum FieldSpec {
         #[serde(default, skip_serializing_if = "Rotation::is_none")]
         rotation: Rotation,
     },
-    /// Many vectors per document, scored with MaxSim (see [`crate::multi`]).
+    /// Many vectors per document, scored with MaxSim (see the `multi` module).
     Multi(crate::multi::MultiSpec),
     /// Exact-match strings (equality, in-set).
     Keyword,

@@ -24,55 +24,27 @@
 //! [`Segment::verify`] (`quiver collection verify`), never on the read path, which would read
 //! them whole.
 
+use crate::dense_index::DenseIndex;
 use crate::doc::DocId;
+use crate::files::{failed, map_file, Failed, Section, SegmentFiles};
+use crate::filter::Filter;
 use crate::payload_index::PayloadIndex;
+use crate::reader::{Handle, MultiIndex, SegmentReader, VectorIndex};
 use crate::schema::Schema;
 pub(crate) use crate::segment_write::{corrupt, sync_dir, write_file, FileMeta, SegmentMeta};
 pub use crate::segment_write::{NoProgress, Progress, SegmentData};
 use crate::{io_err, StorageError};
 use memmap2::Mmap;
-use quiver_index::{Hnsw, Vectors};
+use quiver_index::{Bitset, Hnsw, Vectors};
+use quiver_text::TextSource;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// Deleted-at marker for a live row.
 pub const LIVE: u64 = u64::MAX;
-
-/// A section that failed its checks: the file and what was wrong.
-#[derive(Debug, Clone)]
-struct Failed {
-    file: String,
-    msg: String,
-}
-
-impl From<StorageError> for Failed {
-    fn from(e: StorageError) -> Failed {
-        match e {
-            StorageError::Corrupt { file, msg } => Failed { file, msg },
-            StorageError::Io { path, source } => Failed {
-                file: path,
-                msg: source.to_string(),
-            },
-            other => Failed {
-                file: String::new(),
-                msg: other.to_string(),
-            },
-        }
-    }
-}
-
-type Section<T> = OnceLock<Result<T, Failed>>;
-
-fn map_file(path: &Path) -> Result<Mmap, StorageError> {
-    let f = File::open(path).map_err(io_err(path))?;
-    // SAFETY: sealed segment files are never modified after they are renamed into place (they are
-    // only ever deleted, which keeps existing mappings valid on POSIX systems).
-    unsafe { Mmap::map(&f) }.map_err(io_err(path))
-}
 
 /// A little-endian integer column: mapped from a file, or built in memory (format-1 segments).
 enum Column {
@@ -121,31 +93,22 @@ impl Ids {
     }
 }
 
-enum VecStore {
-    /// `vectors = "disk"`: the mapped file.
-    Mapped(Mmap),
-    /// `vectors = "ram"`: copied into process memory on first use.
-    Ram(Mmap, OnceLock<Vec<f32>>),
-}
-
 /// An open sealed segment.
 pub struct Segment {
     /// Directory name, e.g. `seg-000000000000002a`.
     pub name: String,
-    dir: PathBuf,
     schema: Schema,
     rows: usize,
-    files: BTreeMap<String, FileMeta>,
+    files: Arc<SegmentFiles>,
     /// Per row: the sequence number of the write that deleted or replaced it, or [`LIVE`].
     deleted_at: Vec<AtomicU64>,
-    vectors: HashMap<String, (VecStore, usize)>,
+    /// One index per dense field: vectors, graph, codes, rotation.
+    dense: HashMap<String, DenseIndex>,
     payload: Option<Mmap>,
     ids: Section<Ids>,
     payload_checked: Section<()>,
     payload_index: OnceLock<PayloadIndex>,
-    graphs: HashMap<String, Section<Hnsw>>,
-    codes: HashMap<String, Section<crate::codes::SegmentCodes>>,
-    multi: Section<HashMap<String, crate::multi::SegmentMulti>>,
+    multi: Section<HashMap<String, crate::multi_store::SegmentMulti>>,
     text: Section<BTreeMap<String, quiver_text::SealedText>>,
 }
 
@@ -232,105 +195,43 @@ impl Segment {
                 format!("{rows} rows cannot fit in ids.bin of {ids_len} bytes"),
             ));
         }
-        let mapped = |fname: &str| -> Result<Option<Mmap>, StorageError> {
-            let path = dir.join(fname);
-            match meta.files.get(fname) {
-                None => Err(corrupt(&path, "missing from segment")),
-                Some(f) if f.bytes == 0 => Ok(None),
-                Some(_) => map_file(&path).map(Some),
-            }
-        };
-        let mut vectors = HashMap::new();
-        let mut graphs = HashMap::new();
-        let mut codes = HashMap::new();
+        let files = Arc::new(SegmentFiles {
+            dir,
+            files: meta.files,
+        });
+        let mut dense = HashMap::new();
         for f in schema.dense_fields() {
-            let fname = format!("vec.{}.f32", f.name);
-            let path = dir.join(&fname);
-            let len = meta.files.get(&fname).map_or(0, |m| m.bytes as usize);
-            if len != rows * f.dim * 4 {
-                return Err(corrupt(
-                    &path,
-                    format!("{len} bytes for {rows} rows of dim {}", f.dim),
-                ));
-            }
-            if let Some(m) = mapped(&fname)? {
-                let store = match f.vectors {
-                    crate::tiers::VectorTier::Disk => VecStore::Mapped(m),
-                    crate::tiers::VectorTier::Ram => VecStore::Ram(m, OnceLock::new()),
-                };
-                vectors.insert(f.name.clone(), (store, f.dim));
-            }
-            if f.index.hnsw_params().is_some() {
-                graphs.insert(f.name.clone(), OnceLock::new());
-            }
-            codes.insert(f.name.clone(), OnceLock::new());
+            let name = f.name.clone();
+            dense.insert(name, DenseIndex::open(f, rows, files.clone())?);
         }
-        let payload = mapped("payload.bin")?;
+        let payload = files.mapped("payload.bin")?;
         Ok(Segment {
             name: name.to_string(),
-            dir,
             schema: schema.clone(),
             rows,
-            files: meta.files,
+            files,
             deleted_at: (0..rows).map(|_| AtomicU64::new(LIVE)).collect(),
-            vectors,
+            dense,
             payload,
             ids: OnceLock::new(),
             payload_checked: OnceLock::new(),
             payload_index: OnceLock::new(),
-            graphs,
-            codes,
             multi: OnceLock::new(),
             text: OnceLock::new(),
         })
     }
 
-    /// The mapping of `fname` after checking it against `meta.json` (`None`: an empty file).
-    fn checked(&self, fname: &str) -> Result<Option<Mmap>, StorageError> {
-        let path = self.dir.join(fname);
-        let fm = self
-            .files
-            .get(fname)
-            .ok_or_else(|| corrupt(&path, "missing from segment"))?;
-        let m = if fm.bytes == 0 {
-            None
-        } else {
-            Some(map_file(&path)?)
-        };
-        let sum = format!(
-            "{:016x}",
-            xxhash_rust::xxh3::xxh3_64(m.as_deref().unwrap_or(&[]))
-        );
-        if sum != fm.xxh3 {
-            return Err(corrupt(
-                &path,
-                format!("checksum mismatch: {sum}, expected {}", fm.xxh3),
-            ));
-        }
-        Ok(m)
-    }
-
-    /// Checked mappings of every file whose name starts with `prefix`.
-    fn checked_all(&self, prefix: &str) -> Result<HashMap<String, Mmap>, StorageError> {
-        let mut out = HashMap::new();
-        for fname in self.files.keys().filter(|n| n.starts_with(prefix)) {
-            if let Some(m) = self.checked(fname)? {
-                out.insert(fname.clone(), m);
-            }
-        }
-        Ok(out)
-    }
-
     fn load_ids(&self) -> Result<Ids, StorageError> {
         let rows = self.rows;
-        let ids_path = self.dir.join("ids.bin");
+        let ids_path = self.files.dir.join("ids.bin");
         let raw = self
+            .files
             .checked("ids.bin")?
             .map_or(Column::Owned(Vec::new()), Column::Mapped);
-        if self.files.contains_key("ids.off") {
+        if self.files.files.contains_key("ids.off") {
             let col = |m: Option<Mmap>| m.map_or(Column::Owned(Vec::new()), Column::Mapped);
-            let offsets = col(self.checked("ids.off")?);
-            let sorted = col(self.checked("ids.sorted")?);
+            let offsets = col(self.files.checked("ids.off")?);
+            let sorted = col(self.files.checked("ids.sorted")?);
             let ok = offsets.bytes().len() == (rows + 1) * 8
                 && sorted.bytes().len() == rows * 4
                 && offsets.u64_at(rows) as usize == raw.bytes().len();
@@ -421,7 +322,8 @@ impl Segment {
 
     fn payload_bytes(&self) -> Option<&[u8]> {
         let ok = self.payload_checked.get_or_init(|| {
-            self.checked("payload.bin")
+            self.files
+                .checked("payload.bin")
                 .map(|_| ())
                 .map_err(Failed::from)
         });
@@ -434,7 +336,7 @@ impl Segment {
         let Some(b) = self.payload_bytes() else {
             return Map::new();
         };
-        read_payload(b, self.rows, row, &self.dir.join("payload.bin")).unwrap_or_default()
+        read_payload(b, self.rows, row, &self.files.dir.join("payload.bin")).unwrap_or_default()
     }
 
     /// Payload indexes (built on first use from the payloads).
@@ -446,75 +348,38 @@ impl Segment {
         })
     }
 
+    /// The index of dense field `field`: vectors, graph, codes and rotation (`None` for a
+    /// field the schema lacks).
+    pub fn dense_index(&self, field: &str) -> Option<&DenseIndex> {
+        self.dense.get(field)
+    }
+
     /// Vectors of a dense field.
     pub fn vectors(&self, field: &str) -> Option<Vectors<'_>> {
-        let (store, dim) = self.vectors.get(field)?;
-        let floats = match store {
-            VecStore::Mapped(m) => mapped_f32(m),
-            VecStore::Ram(m, v) => v.get_or_init(|| mapped_f32(m).to_vec()).as_slice(),
-        };
-        Some(Vectors::new(floats, *dim))
+        self.dense.get(field)?.vectors()
     }
 
     /// HNSW graph of a dense field, if it has one (read and checked on first use).
     pub fn graph(&self, field: &str) -> Option<&Hnsw> {
-        let cell = self.graphs.get(field)?;
-        cell.get_or_init(|| {
-            let gname = format!("hnsw.{field}.bin");
-            let gpath = self.dir.join(&gname);
-            let load = || -> Result<Hnsw, StorageError> {
-                let raw = self
-                    .checked(&gname)?
-                    .ok_or_else(|| corrupt(&gpath, "empty"))?;
-                let g = Hnsw::from_bytes(&raw).map_err(|e| corrupt(&gpath, e.to_string()))?;
-                if g.capacity() != self.rows {
-                    return Err(corrupt(
-                        &gpath,
-                        format!("graph of {} nodes for {} rows", g.capacity(), self.rows),
-                    ));
-                }
-                Ok(g)
-            };
-            load().map_err(Failed::from)
-        })
-        .as_ref()
-        .ok()
-    }
-
-    fn field_codes(&self, field: &str) -> Option<&crate::codes::SegmentCodes> {
-        let cell = self.codes.get(field)?;
-        cell.get_or_init(|| {
-            let load = || -> Result<crate::codes::SegmentCodes, StorageError> {
-                let f = self
-                    .schema
-                    .dense(field)
-                    .ok_or_else(|| corrupt(&self.dir, format!("no dense field {field}")))?;
-                let mut maps = self.checked_all(&format!("codes.{field}."))?;
-                maps.extend(self.checked_all(&format!("rot.{field}."))?);
-                crate::codes::open(&self.dir, &f, &maps, self.rows)
-            };
-            load().map_err(Failed::from)
-        })
-        .as_ref()
-        .ok()
+        self.dense.get(field)?.graph()
     }
 
     /// Compact codes of a dense field (one entry per declared codec; empty if none).
     pub fn codes(&self, field: &str) -> &[crate::codes::FieldCodes] {
-        self.field_codes(field).map_or(&[], |c| c.codecs.as_slice())
+        self.dense.get(field).map_or(&[], |d| d.codes())
     }
 
     /// The PCA rotation the codes of `field` were computed under (`rotation = "pca"`).
     pub fn rotation(&self, field: &str) -> Option<&quiver_linalg::pca::Pca> {
-        self.field_codes(field).and_then(|c| c.rotation.as_ref())
+        self.dense.get(field)?.pca()
     }
 
-    fn multi_all(&self) -> Option<&HashMap<String, crate::multi::SegmentMulti>> {
+    fn multi_all(&self) -> Option<&HashMap<String, crate::multi_store::SegmentMulti>> {
         self.multi
             .get_or_init(|| {
                 let load = || -> Result<_, StorageError> {
                     let mut maps = HashMap::new();
-                    for (fname, fm) in &self.files {
+                    for (fname, fm) in &self.files.files {
                         let is_multi = fname.starts_with("multi.")
                             || fname.starts_with("fde.")
                             || fname.starts_with("hnsw.fde.");
@@ -523,14 +388,20 @@ impl Segment {
                         }
                         // Vector data stays mapped and unchecked here (see the module docs).
                         let m = if fname.ends_with(".f32") {
-                            map_file(&self.dir.join(fname))?
+                            map_file(&self.files.dir.join(fname))?
                         } else {
-                            self.checked(fname)?
-                                .ok_or_else(|| corrupt(&self.dir.join(fname), "empty"))?
+                            self.files
+                                .checked(fname)?
+                                .ok_or_else(|| corrupt(&self.files.dir.join(fname), "empty"))?
                         };
                         maps.insert(fname.clone(), m);
                     }
-                    crate::multi::open_segment_files(&self.schema, &self.dir, self.rows, &mut maps)
+                    crate::multi_store::open_segment_files(
+                        &self.schema,
+                        &self.files.dir,
+                        self.rows,
+                        &mut maps,
+                    )
                 };
                 load().map_err(Failed::from)
             })
@@ -538,16 +409,8 @@ impl Segment {
             .ok()
     }
 
-    pub(crate) fn multi_store(&self, field: &str) -> Option<&crate::multi::SegmentMulti> {
+    pub(crate) fn multi_store(&self, field: &str) -> Option<&crate::multi_store::SegmentMulti> {
         self.multi_all()?.get(field)
-    }
-
-    pub(crate) fn multi_names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .multi_all()
-            .map_or(Vec::new(), |m| m.keys().cloned().collect());
-        v.sort();
-        v
     }
 
     /// Vector sets of a multi field.
@@ -560,48 +423,15 @@ impl Segment {
         self.multi_store(field).and_then(|m| m.fde())
     }
 
-    /// The multi-vector sets and raw counts of `row`.
-    #[allow(clippy::type_complexity)]
-    pub(crate) fn multi_sets(
-        &self,
-        row: u32,
-    ) -> (BTreeMap<String, Vec<Vec<f32>>>, BTreeMap<String, u32>) {
-        let names: Vec<String> = self.multi_names();
-        crate::multi::sets_of(
-            names.iter().filter_map(|n| {
-                let m = self.multi_store(n)?;
-                Some((n.as_str(), m.vectors()?, m.raw()))
-            }),
-            row,
-        )
-    }
-
-    /// Appends row `row` of every multi field to `dst`.
-    pub(crate) fn copy_multi_row(
-        &self,
-        dst: &mut BTreeMap<String, crate::multi::MultiColumn>,
-        row: u32,
-    ) {
-        for (name, col) in dst.iter_mut() {
-            match (self.multi_store(name), self.multi(name)) {
-                (Some(m), Some(v)) if (row as usize) < v.len() => {
-                    col.vectors.push_flat(v.doc(row).as_slice());
-                    col.raw.push(m.raw()[row as usize]);
-                }
-                _ => col.push(&[], 0),
-            }
-        }
-    }
-
     /// The text index of a text field (opened and checked on first use).
     pub fn text(&self, field: &str) -> Option<&quiver_text::SealedText> {
         self.text
             .get_or_init(|| {
                 let load = || -> Result<_, StorageError> {
                     for f in self.schema.text_fields() {
-                        self.checked_all(&format!("text.{}/", f.name))?;
+                        self.files.checked_all(&format!("text.{}/", f.name))?;
                     }
-                    crate::text::open_text_indexes(&self.schema, &self.dir, self.rows)
+                    crate::text::open_text_indexes(&self.schema, &self.files.dir, self.rows)
                 };
                 load().map_err(Failed::from)
             })
@@ -610,52 +440,21 @@ impl Segment {
             .get(field)
     }
 
-    fn file_bytes(&self, name: &str) -> usize {
-        self.files.get(name).map_or(0, |f| f.bytes as usize)
-    }
-
     /// Bytes held in RAM for `field`: codes, graph, and the vectors when their tier is `ram`
     /// (sections not read yet count their files' sizes: what reading them will take; reporting
     /// never reads a section).
     pub fn ram_bytes(&self, field: &str) -> (usize, usize, usize) {
-        let codes = match self.codes.get(field).and_then(|c| c.get()) {
-            Some(Ok(c)) => {
-                c.codecs.iter().map(|c| c.ram_bytes()).sum::<usize>()
-                    + c.rotation.as_ref().map_or(0, |p| p.dim() * p.dim() * 4)
-            }
-            _ => self
-                .files
-                .iter()
-                .filter(|(n, _)| {
-                    n.starts_with(&format!("codes.{field}."))
-                        || n.starts_with(&format!("rot.{field}."))
-                })
-                .map(|(_, f)| f.bytes as usize)
-                .sum(),
-        };
-        let graph = match self.graphs.get(field).and_then(|c| c.get()) {
-            Some(Ok(g)) => g.stats().bytes,
-            // Not read yet: its file's size (what reading it will take).
-            _ => self.file_bytes(&format!("hnsw.{field}.bin")),
-        };
-        let vecs = match self.vectors.get(field) {
-            Some((VecStore::Ram(m, _), _)) => m.len(),
-            _ => 0,
-        };
-        (codes, graph, vecs)
+        self.dense.get(field).map_or((0, 0, 0), |d| d.ram_bytes())
     }
 
     /// Bytes of full vectors of `field` left on disk (memory-mapped, paged in on demand).
     pub fn mapped_bytes(&self, field: &str) -> usize {
-        match self.vectors.get(field) {
-            Some((VecStore::Mapped(m), _)) => m.len(),
-            _ => 0,
-        }
+        self.dense.get(field).map_or(0, |d| d.mapped_bytes())
     }
 
     /// Bytes of every file of the segment on disk.
     pub fn disk_bytes(&self) -> u64 {
-        self.files.values().map(|f| f.bytes).sum()
+        self.files.files.values().map(|f| f.bytes).sum()
     }
 
     /// Whether `row` is visible in a snapshot taken at sequence number `at`.
@@ -682,10 +481,11 @@ impl Segment {
 
     /// Bytes of index structures in memory (graphs; files' sizes for those not read yet).
     pub fn graph_bytes(&self) -> usize {
-        let dense: usize = self.graphs.keys().map(|f| self.ram_bytes(f).1).sum();
+        let dense: usize = self.dense.values().map(|d| d.ram_bytes().1).sum();
         let multi = match self.multi.get() {
             Some(Ok(m)) => m.values().map(|m| m.graph_bytes()).sum::<usize>(),
             _ => self
+                .files
                 .files
                 .iter()
                 .filter(|(n, _)| n.starts_with("hnsw.fde."))
@@ -697,22 +497,13 @@ impl Segment {
 
     /// Sections that failed their checks so far, as errors naming their files.
     pub fn errors(&self) -> Vec<StorageError> {
-        fn failed<T>(c: &Section<T>) -> Option<&Failed> {
-            c.get().and_then(|r| r.as_ref().err())
-        }
         let mut all: Vec<&Failed> = Vec::new();
         all.extend(failed(&self.ids));
         all.extend(failed(&self.payload_checked));
-        all.extend(self.graphs.values().filter_map(failed));
-        all.extend(self.codes.values().filter_map(failed));
+        all.extend(self.dense.values().flat_map(|d| d.failures()));
         all.extend(failed(&self.multi));
         all.extend(failed(&self.text));
-        all.into_iter()
-            .map(|f| StorageError::Corrupt {
-                file: f.file.clone(),
-                msg: f.msg.clone(),
-            })
-            .collect()
+        all.into_iter().map(Failed::error).collect()
     }
 
     /// Checks every file against `meta.json` (the mapped vector files included) and loads every
@@ -720,14 +511,14 @@ impl Segment {
     pub fn verify(&self) -> Vec<StorageError> {
         let mut out: Vec<StorageError> = self
             .files
+            .files
             .keys()
-            .filter_map(|f| self.checked(f).err())
+            .filter_map(|f| self.files.checked(f).err())
             .collect();
         self.ids();
         self.payload_bytes();
-        for f in self.schema.dense_fields() {
-            self.graph(&f.name);
-            self.codes(&f.name);
+        for d in self.dense.values() {
+            d.load_all();
         }
         self.multi_all();
         for f in self.schema.text_fields() {
@@ -742,9 +533,66 @@ impl Segment {
     }
 }
 
-fn mapped_f32(m: &Mmap) -> &[f32] {
-    // SAFETY: the mapping is page-aligned (so 4-byte aligned), its length was checked to be
-    // rows*dim*4 at open, f32 has no invalid bit patterns, and files are little-endian which is
-    // asserted at compile time for this crate (see lib.rs).
-    unsafe { std::slice::from_raw_parts(m.as_ptr() as *const f32, m.len() / 4) }
+impl SegmentReader for Segment {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn id(&self, row: u32) -> DocId {
+        Segment::id(self, row)
+    }
+
+    fn seq(&self, row: u32) -> u64 {
+        Segment::seq(self, row)
+    }
+
+    #[inline]
+    fn visible(&self, row: u32, at: u64) -> bool {
+        Segment::visible(self, row, at)
+    }
+
+    fn find(&self, id: &DocId, at: u64) -> Option<u32> {
+        self.find_row(id).filter(|&r| self.visible(r, at))
+    }
+
+    fn payload(&self, row: u32) -> Map<String, Value> {
+        Segment::payload(self, row)
+    }
+
+    fn dense(&self, field: &str) -> Option<Handle<'_, dyn VectorIndex + '_>> {
+        let d = self.dense.get(field).filter(|d| d.has_vectors())?;
+        Some(Handle::Ref(d))
+    }
+
+    fn multi(&self, field: &str) -> Option<Handle<'_, dyn MultiIndex + '_>> {
+        let m = self.multi_store(field).filter(|m| m.vectors().is_some())?;
+        Some(Handle::Ref(m))
+    }
+
+    fn text(&self, field: &str) -> Vec<(u32, &dyn TextSource)> {
+        Segment::text(self, field)
+            .map(|t| (0, t as &dyn TextSource))
+            .into_iter()
+            .collect()
+    }
+
+    /// From the payload indexes, then visibility.
+    fn allowed(&self, filter: Option<&Filter>, at: u64) -> Bitset {
+        let mut b = match filter {
+            Some(f) => self
+                .payload_index()
+                .evaluate(f, &|r| Some(Segment::payload(self, r))),
+            None => Bitset::full(self.rows),
+        };
+        for r in 0..self.rows as u32 {
+            if !self.visible(r, at) {
+                b.remove(r);
+            }
+        }
+        b
+    }
 }

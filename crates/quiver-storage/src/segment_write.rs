@@ -239,7 +239,7 @@ pub(crate) fn write_dir(
         }
         crate::codes::write(&tmp, &f, v, rows, seed, &mut files)?;
     }
-    crate::multi::write_segment_files(schema, &tmp, rows, &data.multi, &mut files, progress)?;
+    crate::multi_store::write_segment_files(schema, &tmp, rows, &data.multi, &mut files, progress)?;
     for (fname, bytes, xxh3) in crate::text::write_text_indexes(schema, &tmp, &data.payloads)? {
         files.insert(fname, FileMeta { bytes, xxh3 });
     }

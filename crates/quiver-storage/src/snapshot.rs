@@ -1,11 +1,14 @@
 //! What a reader sees: a [`Version`] (sealed segments + a frozen mutable segment) and the last
 //! sequence number visible in it. Taking a snapshot is one atomic pointer load; nothing a reader
-//! does waits on a writer.
+//! does waits on a writer. Queries read it segment by segment through [`SegmentReader`]
+//! (`reader.rs`): the sealed segments, oldest first, then the mutable segment.
 
 use crate::doc::{DocId, StoredDoc};
 use crate::filter::Filter;
 use crate::multi::MultiInfo;
 use crate::mutable::MutableSegment;
+use crate::mutable_read::MutableReader;
+use crate::reader::SegmentReader;
 use crate::schema::Schema;
 use crate::segment::Segment;
 use crate::text::TextFieldStats;
@@ -15,47 +18,100 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// The sealed segments and mutable segment that one snapshot reads.
-pub struct Version {
+pub(crate) struct Version {
     /// Sealed segments, oldest first.
-    pub segments: Vec<Arc<Segment>>,
+    pub(crate) segments: Vec<Arc<Segment>>,
     /// The mutable segment, frozen.
-    pub mutable: Arc<MutableSegment>,
+    pub(crate) mutable: Arc<MutableSegment>,
 }
 
-/// A consistent read view: what was committed up to `seq`.
+/// A consistent read view: what was committed up to [`Snapshot::seq`].
 #[derive(Clone)]
 pub struct Snapshot {
-    /// Segments.
-    pub version: Arc<Version>,
-    /// Last sequence number visible.
-    pub seq: u64,
-    /// Schema.
-    pub schema: Arc<Schema>,
+    pub(crate) version: Arc<Version>,
+    pub(crate) seq: u64,
+    pub(crate) schema: Arc<Schema>,
+    /// The mutable segment as a reader (the last segment).
+    mutable: MutableReader,
 }
 
-/// Where a document's row lives in a [`Version`]: the mutable segment or sealed segment `s`.
+/// Where a document's row lives in a snapshot: the mutable segment or sealed segment `s`. A
+/// query names rows as (segment, row) through [`Snapshot::loc`] and [`Snapshot::place`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Loc {
     /// Row of the mutable segment.
     Mutable(u32),
-    /// Segment index (into [`Version::segments`]) and row.
+    /// Sealed segment index and row.
     Sealed(usize, u32),
 }
 
 impl Snapshot {
-    /// Rows of sealed segment `s` that are visible and match `filter` (all visible rows if `None`).
-    pub fn allowed(&self, s: usize, filter: Option<&Filter>) -> Bitset {
-        let seg = &self.version.segments[s];
-        let mut b = match filter {
-            Some(f) => seg.payload_index().evaluate(f, &|r| Some(seg.payload(r))),
-            None => Bitset::full(seg.rows()),
+    pub(crate) fn new(version: Arc<Version>, seq: u64, schema: Arc<Schema>) -> Snapshot {
+        let mutable = MutableReader {
+            segment: version.mutable.clone(),
+            schema: schema.clone(),
         };
-        for r in 0..seg.rows() as u32 {
-            if !seg.visible(r, self.seq) {
-                b.remove(r);
-            }
+        Snapshot {
+            version,
+            seq,
+            schema,
+            mutable,
         }
-        b
+    }
+
+    /// Last sequence number visible.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The schema the snapshot was written under.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// Segments to read: the sealed ones, oldest first, then the mutable one.
+    pub fn segments(&self) -> usize {
+        self.version.segments.len() + 1
+    }
+
+    /// Segment `s` (`s < segments()`; the last is the mutable segment).
+    pub fn segment(&self, s: usize) -> &dyn SegmentReader {
+        match self.version.segments.get(s) {
+            Some(seg) => &**seg,
+            None => &self.mutable,
+        }
+    }
+
+    /// The sealed segments, oldest first (for inspection; queries read [`Snapshot::segment`]).
+    pub fn sealed_segments(&self) -> &[Arc<Segment>] {
+        &self.version.segments
+    }
+
+    /// The location of `row` of segment `s`.
+    pub fn loc(&self, s: usize, row: u32) -> Loc {
+        if s < self.version.segments.len() {
+            Loc::Sealed(s, row)
+        } else {
+            Loc::Mutable(row)
+        }
+    }
+
+    /// The segment and row of `loc` (inverse of [`Snapshot::loc`]).
+    pub fn place(&self, loc: Loc) -> (usize, u32) {
+        match loc {
+            Loc::Sealed(s, r) => (s, r),
+            Loc::Mutable(r) => (self.version.segments.len(), r),
+        }
+    }
+
+    /// Rows of every segment, visible or not.
+    pub fn total_rows(&self) -> usize {
+        (0..self.segments()).map(|s| self.segment(s).rows()).sum()
+    }
+
+    /// Rows of segment `s` that are visible and match `filter` (all visible rows if `None`).
+    pub fn allowed(&self, s: usize, filter: Option<&Filter>) -> Bitset {
+        self.segment(s).allowed(filter, self.seq)
     }
 
     pub(crate) fn for_each_visible_loc(
@@ -63,16 +119,10 @@ impl Snapshot {
         filter: Option<&Filter>,
         mut f: impl FnMut(&DocId, Loc),
     ) {
-        for (s, seg) in self.version.segments.iter().enumerate() {
+        for s in 0..self.segments() {
+            let seg = self.segment(s);
             for r in self.allowed(s, filter).iter() {
-                f(&seg.id(r), Loc::Sealed(s, r));
-            }
-        }
-        for c in self.version.mutable.chunks() {
-            for r in 0..c.rows() as u32 {
-                if c.visible(r, self.seq) && filter.is_none_or(|fl| fl.matches(c.payload(r))) {
-                    f(c.id(r), Loc::Mutable(c.start() + r));
-                }
+                f(&seg.id(r), self.loc(s, r));
             }
         }
     }
@@ -89,21 +139,14 @@ impl Snapshot {
             self.for_each_visible_loc(filter, |_, _| n += 1);
             return n;
         }
-        let sealed: usize = self
-            .version
-            .segments
-            .iter()
-            .map(|seg| {
+        (0..self.segments())
+            .map(|s| {
+                let seg = self.segment(s);
                 (0..seg.rows() as u32)
                     .filter(|&r| seg.visible(r, self.seq))
                     .count()
             })
-            .sum();
-        let m = &self.version.mutable;
-        sealed
-            + (0..m.rows() as u32)
-                .filter(|&r| m.visible(r, self.seq))
-                .count()
+            .sum()
     }
 
     /// Sections of this snapshot's segments that failed their checks on first use (see
@@ -117,19 +160,9 @@ impl Snapshot {
 
     /// Where the version of `id` visible in this snapshot lives (newest segments first).
     pub fn find(&self, id: &DocId) -> Option<Loc> {
-        for c in self.version.mutable.chunks().iter().rev() {
-            if let Some(r) = c.find(id, self.seq) {
-                return Some(Loc::Mutable(c.start() + r));
-            }
-        }
-        for (s, seg) in self.version.segments.iter().enumerate().rev() {
-            if let Some(r) = seg.find_row(id) {
-                if seg.visible(r, self.seq) {
-                    return Some(Loc::Sealed(s, r));
-                }
-            }
-        }
-        None
+        (0..self.segments())
+            .rev()
+            .find_map(|s| self.segment(s).find(id, self.seq).map(|r| self.loc(s, r)))
     }
 
     /// The version of `id` visible in this snapshot.
@@ -165,9 +198,41 @@ impl Snapshot {
         )
     }
 
-    /// The whole document at `loc`.
+    /// The whole document at `loc`: id, payload, the vectors of every dense field and the sets
+    /// of every multi field.
     pub fn doc(&self, loc: Loc) -> StoredDoc {
-        doc_at(&self.version, &self.schema, loc)
+        let (s, row) = self.place(loc);
+        let seg = self.segment(s);
+        let mut doc = StoredDoc {
+            id: seg.id(row),
+            seq: seg.seq(row),
+            payload: seg.payload(row),
+            vectors: Default::default(),
+            multi: Default::default(),
+            multi_raw: Default::default(),
+        };
+        for f in self.schema.dense_fields() {
+            if let Some(v) = seg
+                .dense(&f.name)
+                .and_then(|d| d.vector(row).map(<[f32]>::to_vec))
+            {
+                doc.vectors.insert(f.name, v);
+            }
+        }
+        for f in self.schema.multi_fields() {
+            let Some(m) = seg.multi(&f.name).filter(|m| (row as usize) < m.rows()) else {
+                continue;
+            };
+            let set = m.set(row);
+            let vectors = set
+                .as_slice()
+                .chunks_exact(f.dim.max(1))
+                .map(<[f32]>::to_vec)
+                .collect();
+            doc.multi_raw.insert(f.name.clone(), m.raw(row));
+            doc.multi.insert(f.name, vectors);
+        }
+        doc
     }
 
     /// Id of the document at `loc`.
@@ -180,18 +245,8 @@ impl Snapshot {
 
     /// Payload of the document at `loc`.
     pub fn payload(&self, loc: Loc) -> Map<String, Value> {
-        match loc {
-            Loc::Mutable(r) => self.version.mutable.payload(r).clone(),
-            Loc::Sealed(s, r) => self.version.segments[s].payload(r),
-        }
-    }
-
-    /// Calls `f` with the stored vector of dense `field` at `loc` (`None` if it has none).
-    pub fn with_vector<R>(&self, field: &str, loc: Loc, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
-        match loc {
-            Loc::Mutable(r) => self.version.mutable.vector(field, r).map(f),
-            Loc::Sealed(s, r) => self.version.segments[s].vectors(field).map(|v| f(v.row(r))),
-        }
+        let (s, r) = self.place(loc);
+        self.segment(s).payload(r)
     }
 }
 
@@ -284,43 +339,5 @@ impl Snapshot {
             0.0
         };
         Some(st)
-    }
-}
-
-/// The whole document at `loc` of `version`.
-pub(crate) fn doc_at(version: &Version, schema: &Schema, loc: Loc) -> StoredDoc {
-    match loc {
-        Loc::Mutable(r) => {
-            let m = &version.mutable;
-            let (multi, multi_raw) = m.multi_sets(r);
-            StoredDoc {
-                id: m.id(r).clone(),
-                seq: m.seq(r),
-                payload: m.payload(r).clone(),
-                vectors: schema
-                    .dense_fields()
-                    .into_iter()
-                    .filter_map(|f| m.vector(&f.name, r).map(|v| (f.name, v.to_vec())))
-                    .collect(),
-                multi,
-                multi_raw,
-            }
-        }
-        Loc::Sealed(s, r) => {
-            let seg = &version.segments[s];
-            let (multi, multi_raw) = seg.multi_sets(r);
-            StoredDoc {
-                id: seg.id(r),
-                seq: seg.seq(r),
-                payload: seg.payload(r),
-                vectors: schema
-                    .dense_fields()
-                    .into_iter()
-                    .filter_map(|f| seg.vectors(&f.name).map(|v| (f.name, v.row(r).to_vec())))
-                    .collect(),
-                multi,
-                multi_raw,
-            }
-        }
     }
 }

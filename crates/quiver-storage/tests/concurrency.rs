@@ -132,12 +132,15 @@ fn readers_see_whole_batches_monotone_counts_and_every_acknowledged_write() {
                     let (aseq, aid) = (a >> 32, a & 0xFFFF_FFFF);
                     let snap = c.snapshot();
                     assert!(
-                        snap.seq >= aseq,
+                        snap.seq() >= aseq,
                         "reader {t}: snapshot {} before ack {aseq}",
-                        snap.seq
+                        snap.seq()
                     );
-                    assert!(snap.seq >= last_seq, "reader {t}: snapshots went backwards");
-                    last_seq = snap.seq;
+                    assert!(
+                        snap.seq() >= last_seq,
+                        "reader {t}: snapshots went backwards"
+                    );
+                    last_seq = snap.seq();
                     if aseq > 0 {
                         // Missing is allowed only for a batch the writer deleted since.
                         let d = snap.get(&DocId::Int(aid));

@@ -217,7 +217,7 @@ fn corrupt_or_truncated_segment_files_are_reported_by_name() {
                 &Filter::from_json(&serde_json::json!({"field": "year", "gte": 0}))
                     .expect("filter"),
             ));
-            if let Some(g) = snap.version.segments[0].graph("emb") {
+            if let Some(g) = snap.sealed_segments()[0].graph("emb") {
                 assert!(g.capacity() > 0);
             }
             let err = snap.check().expect_err("a corrupt section was served");

@@ -87,11 +87,11 @@ fn multi_vectors_survive_seal_compaction_and_reopen() {
     }
     // Every sealed row's FDE is the encoding of its stored set, with the schema's parameters.
     let snap = c.snapshot();
-    let field = snap.schema.multi("tok").expect("field");
+    let field = snap.schema().multi("tok").expect("field");
     let params = field.spec.muvera.params().expect("muvera on");
     let enc = FdeEncoder::new(DIM, params).expect("encoder");
     let mut checked = 0;
-    for seg in &snap.version.segments {
+    for seg in snap.sealed_segments() {
         let sets = seg.multi("tok").expect("sets");
         let (fde, graph) = seg.fde("tok").expect("fde");
         assert!(graph.is_some());

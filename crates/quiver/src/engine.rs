@@ -283,7 +283,7 @@ impl Collection {
     pub fn query(&self, q: &Query) -> Result<QueryResult> {
         let t = Instant::now();
         let snap = self.snapshot();
-        let (mode, plan) = q.to_plan(&snap.schema)?;
+        let (mode, plan) = q.to_plan(snap.schema())?;
         let res = self.execute_on(&snap, &plan)?;
         Ok(QueryResult {
             hits: res.hits,

@@ -30,11 +30,11 @@
 //! `score.rs` (prefix, rotated and code scores, and rescoring).
 
 use crate::{Hit, QueryError, SegmentPlan, Strategy};
-use quiver_index::{Bitset, Neighbor, TopK};
-use quiver_linalg::pca::Pca;
-use quiver_linalg::Metric;
+use quiver_index::Bitset;
 use quiver_quant::QueryScorer;
-use quiver_storage::{BorrowedCodes, CodecKind, DenseField, Filter, Loc, Rotation, Snapshot};
+use quiver_storage::{
+    CodecKind, DenseField, Filter, Handle, Knn, Loc, Rotation, Snapshot, VectorIndex,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -139,60 +139,8 @@ pub fn execute(
     let mut lists = Vec::with_capacity(plan.prefetch.len());
     for (i, p) in plan.prefetch.iter().enumerate() {
         let t = Instant::now();
-        let (list, segments, label) = match &p.source {
-            Source::Dense(d) => {
-                let (l, s) = cx.dense_source(i, d, p.limit)?;
-                let field = cx.field(&d.field, &format!("prefetch[{i}].dense"))?;
-                (
-                    l,
-                    s,
-                    format!(
-                        "prefetch[{i}] dense {} {} dims={}",
-                        field.name,
-                        d.codec.map_or("f32", CodecKind::name),
-                        dims_label(d.dims)
-                    ),
-                )
-            }
-            Source::Multi(m) => {
-                let at = format!("prefetch[{i}].multi");
-                let q =
-                    crate::multi::plan_query(snap, encoder, &m.field, &m.text, &m.vectors, &at)?;
-                let (l, s) = crate::multi::plan_source(snap, m, q, p.limit, cx.filter.clone())?;
-                let list = l
-                    .into_iter()
-                    .map(|(loc, score)| Candidate { loc, score })
-                    .collect();
-                let how = if m.exact { "maxsim" } else { "muvera" };
-                (list, s, format!("prefetch[{i}] multi {} {how}", m.field))
-            }
-            Source::Bm25(b) => {
-                let at = format!("prefetch[{i}].bm25");
-                let bad = |e: QueryError| QueryError::BadPlan(format!("{at}: {e}"));
-                let field =
-                    crate::bm25::resolve_text_field(snap, b.field.as_deref()).map_err(bad)?;
-                let c = crate::bm25::bm25_candidates(
-                    snap,
-                    Some(&field.name),
-                    &b.text,
-                    p.limit,
-                    cx.filter.as_ref(),
-                )
-                .map_err(bad)?;
-                let list = c
-                    .hits
-                    .into_iter()
-                    .map(|(loc, score)| Candidate { loc, score })
-                    .collect();
-                (
-                    list,
-                    c.segments,
-                    format!("prefetch[{i}] bm25 {}", field.name),
-                )
-            }
-        };
+        let (mut list, segments, label) = prefetch(&mut cx, i, p)?;
         // Every source's list in the one order (score, then document id) before fusion ranks it.
-        let mut list = list;
         sort_candidates(snap, &mut list);
         explain.push(report(label, 0, &list, t, segments));
         lists.push(list);
@@ -217,56 +165,7 @@ pub fn execute(
     for (i, r) in plan.rescore.iter().enumerate() {
         let t = Instant::now();
         let n_in = cands.len();
-        let label = match &r.stage {
-            Stage::Dense(d) => {
-                let field = cx.field(&d.field, &format!("rescore[{i}].dense"))?;
-                let q = cx.query_vector(&field, None, &format!("rescore[{i}].dense"))?;
-                let at = format!("rescore[{i}].dense");
-                let n = check_dims(&field, d.dims, &at)?;
-                match d.precision.codec() {
-                    None => rescore_dense(snap, &field, &q, n, &mut cands),
-                    Some(kind) => {
-                        let idx = codec_index(&field, kind, n, &at)?;
-                        rescore_codes(snap, &field, idx, &q, n, &mut cands)?;
-                    }
-                }
-                format!(
-                    "rescore[{i}] dense {} {:?} dims={}",
-                    field.name,
-                    d.precision,
-                    dims_label(d.dims)
-                )
-                .to_lowercase()
-            }
-            Stage::Maxsim(m) => {
-                let at = format!("rescore[{i}].maxsim");
-                let (text, vectors) = match (&m.text, &m.vectors) {
-                    (None, None) => plan
-                        .prefetch
-                        .iter()
-                        .find_map(|p| match &p.source {
-                            Source::Multi(q) if q.field == m.field => {
-                                Some((q.text.clone(), q.vectors.clone()))
-                            }
-                            _ => None,
-                        })
-                        .ok_or_else(|| {
-                            QueryError::BadPlan(format!(
-                                "{at}: give `text` or `vectors`, or a `multi` prefetch on field {:?}",
-                                m.field
-                            ))
-                        })?,
-                    (t, v) => (t.clone(), v.clone()),
-                };
-                let q = crate::multi::plan_query(snap, encoder, &m.field, &text, &vectors, &at)?;
-                let locs: Vec<Loc> = cands.iter().map(|c| c.loc).collect();
-                let scores = crate::multi::plan_rescore(snap, &m.field, q, &locs)?;
-                for (c, s) in cands.iter_mut().zip(scores) {
-                    c.score = s;
-                }
-                format!("rescore[{i}] maxsim {}", m.field)
-            }
-        };
+        let label = rescore(&mut cx, plan, i, r, &mut cands)?;
         sort_candidates(snap, &mut cands);
         cands.truncate(r.limit);
         explain.push(report(label, n_in, &cands, t, Vec::new()));
@@ -282,6 +181,122 @@ pub fn execute(
         })
         .collect();
     Ok(PlanResult { hits, explain })
+}
+
+/// Candidates of one prefetch, what each segment did, and the stage's label.
+type SourceList = (Vec<Candidate>, Vec<SegmentPlan>, String);
+
+/// Runs prefetch `i`.
+fn prefetch(cx: &mut Exec<'_>, i: usize, p: &Prefetch) -> Result<SourceList, QueryError> {
+    let snap = cx.snap;
+    let as_candidates = |l: Vec<(Loc, f32)>| -> Vec<Candidate> {
+        l.into_iter()
+            .map(|(loc, score)| Candidate { loc, score })
+            .collect()
+    };
+    Ok(match &p.source {
+        Source::Dense(d) => {
+            let (l, s) = cx.dense_source(i, d, p.limit)?;
+            let field = cx.field(&d.field, &format!("prefetch[{i}].dense"))?;
+            let label = format!(
+                "prefetch[{i}] dense {} {} dims={}",
+                field.name,
+                d.codec.map_or("f32", CodecKind::name),
+                dims_label(d.dims)
+            );
+            (l, s, label)
+        }
+        Source::Multi(m) => {
+            let at = format!("prefetch[{i}].multi");
+            let q = crate::multi::plan_query(snap, cx.encoder, &m.field, &m.text, &m.vectors, &at)?;
+            let (l, s) = crate::multi::plan_source(snap, m, q, p.limit, cx.filter.clone())?;
+            let how = if m.exact { "maxsim" } else { "muvera" };
+            (
+                as_candidates(l),
+                s,
+                format!("prefetch[{i}] multi {} {how}", m.field),
+            )
+        }
+        Source::Bm25(b) => {
+            let at = format!("prefetch[{i}].bm25");
+            let bad = |e: QueryError| QueryError::BadPlan(format!("{at}: {e}"));
+            let field = crate::bm25::resolve_text_field(snap, b.field.as_deref()).map_err(bad)?;
+            let c = crate::bm25::bm25_candidates(
+                snap,
+                Some(&field.name),
+                &b.text,
+                p.limit,
+                cx.filter.as_ref(),
+            )
+            .map_err(bad)?;
+            (
+                as_candidates(c.hits),
+                c.segments,
+                format!("prefetch[{i}] bm25 {}", field.name),
+            )
+        }
+    })
+}
+
+/// Runs rescore stage `i` on `cands` (re-scored in place); returns the stage's label.
+fn rescore(
+    cx: &mut Exec<'_>,
+    plan: &Plan,
+    i: usize,
+    r: &Rescore,
+    cands: &mut [Candidate],
+) -> Result<String, QueryError> {
+    let snap = cx.snap;
+    Ok(match &r.stage {
+        Stage::Dense(d) => {
+            let at = format!("rescore[{i}].dense");
+            let field = cx.field(&d.field, &at)?;
+            let q = cx.query_vector(&field, None, &at)?;
+            let n = check_dims(&field, d.dims, &at)?;
+            match d.precision.codec() {
+                None => rescore_dense(snap, &field, &q, n, cands),
+                Some(kind) => {
+                    let idx = codec_index(&field, kind, n, &at)?;
+                    rescore_codes(snap, &field, idx, &q, n, cands)?;
+                }
+            }
+            format!(
+                "rescore[{i}] dense {} {:?} dims={}",
+                field.name,
+                d.precision,
+                dims_label(d.dims)
+            )
+            .to_lowercase()
+        }
+        Stage::Maxsim(m) => {
+            let at = format!("rescore[{i}].maxsim");
+            let (text, vectors) = match (&m.text, &m.vectors) {
+                (None, None) => plan
+                    .prefetch
+                    .iter()
+                    .find_map(|p| match &p.source {
+                        Source::Multi(q) if q.field == m.field => {
+                            Some((q.text.clone(), q.vectors.clone()))
+                        }
+                        _ => None,
+                    })
+                    .ok_or_else(|| {
+                        QueryError::BadPlan(format!(
+                            "{at}: give `text` or `vectors`, or a `multi` prefetch on field {:?}",
+                            m.field
+                        ))
+                    })?,
+                (t, v) => (t.clone(), v.clone()),
+            };
+            let q = crate::multi::plan_query(snap, cx.encoder, &m.field, &text, &vectors, &at)?;
+            let locs: Vec<Loc> = cands.iter().map(|c| c.loc).collect();
+            let scores = crate::multi::plan_rescore(snap, &m.field, q, &locs)?;
+            for (c, s) in cands.iter_mut().zip(scores) {
+                c.score = s;
+            }
+            format!("rescore[{i}] maxsim {}", m.field)
+        }
+    })
 }
 
 fn dims_label(d: Dims) -> String {

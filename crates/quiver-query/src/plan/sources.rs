@@ -1,5 +1,5 @@
 //! Candidate sources of a plan, one per prefetch: dense f32 (graph or scan), prefixes, compact
-//! codes, over every sealed segment and the mutable segment.
+//! codes, with one path for every segment (sealed or mutable: each a `SegmentReader`).
 
 use super::score::*;
 use super::*;
@@ -8,7 +8,7 @@ pub(super) struct Exec<'a> {
     pub(super) snap: &'a Snapshot,
     pub(super) encoder: Option<&'a dyn QueryEncoder>,
     pub(super) filter: Option<Filter>,
-    /// Allowed rows per sealed segment, computed once.
+    /// Allowed rows per segment, computed once.
     pub(super) allowed: BTreeMap<usize, Bitset>,
     /// Query vectors by field (full dimension, normalised for cosine).
     pub(super) vectors: HashMap<String, Vec<f32>>,
@@ -109,10 +109,11 @@ impl Exec<'_> {
         Ok(self.prefix_scan(&field, &q, n, limit))
     }
 
-    /// Candidates from the compact codes `field.codecs[idx]` (on the first `n` dimensions): an
-    /// HNSW walk scored by the codes when they cover the full vector and the segment has a graph
-    /// (unless `exact` or a selective filter favours scanning), else a scan of the allowed rows'
-    /// codes. The mutable segment has no codes and is scanned exactly on the f32 prefix.
+    /// Candidates from the compact codes `field.codecs[idx]` (on the first `n` dimensions), on
+    /// every segment: an HNSW walk scored by the codes when they cover the full vector and the
+    /// segment has a graph (unless `exact` or a selective filter favours scanning), else a scan
+    /// of the allowed rows' codes. A segment without the codes (the mutable segment before any
+    /// seal) is scanned exactly on the f32 prefix.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn code_source(
         &mut self,
@@ -127,100 +128,95 @@ impl Exec<'_> {
         let snap = self.snap;
         let mut out = Vec::new();
         let mut plans = Vec::new();
-        for s in 0..snap.version.segments.len() {
+        for s in 0..snap.segments() {
             let t = Instant::now();
-            let seg = &snap.version.segments[s];
-            let Some(fc) = seg.codes(&field.name).get(idx) else {
+            let seg = snap.segment(s);
+            let Some(index) = seg.dense(&field.name) else {
                 continue;
             };
-            let qp = seg_query(snap, field, s, q, n);
-            let scorer = fc
-                .codec
-                .query(&qp)
-                .map_err(|e| QueryError::BadPlan(format!("codes of {:?}: {e}", field.name)))?;
+            let Some(scorer) = code_scorer(field, &*index, idx, q, n)? else {
+                let (hits, plan) = self.prefix_segment(s, field, index, q, n, limit);
+                out.extend(hits);
+                plans.push(plan);
+                continue;
+            };
             let rows = seg.rows();
             let filtered = self.filter.is_some();
             let allowed = self.allowed(s);
             let n_allowed = allowed.count();
             let k = limit.min(rows);
-            let graph = seg.graph(&field.name).filter(|_| n == field.dim && !exact);
-            let (hits, method) = match graph {
-                Some(g) if !(filtered && crate::prefer_exact(n_allowed, rows, ef)) => (
-                    g.search_by(&scorer.over(&fc.codes), k, ef.max(k), allowed),
-                    "graph-codes",
-                ),
-                _ => (scorer.scan_topk(&fc.codes, allowed, k), "scan-codes"),
-            };
+            let graph = index.has_graph()
+                && n == field.dim
+                && !exact
+                && !(filtered && crate::prefer_exact(n_allowed, rows, ef));
+            let hits = index.search_codes(
+                idx,
+                &scorer,
+                Knn {
+                    k,
+                    ef: ef.max(k),
+                    allowed,
+                    graph,
+                },
+            );
             plans.push(SegmentPlan {
-                segment: seg.name.clone(),
+                segment: seg.name().to_string(),
                 rows,
                 allowed: n_allowed,
-                method,
+                method: if graph { "graph-codes" } else { "scan-codes" },
                 micros: t.elapsed().as_micros(),
             });
             out.extend(hits.into_iter().map(|nb| Candidate {
-                loc: Loc::Sealed(s, nb.id),
+                loc: snap.loc(s, nb.id),
                 score: nb.score,
             }));
         }
-        let (mutable, mplans) = self.mutable_codes(field, idx, q, n, limit);
-        out.extend(mutable);
-        plans.extend(mplans);
-        sort_candidates(self.snap, &mut out);
+        sort_candidates(snap, &mut out);
         out.truncate(limit);
         Ok((out, plans))
     }
 
-    /// The mutable segment's rows scored by the codes it borrowed from a sealed segment (so they
-    /// merge with sealed rows on one scale); an exact prefix scan when it has none.
-    pub(super) fn mutable_codes(
-        &self,
+    /// Exact scan of the allowed rows of segment `s` on the first `n` dimensions (of the rotated
+    /// vectors on a rotated field; see [`prefix_dims`]).
+    fn prefix_segment(
+        &mut self,
+        s: usize,
         field: &DenseField,
-        idx: usize,
+        index: Handle<'_, dyn VectorIndex + '_>,
         q: &[f32],
         n: usize,
         limit: usize,
-    ) -> (Vec<Candidate>, Vec<SegmentPlan>) {
-        let snap = self.snap;
-        let m = &snap.version.mutable;
-        let scorer = m.borrowed().and_then(|b| {
-            let (dims, codec) = b.codec(&field.name, idx).filter(|(d, _)| *d == n)?;
-            codec.query(&borrowed_query(field, b, q, dims)).ok()
-        });
-        let Some(scorer) = scorer else {
-            return self.mutable_scan(field, q, n, limit);
-        };
+    ) -> (Vec<Candidate>, SegmentPlan) {
         let t = Instant::now();
-        let (mut out, mut n_allowed) = (Vec::new(), 0);
-        let filter = self.filter.as_ref();
-        for c in m.chunks() {
-            let Some(codes) = c.codes(&field.name, idx) else {
-                continue;
-            };
-            let ok =
-                |r: u32| c.visible(r, snap.seq) && filter.is_none_or(|f| f.matches(c.payload(r)));
-            n_allowed += (0..c.rows() as u32).filter(|&r| ok(r)).count();
-            out.extend(
-                scorer
-                    .scan_topk(codes, &ok, limit)
-                    .into_iter()
-                    .map(|nb| Candidate {
-                        loc: Loc::Mutable(c.start() + nb.id),
-                        score: nb.score,
-                    }),
-            );
-        }
-        let plans = vec![SegmentPlan {
-            segment: "mutable".into(),
-            rows: m.rows(),
-            allowed: n_allowed,
-            method: "scan-codes",
+        let snap = self.snap;
+        let seg = snap.segment(s);
+        let rows = seg.rows();
+        let rotated = index.rotation().is_some();
+        let sc = PrefixScorer::new(field, index, q, n);
+        let allowed = self.allowed(s);
+        let hits = sc.index.scan_prefix(&sc.qp, allowed, limit.min(rows));
+        let plan = SegmentPlan {
+            segment: seg.name().to_string(),
+            rows,
+            allowed: allowed.count(),
+            method: if rotated {
+                "exact-prefix-rotated"
+            } else {
+                "exact-prefix"
+            },
             micros: t.elapsed().as_micros(),
-        }];
-        (out, plans)
+        };
+        let hits = hits
+            .into_iter()
+            .map(|nb| Candidate {
+                loc: snap.loc(s, nb.id),
+                score: nb.score,
+            })
+            .collect();
+        (hits, plan)
     }
 
-    /// Exact scan of the allowed rows on the first `n` dimensions.
+    /// Exact scan of the allowed rows of every segment on the first `n` dimensions.
     pub(super) fn prefix_scan(
         &mut self,
         field: &DenseField,
@@ -228,113 +224,19 @@ impl Exec<'_> {
         n: usize,
         limit: usize,
     ) -> (Vec<Candidate>, Vec<SegmentPlan>) {
+        let snap = self.snap;
         let mut out = Vec::new();
         let mut plans = Vec::new();
-        let snap = self.snap;
-        let mut buf = vec![0.0f32; n];
-        for s in 0..snap.version.segments.len() {
-            let t = Instant::now();
-            let seg = &snap.version.segments[s];
-            let Some(vectors) = seg.vectors(&field.name) else {
+        for s in 0..snap.segments() {
+            let Some(index) = snap.segment(s).dense(&field.name) else {
                 continue;
             };
-            let qp = seg_query(snap, field, s, q, n);
-            let rot = seg.rotation(&field.name);
-            let allowed = self.allowed(s);
-            let mut heap = TopK::new(limit.min(seg.rows()));
-            for r in allowed.iter() {
-                heap.push(Neighbor {
-                    id: r,
-                    score: row_prefix_score(field.metric, &qp, vectors.row(r), rot, &mut buf),
-                });
-            }
-            plans.push(SegmentPlan {
-                segment: seg.name.clone(),
-                rows: seg.rows(),
-                allowed: allowed.count(),
-                method: if rot.is_some() {
-                    "exact-prefix-rotated"
-                } else {
-                    "exact-prefix"
-                },
-                micros: t.elapsed().as_micros(),
-            });
-            out.extend(heap.into_sorted().into_iter().map(|nb| Candidate {
-                loc: Loc::Sealed(s, nb.id),
-                score: nb.score,
-            }));
+            let (hits, plan) = self.prefix_segment(s, field, index, q, n, limit);
+            out.extend(hits);
+            plans.push(plan);
         }
-        let (mutable, mplans) = self.mutable_scan(field, q, n, limit);
-        out.extend(mutable);
-        plans.extend(mplans);
-        sort_candidates(self.snap, &mut out);
+        sort_candidates(snap, &mut out);
         out.truncate(limit);
-        (out, plans)
-    }
-
-    /// Exact scan of the mutable segment's visible, allowed rows on the first `n` dimensions; on
-    /// a rotated field, of its rows rotated by the rotation it borrowed (at full dimension when it
-    /// borrowed none: then no sealed segment exists to be on another scale).
-    pub(super) fn mutable_scan(
-        &self,
-        field: &DenseField,
-        q: &[f32],
-        n: usize,
-        limit: usize,
-    ) -> (Vec<Candidate>, Vec<SegmentPlan>) {
-        let snap = self.snap;
-        let borrowed = snap
-            .version
-            .mutable
-            .borrowed()
-            .filter(|b| field.rotation == Rotation::Pca && b.rotation(&field.name).is_some());
-        let (n, qp) = match borrowed {
-            Some(b) => (n, borrowed_query(field, b, q, n)),
-            None if field.rotation == Rotation::Pca => {
-                (field.dim, prefix_query(field.metric, q, field.dim))
-            }
-            None => (n, prefix_query(field.metric, q, n)),
-        };
-        let qp = &qp[..];
-        let mut out = Vec::new();
-        let mut plans = Vec::new();
-        let t = Instant::now();
-        let m = &snap.version.mutable;
-        if snap.schema.dense(&field.name).is_some() {
-            let mut heap = TopK::new(limit.min(m.rows()));
-            let mut n_allowed = 0;
-            for c in m.chunks() {
-                let rows = match borrowed {
-                    Some(_) => c.rotated(&field.name),
-                    None => c.vectors(&field.name),
-                };
-                let Some(vectors) = rows else {
-                    continue;
-                };
-                for r in 0..c.rows() as u32 {
-                    if c.visible(r, snap.seq)
-                        && self.filter.as_ref().is_none_or(|f| f.matches(c.payload(r)))
-                    {
-                        n_allowed += 1;
-                        heap.push(Neighbor {
-                            id: c.start() + r,
-                            score: prefix_score(field.metric, qp, &vectors.row(r)[..n]),
-                        });
-                    }
-                }
-            }
-            plans.push(SegmentPlan {
-                segment: "mutable".into(),
-                rows: m.rows(),
-                allowed: n_allowed,
-                method: "exact-prefix",
-                micros: t.elapsed().as_micros(),
-            });
-            out.extend(heap.into_sorted().into_iter().map(|nb| Candidate {
-                loc: Loc::Mutable(nb.id),
-                score: nb.score,
-            }));
-        }
         (out, plans)
     }
 }

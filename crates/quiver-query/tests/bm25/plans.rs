@@ -175,7 +175,7 @@ fn text_rows_follow_the_hnsw_row_order_of_sealed_segments() {
     c.upsert(docs).expect("upsert");
     c.flush().expect("flush");
     let snap = c.snapshot();
-    let seg = &snap.version.segments[0];
+    let seg = snap.segment(0);
     let moved = (0..seg.rows() as u32)
         .filter(|&r| seg.id(r) != DocId::Str(data.docs[r as usize].0.clone()))
         .count();
