@@ -121,7 +121,9 @@ pub fn collection(db: &Path, as_json: bool, cmd: CollectionCmd) -> Result<()> {
                 .collect();
             let v = json!({"name": info.name, "documents": info.documents, "mutable_rows": info.mutable_rows,
                 "segments": info.segments.iter().map(|(n, r, l)| json!({"name": n, "rows": r, "live": l})).collect::<Vec<_>>(),
-                "graph_bytes": info.graph_bytes, "seq": info.seq, "dense_fields": dense, "tiers": serde_json::to_value(&info.dense)?, "multi_fields": info.multi, "schema": serde_json::to_value(schema.as_ref())?});
+                "graph_bytes": info.graph_bytes, "seq": info.seq,
+                "disk": {"bytes": info.disk_bytes, "segment_bytes": info.segment_bytes, "wal_bytes": info.wal_bytes, "bytes_per_document": info.disk_bytes_per_document},
+                "dense_fields": dense, "tiers": serde_json::to_value(&info.dense)?, "multi_fields": info.multi, "schema": serde_json::to_value(schema.as_ref())?});
             let mut v = v;
             let snap = c.snapshot();
             v["text_fields"] = schema

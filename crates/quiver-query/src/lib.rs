@@ -295,6 +295,7 @@ pub fn dense_candidates(
                 k,
                 ef,
                 allowed,
+                rows: filtered.as_ref(),
                 graph,
             },
         );

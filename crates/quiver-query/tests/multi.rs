@@ -57,6 +57,7 @@ fn maxsim_and_muvera_on_a_collection() {
     let c = db.create_collection("c", &schema).expect("create");
     for chunk in docs.chunks(250) {
         c.upsert(chunk.to_vec()).expect("upsert");
+        c.wait_for_maintenance().expect("settle");
     }
     let snap = c.snapshot();
     assert!(

@@ -44,6 +44,9 @@ fn fill(c: &Collection, base: &[Vec<f32>]) {
             })
             .collect();
         c.upsert(docs).expect("upsert");
+        // Seals run in the background: settle after each batch, so the layout is the one these
+        // tests were written for (a segment each time the mutable segment fills).
+        c.wait_for_maintenance().expect("settle");
     }
 }
 

@@ -91,7 +91,8 @@ pub(crate) fn write(
     seed: u64,
     files: &mut BTreeMap<String, FileMeta>,
 ) -> Result<(), StorageError> {
-    if rows == 0 || field.codecs.is_empty() {
+    // A rotation is fitted even for a field without codecs: its prefixes are taken of R·v.
+    if rows == 0 || (field.codecs.is_empty() && field.rotation == Rotation::None) {
         return Ok(());
     }
     let rotated;
@@ -141,11 +142,17 @@ pub(crate) fn open(
     maps: &HashMap<String, Mmap>,
     rows: usize,
 ) -> Result<SegmentCodes, StorageError> {
-    if rows == 0 || field.codecs.is_empty() {
+    if rows == 0 || (field.codecs.is_empty() && field.rotation == Rotation::None) {
         return Ok(SegmentCodes::default());
     }
     let rotation = match field.rotation {
         Rotation::None => None,
+        // Segments sealed before rotations were fitted for fields without codecs have none.
+        Rotation::Pca
+            if field.codecs.is_empty() && !maps.contains_key(&rotation_file(&field.name)) =>
+        {
+            None
+        }
         Rotation::Pca => {
             let name = rotation_file(&field.name);
             let path = dir.join(&name);

@@ -14,9 +14,11 @@
 //! with one pointer swap. Readers take a [`Snapshot`]: the current version and the last committed
 //! sequence number; rows written or deleted later are invisible to it, and no reader ever waits on
 //! the writer. When the mutable segment reaches `mutable_max_rows` live rows (or
-//! `mutable_max_bytes`), it is *sealed*: written as a segment, a new log generation is started
-//! (carrying the deletes since the last compaction), the manifest names both, and the old log is
-//! removed. Compaction merges all sealed segments into one, dropping deleted rows. A crash between
+//! `mutable_max_bytes`), it is *frozen*: new writes go to a new mutable segment and a new log
+//! generation, and a background thread *seals* the frozen one — writes it as a segment, then, in
+//! one short step under the writer lock, lists it in the manifest with the new generation,
+//! publishes the new version and removes the old log. Another background thread merges sealed
+//! segments by a size-tiered policy, dropping deleted rows (`maintenance.rs`). A crash between
 //! any two steps is repaired on open by sequence numbers (see ARCHITECTURE.md's table).
 //!
 //! A collection opened read-only (another process may be writing) replays the log as it is at
@@ -25,6 +27,7 @@
 use crate::db::Readers;
 use crate::doc::{DocId, Document, StoredDoc};
 use crate::filter::Filter;
+use crate::maintenance::{plan_merge, Maintenance, MaintenanceRecord, SegmentSize};
 use crate::manifest::{self, Manifest};
 use crate::mutable::{MutableSegment, NewRow};
 use crate::schema::Schema;
@@ -37,10 +40,12 @@ use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant, SystemTime};
 
-/// Sealed segments beyond this count trigger a compaction after a seal.
-const MAX_SEGMENTS: usize = 8;
+/// The longest a write waits for a background seal to make room before it goes ahead anyway
+/// (the mutable segment then grows past its bound until the seal catches up).
+const MAX_BACKPRESSURE: Duration = Duration::from_secs(30);
 
 /// Test hook: with `QUIVER_TEST_EVENTS=1` set, the automatic seal and compaction print
 /// `quiver-event: seal-start|seal-end|seal-failed|compact-start|compact-end` on stderr, so crash
@@ -64,6 +69,12 @@ struct Writer {
     log: LogWriter,
     /// Deleted rows per segment as last persisted (a seal writes a new deletes file when it grew).
     persisted: HashMap<String, usize>,
+    /// Last sequence number of the rows being sealed (the manifest's `flushed_seq` once the seal
+    /// is installed).
+    sealing_upto: u64,
+    /// Names of segments being written and not installed yet (garbage collection spares them;
+    /// one whose write failed stays until the next open collects it).
+    writing: HashSet<String>,
 }
 
 /// Result of a write.
@@ -73,9 +84,12 @@ pub struct WriteReport {
     pub count: usize,
     /// Sequence number of the last write (visible to snapshots from now on).
     pub seq: u64,
-    /// The write is durable, but the seal or compaction it triggered failed (it is retried on
-    /// the next write that crosses the threshold, and on `flush`).
+    /// The write is durable, but a background seal or merge failed since the last write (a seal
+    /// is retried on the next write that finds the mutable segment full, and on `flush`).
     pub maintenance_error: Option<String>,
+    /// How long the write waited for a background seal to make room (back-pressure: the mutable
+    /// segment was full while the previous one was still being sealed).
+    pub waited: Duration,
 }
 
 /// Sizes, for `collection info`.
@@ -85,7 +99,7 @@ pub struct CollectionInfo {
     pub name: String,
     /// Live documents.
     pub documents: usize,
-    /// Live rows in the mutable segment.
+    /// Live rows in the mutable segment (and the one being sealed).
     pub mutable_rows: usize,
     /// Sealed segments: (name, rows, live rows).
     pub segments: Vec<(String, usize, usize)>,
@@ -95,6 +109,13 @@ pub struct CollectionInfo {
     pub seq: u64,
     /// Bytes of the write-ahead log files on disk.
     pub wal_bytes: u64,
+    /// Bytes of the sealed segments' files.
+    pub segment_bytes: u64,
+    /// Bytes of every file of the collection on disk (segments, logs, deletes files, manifest,
+    /// schema, and any leftovers a reader kept from garbage collection).
+    pub disk_bytes: u64,
+    /// `disk_bytes / documents` (0 for an empty collection).
+    pub disk_bytes_per_document: f64,
     /// Vectors per document of each multi field.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub multi: Vec<crate::multi::MultiInfo>,
@@ -114,6 +135,15 @@ pub struct Collection {
     readers: Arc<Readers>,
     progress: RwLock<Arc<dyn Progress>>,
     dropped: std::sync::atomic::AtomicBool,
+    /// The background sealer and merger (writers only; `maintenance.rs`).
+    sealer: Arc<Maintenance>,
+    merger: Arc<Maintenance>,
+}
+
+impl Drop for Collection {
+    fn drop(&mut self) {
+        self.stop_maintenance();
+    }
 }
 
 impl std::fmt::Debug for Collection {
@@ -157,10 +187,7 @@ impl Collection {
     ) -> Result<Collection, StorageError> {
         let schema = Self::read_schema(dir)?;
         let rec = crate::recovery::recover(dir, &schema, !read_only)?;
-        let version = Arc::new(Version {
-            segments: rec.segments,
-            mutable: Arc::new(rec.mutable),
-        });
+        let version = Arc::new(Version::new(rec.segments, Arc::new(rec.mutable)));
         let persisted = version
             .segments
             .iter()
@@ -172,6 +199,8 @@ impl Collection {
                 manifest: rec.manifest,
                 log,
                 persisted,
+                sealing_upto: 0,
+                writing: HashSet::new(),
             })
         });
         let c = Collection {
@@ -186,10 +215,12 @@ impl Collection {
             readers,
             progress: RwLock::new(Arc::new(NoProgress)),
             dropped: std::sync::atomic::AtomicBool::new(false),
+            sealer: Arc::default(),
+            merger: Arc::default(),
         };
         if let Some(w) = &c.writer {
             let _ = std::fs::remove_file(dir.join("manifest.json.tmp"));
-            c.collect_garbage(&w.lock().manifest)?;
+            c.collect_garbage(&w.lock())?;
         }
         Ok(c)
     }
@@ -213,6 +244,9 @@ impl Collection {
     /// [`StorageError::CollectionNotFound`], so a stale handle can never write into a new
     /// collection created under the same name.
     pub(crate) fn mark_dropped(&self) {
+        // Lock order: seal job, merge job, writer.
+        let _s = self.sealer.job.lock();
+        let _m = self.merger.job.lock();
         let _w = self.writer.as_ref().map(|w| w.lock());
         self.dropped
             .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -253,9 +287,11 @@ impl Collection {
     }
 
     fn supersede(version: &Version, loc: Loc, seq: u64) {
-        match loc {
-            Loc::Mutable(r) => version.mutable.mark_superseded(r, seq),
-            Loc::Sealed(s, r) => version.segments[s].mark_deleted(r, seq),
+        match (loc, &version.sealing) {
+            (Loc::Mutable(r), _) => version.mutable.mark_superseded(r, seq),
+            (Loc::Sealing(r), Some(m)) => m.mark_superseded(r, seq),
+            (Loc::Sealed(s, r), _) => version.segments[s].mark_deleted(r, seq),
+            (Loc::Sealing(_), None) => {}
         }
     }
 
@@ -287,6 +323,7 @@ impl Collection {
     /// committed (durable when this returns), or nothing is written. Errors name the offending
     /// document (by position in the batch and id) and field.
     pub fn upsert(&self, docs: Vec<Document>) -> Result<WriteReport, StorageError> {
+        let waited = self.wait_for_room();
         let mut w = self.writer()?;
         let prepared = self.prepare(docs)?;
         if prepared.is_empty() {
@@ -294,6 +331,7 @@ impl Collection {
                 count: 0,
                 seq: w.next_seq - 1,
                 maintenance_error: None,
+                waited,
             });
         }
         let seq0 = w.next_seq;
@@ -340,6 +378,7 @@ impl Collection {
         let (mutable, _) = base.append(&self.schema, rows);
         let version = Version {
             segments: snap.version.segments.clone(),
+            sealing: snap.version.sealing.clone(),
             mutable: Arc::new(mutable),
         };
         for (i, old) in old.into_iter().enumerate() {
@@ -347,25 +386,12 @@ impl Collection {
                 Self::supersede(&version, loc, seq0 + i as u64);
             }
         }
-        let (live, rows, bytes) = (
-            version.mutable.live_rows(),
-            version.mutable.rows(),
-            version.mutable.bytes(),
-        );
+        let full = self.is_full(&version.mutable);
         self.publish(Arc::new(version), last);
         let count = (last + 1 - seq0) as usize;
-        // Seal on live rows, on bytes, or on all rows when the same ids are rewritten over and over.
-        let max = self.schema.mutable_max_rows;
-        let mut maintenance_error = None;
-        if live >= max || rows >= 2 * max || bytes >= self.schema.mutable_max_bytes {
-            test_event("seal-start");
-            let sealed = self.seal_locked(&mut w);
-            test_event(if sealed.is_ok() {
-                "seal-end"
-            } else {
-                "seal-failed"
-            });
-            if let Err(e) = sealed {
+        let mut maintenance_error = self.sealer.take_error().or(self.merger.take_error());
+        if full {
+            if let Err(e) = self.seal_in_background(&mut w) {
                 maintenance_error = Some(e.to_string());
             }
         }
@@ -373,7 +399,46 @@ impl Collection {
             count,
             seq: last,
             maintenance_error,
+            waited,
         })
+    }
+
+    /// Seal on live rows, on bytes, or on all rows when the same ids are rewritten over and over.
+    fn is_full(&self, m: &MutableSegment) -> bool {
+        let max = self.schema.mutable_max_rows;
+        m.live_rows() >= max || m.rows() >= 2 * max || m.bytes() >= self.schema.mutable_max_bytes
+    }
+
+    /// Back-pressure: while the mutable segment is full and the previous one is still being
+    /// sealed, waits (at most [`MAX_BACKPRESSURE`]) for that seal; returns the time waited.
+    fn wait_for_room(&self) -> Duration {
+        if self.writer.is_none() {
+            return Duration::ZERO;
+        }
+        let t = std::time::Instant::now();
+        self.sealer.wait_for_room(|| {
+            let cur = self.current.load();
+            cur.version.sealing.is_some()
+                && self.is_full(&cur.version.mutable)
+                && t.elapsed() < MAX_BACKPRESSURE
+        })
+    }
+
+    /// Freezes the full mutable segment and hands it to the sealer thread; when none runs (its
+    /// threads were stopped), seals it here.
+    fn seal_in_background(&self, w: &mut Writer) -> Result<(), StorageError> {
+        if self.current.load().version.sealing.is_some() {
+            // The previous seal is still running (or failed): ask again.
+            self.sealer.notify();
+            return Ok(());
+        }
+        self.freeze_locked(w)?;
+        if self.sealer.running() {
+            self.sealer.notify();
+            Ok(())
+        } else {
+            self.seal_here(w)
+        }
     }
 
     /// Deletes documents by id (ids that do not exist are skipped). Durable when this returns.
@@ -401,6 +466,7 @@ impl Collection {
                 count: 0,
                 seq: w.next_seq - 1,
                 maintenance_error: None,
+                waited: Duration::ZERO,
             });
         }
         let seq = w.next_seq;
@@ -417,6 +483,7 @@ impl Collection {
             count: present.len(),
             seq,
             maintenance_error: None,
+            waited: Duration::ZERO,
         })
     }
 
@@ -452,16 +519,42 @@ impl Collection {
         self.snapshot().scroll(after, limit, filter)
     }
 
-    /// Seals the mutable segment now (no-op when it is empty).
+    /// Seals the mutable segment now, and waits for it (no-op when it is empty); the segment
+    /// being sealed in the background, if any, is sealed first. Merges stay in the background.
     pub fn flush(&self) -> Result<(), StorageError> {
-        let mut w = self.writer()?;
-        self.seal_locked(&mut w)
+        drop(self.writer()?);
+        let _job = self.sealer.job.lock();
+        self.seal_sealing()?;
+        self.freeze_locked(&mut *self.writer()?)?;
+        self.seal_sealing()?;
+        self.merger.notify();
+        Ok(())
+    }
+
+    /// Finishes the background work due now, in this thread: the seal in flight (or waiting),
+    /// then every merge the policy finds. Afterwards the segment layout is settled until the next
+    /// write fills the mutable segment. For tests, benchmarks, and callers that want a known
+    /// layout; writes never need it.
+    pub fn wait_for_maintenance(&self) -> Result<(), StorageError> {
+        drop(self.writer()?);
+        {
+            let _job = self.sealer.job.lock();
+            self.seal_sealing()?;
+        }
+        self.run_merges();
+        match self.merger.take_error() {
+            Some(e) => Err(StorageError::Maintenance(e)),
+            None => Ok(()),
+        }
     }
 
     /// Merges all sealed segments into one, dropping deleted and replaced rows.
     pub fn compact(&self) -> Result<(), StorageError> {
-        let mut w = self.writer()?;
-        self.compact_locked(&mut w)
+        drop(self.writer()?);
+        let _job = self.merger.job.lock();
+        let snap = self.snapshot();
+        let all: Vec<usize> = (0..snap.version.segments.len()).collect();
+        self.merge(&snap, &all)
     }
 
     /// The rows at `locs` as the columns of a new segment.
@@ -492,144 +585,353 @@ impl Collection {
         data
     }
 
-    /// Writes `data` as a new segment named from the manifest's counter.
-    fn write_segment(
-        &self,
-        w: &mut Writer,
-        manifest: &mut Manifest,
-        data: SegmentData,
-    ) -> Result<Arc<Segment>, StorageError> {
-        let name = format!("seg-{:016x}", manifest.next_segment);
-        manifest.next_segment += 1;
-        // Never reuse a name, even if this write fails half-way.
-        w.manifest.next_segment = manifest.next_segment;
+    /// Writes `data` as segment `name` (no lock held: the slow part of a seal or merge).
+    fn write_segment(&self, name: &str, data: SegmentData) -> Result<Arc<Segment>, StorageError> {
         let progress = self.progress.read().clone();
-        let seg = Segment::write(
-            &self.schema,
-            &self.dir.join("segments"),
-            &name,
-            data,
-            progress.as_ref(),
-        )?;
-        manifest.segments.push(name);
-        Ok(Arc::new(seg))
+        let dir = self.dir.join("segments");
+        Segment::write(&self.schema, &dir, name, data, progress.as_ref()).map(Arc::new)
     }
 
-    fn seal_locked(&self, w: &mut Writer) -> Result<(), StorageError> {
+    /// Freezes the mutable segment for sealing (writer lock held; no-op when it is empty or one
+    /// is already being sealed): its rows stay in the current log generation, which the seal
+    /// retires; new writes go to a new mutable segment and a new generation.
+    fn freeze_locked(&self, w: &mut Writer) -> Result<(), StorageError> {
         self.check_live()?;
         let snap = self.snapshot();
-        let m = &snap.version.mutable;
-        if m.rows() == 0 {
+        if snap.version.mutable.rows() == 0 || snap.version.sealing.is_some() {
             return Ok(());
         }
-        let live: Vec<Loc> = (0..m.rows() as u32)
-            .filter(|&r| m.is_live(r))
-            .map(Loc::Mutable)
-            .collect();
-        let mut manifest = w.manifest.clone();
-        let mut segments = snap.version.segments.clone();
-        if !live.is_empty() {
-            let data = self.gather(&snap, &live);
-            segments.push(self.write_segment(w, &mut manifest, data)?);
+        w.log = LogWriter::create(&self.dir, w.log.gen + 1)?;
+        w.sealing_upto = snap.seq;
+        let version = Version {
+            segments: snap.version.segments.clone(),
+            sealing: Some(snap.version.mutable.clone()),
+            mutable: Arc::new(MutableSegment::new()),
+        };
+        self.publish(Arc::new(version), snap.seq);
+        Ok(())
+    }
+
+    /// Seals the segment being sealed, if any (sealer job lock held): writes it without the
+    /// writer lock, then installs it under the lock.
+    fn seal_sealing(&self) -> Result<(), StorageError> {
+        self.check_live()?;
+        let snap = self.snapshot();
+        let Some(m) = snap.version.sealing.clone() else {
+            return Ok(());
+        };
+        test_event("seal-start");
+        let (started, t) = (SystemTime::now(), Instant::now());
+        let live = sealing_rows(&m, snap.seq);
+        let sealed = (|| {
+            let seg = match live.is_empty() {
+                true => None,
+                false => {
+                    let name = reserve_name(&mut *self.writer()?);
+                    Some(self.write_segment(&name, self.gather(&snap, &live))?)
+                }
+            };
+            self.install_sealed(&mut *self.writer()?, &m, snap.seq, seg)
+        })();
+        test_event(if sealed.is_ok() {
+            "seal-end"
+        } else {
+            "seal-failed"
+        });
+        self.sealer.record(MaintenanceRecord {
+            kind: "seal",
+            started,
+            duration: t.elapsed(),
+            rows: live.len(),
+            inputs: 0,
+            ok: sealed.is_ok(),
+        });
+        self.sealer.sealed();
+        sealed
+    }
+
+    /// Seals the segment being sealed with the writer lock held throughout (when no sealer
+    /// thread runs).
+    fn seal_here(&self, w: &mut Writer) -> Result<(), StorageError> {
+        let snap = self.snapshot();
+        let Some(m) = snap.version.sealing.clone() else {
+            return Ok(());
+        };
+        let live = sealing_rows(&m, snap.seq);
+        let seg = match live.is_empty() {
+            true => None,
+            false => {
+                let name = reserve_name(w);
+                Some(self.write_segment(&name, self.gather(&snap, &live))?)
+            }
+        };
+        self.install_sealed(w, &m, snap.seq, seg)
+    }
+
+    /// Installs the sealed form `seg` of sealing segment `m`, gathered at sequence number `seen`
+    /// (writer lock held): carries over the deletes and replacements of its rows made since,
+    /// lists it in the manifest with the current log generation, publishes the version without
+    /// the sealing segment (one pointer swap), and removes the retired log.
+    fn install_sealed(
+        &self,
+        w: &mut Writer,
+        m: &MutableSegment,
+        seen: u64,
+        seg: Option<Arc<Segment>>,
+    ) -> Result<(), StorageError> {
+        if let Some(seg) = &seg {
+            // Installed, or (on an error below) garbage.
+            w.writing.remove(&seg.name);
         }
-        // The log about to be retired recorded deletes of sealed rows: persist them first.
-        let gen = w.log.gen + 1;
+        self.check_live()?;
+        let cur = self.snapshot();
+        let mut manifest = w.manifest.clone();
+        let mut segments = cur.version.segments.clone();
+        if let Some(seg) = seg {
+            for r in 0..m.rows() as u32 {
+                if m.visible(r, seen) && !m.is_live(r) {
+                    if let Some(row) = seg.find_row(m.id(r)) {
+                        seg.mark_deleted(row, m.superseded_at(r));
+                    }
+                }
+            }
+            manifest.segments.push(seg.name.clone());
+            segments.push(seg);
+        }
+        manifest.flushed_seq = w.sealing_upto;
+        manifest.wal_gen = w.log.gen;
+        self.write_manifest(w, manifest, &segments)?;
+        let version = Version {
+            segments,
+            sealing: None,
+            mutable: cur.version.mutable.clone(),
+        };
+        self.publish(Arc::new(version), cur.seq);
+        self.collect_garbage(w)?;
+        self.merger.notify();
+        Ok(())
+    }
+
+    /// Persists the deletes of `segments` that changed, then writes `manifest` (which lists
+    /// them) and makes it the writer's.
+    fn write_manifest(
+        &self,
+        w: &mut Writer,
+        mut manifest: Manifest,
+        segments: &[Arc<Segment>],
+    ) -> Result<(), StorageError> {
         let persisted = &w.persisted;
-        crate::recovery::persist_deletes(&self.dir, &mut manifest, &segments, gen, |s, n| {
+        crate::recovery::persist_deletes(&self.dir, &mut manifest, segments, w.log.gen, |s, n| {
             persisted.get(&s.name) != Some(&n)
         })?;
-        let log = LogWriter::create(&self.dir, gen)?;
-        manifest.flushed_seq = snap.seq;
-        manifest.wal_gen = log.gen;
         manifest::write(&self.dir, &manifest)?;
         w.manifest = manifest;
-        w.log = log;
         w.persisted = segments
             .iter()
             .map(|s| (s.name.clone(), s.deleted_rows().count()))
             .collect();
-        self.publish(
-            Arc::new(Version {
-                segments,
-                mutable: Arc::new(MutableSegment::new()),
-            }),
-            snap.seq,
-        );
-        self.collect_garbage(&w.manifest)?;
-        if w.manifest.segments.len() > MAX_SEGMENTS {
-            test_event("compact-start");
-            self.compact_locked(w)?;
-            test_event("compact-end");
-        }
         Ok(())
     }
 
-    fn compact_locked(&self, w: &mut Writer) -> Result<(), StorageError> {
+    /// Merges sealed segments `inputs` of `snap` (merger job lock held): writes the merged
+    /// segment without the writer lock, then installs it in their place.
+    fn merge(&self, snap: &Snapshot, inputs: &[usize]) -> Result<(), StorageError> {
         self.check_live()?;
-        let snap = self.snapshot();
-        if snap.version.segments.is_empty() {
+        if inputs.is_empty() {
             return Ok(());
         }
-        let rows: Vec<Loc> = snap
-            .version
-            .segments
+        test_event("compact-start");
+        let (started, t) = (SystemTime::now(), Instant::now());
+        let merged = self.merge_inputs(snap, inputs);
+        test_event(if merged.is_ok() {
+            "compact-end"
+        } else {
+            "compact-failed"
+        });
+        self.merger.record(MaintenanceRecord {
+            kind: "merge",
+            started,
+            duration: t.elapsed(),
+            rows: *merged.as_ref().unwrap_or(&0),
+            inputs: inputs.len(),
+            ok: merged.is_ok(),
+        });
+        merged.map(|_| ())
+    }
+
+    /// The last seals and merges (up to 256 of each), by start time.
+    pub fn maintenance_history(&self) -> Vec<MaintenanceRecord> {
+        let mut all = self.sealer.history();
+        all.extend(self.merger.history());
+        all.sort_by_key(|r| r.started);
+        all
+    }
+
+    /// Writes and installs the merge of `inputs`; returns the rows merged.
+    fn merge_inputs(&self, snap: &Snapshot, inputs: &[usize]) -> Result<usize, StorageError> {
+        let old: Vec<Arc<Segment>> = inputs
             .iter()
-            .enumerate()
-            .flat_map(|(s, seg)| {
+            .map(|&s| snap.version.segments[s].clone())
+            .collect();
+        let rows: Vec<Loc> = inputs
+            .iter()
+            .flat_map(|&s| {
+                let seg = &snap.version.segments[s];
                 (0..seg.rows() as u32)
                     .filter(move |&r| seg.visible(r, snap.seq))
                     .map(move |r| Loc::Sealed(s, r))
             })
             .collect();
-        let mut manifest = w.manifest.clone();
-        manifest.segments.clear();
-        let merged = if rows.is_empty() {
-            None
-        } else {
-            let data = self.gather(&snap, &rows);
-            Some(self.write_segment(w, &mut manifest, data)?)
+        let merged = match rows.is_empty() {
+            true => None,
+            false => {
+                let name = reserve_name(&mut *self.writer()?);
+                Some(self.write_segment(&name, self.gather(snap, &rows))?)
+            }
         };
-        // The merged rows are exactly the visible ones: no deletes file to carry over.
-        manifest.deletes.clear();
-        manifest::write(&self.dir, &manifest)?;
-        w.manifest = manifest;
-        w.persisted.clear();
+        let mut w = self.writer()?;
         if let Some(seg) = &merged {
-            // A newer version in the mutable segment wins; the merged row stays invisible (the
-            // log that holds the newer version marks it again on replay).
-            let m = &snap.version.mutable;
-            for c in m.chunks() {
-                for r in 0..c.rows() as u32 {
-                    if c.visible(r, snap.seq) {
-                        if let Some(row) = seg.find_row(c.id(r)) {
-                            seg.mark_deleted(row, c.seq(r));
+            w.writing.remove(&seg.name);
+        }
+        self.check_live()?;
+        let cur = self.snapshot();
+        // Inputs are found by identity: only merges (one at a time) remove segments.
+        let is_input = |c: &Arc<Segment>| old.iter().any(|o| Arc::ptr_eq(c, o));
+        if cur.version.segments.iter().filter(|c| is_input(c)).count() != old.len() {
+            return Err(StorageError::Corrupt {
+                file: self.dir.display().to_string(),
+                msg: "a merge's input segments changed while it ran".into(),
+            });
+        }
+        if let Some(seg) = &merged {
+            // Rows deleted or replaced since the merge read them.
+            for &loc in &rows {
+                if let Loc::Sealed(s, r) = loc {
+                    let input = &snap.version.segments[s];
+                    if !input.is_live(r) {
+                        if let Some(row) = seg.find_row(&input.id(r)) {
+                            seg.mark_deleted(row, input.deleted_at(r));
                         }
                     }
                 }
             }
         }
-        self.publish(
-            Arc::new(Version {
-                segments: merged.into_iter().collect(),
-                mutable: snap.version.mutable.clone(),
-            }),
-            snap.seq,
-        );
-        self.collect_garbage(&w.manifest)
+        let first = cur.version.segments.iter().position(&is_input);
+        let mut segments = Vec::with_capacity(cur.version.segments.len());
+        for (i, c) in cur.version.segments.iter().enumerate() {
+            if Some(i) == first {
+                segments.extend(merged.clone());
+            }
+            if !is_input(c) {
+                segments.push(c.clone());
+            }
+        }
+        let mut manifest = w.manifest.clone();
+        manifest.segments = segments.iter().map(|s| s.name.clone()).collect();
+        self.write_manifest(&mut w, manifest, &segments)?;
+        let version = Version {
+            segments,
+            sealing: cur.version.sealing.clone(),
+            mutable: cur.version.mutable.clone(),
+        };
+        self.publish(Arc::new(version), cur.seq);
+        self.collect_garbage(&w)?;
+        Ok(rows.len())
+    }
+
+    /// Starts the background sealer and merger (writable collections; called once the
+    /// collection is shared). Without them (a thread failed to start, or they were stopped),
+    /// seals run inside the write that fills the mutable segment.
+    pub(crate) fn start_maintenance(self: &Arc<Self>) {
+        if self.writer.is_none() {
+            return;
+        }
+        for (kind, m) in [("seal", &self.sealer), ("merge", &self.merger)] {
+            let weak: Weak<Collection> = Arc::downgrade(self);
+            let mailbox = m.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("quiver-{kind}"))
+                .spawn(move || {
+                    while mailbox.wait_for_work() {
+                        let Some(c) = weak.upgrade() else {
+                            return;
+                        };
+                        if kind == "seal" {
+                            c.run_seal();
+                        } else {
+                            c.run_merges();
+                        }
+                    }
+                });
+            if let Ok(h) = spawned {
+                m.start(h);
+            }
+        }
+    }
+
+    /// Stops the background threads after their current job and waits for them.
+    pub(crate) fn stop_maintenance(&self) {
+        self.sealer.shutdown();
+        self.merger.shutdown();
+    }
+
+    fn run_seal(&self) {
+        let _job = self.sealer.job.lock();
+        if let Err(e) = self.seal_sealing() {
+            if self.check_live().is_ok() {
+                self.sealer.set_error(format!("background seal: {e}"));
+            }
+        }
+    }
+
+    fn run_merges(&self) {
+        let _job = self.merger.job.lock();
+        while !self.merger.stopping() && self.check_live().is_ok() {
+            let snap = self.snapshot();
+            let sizes: Vec<SegmentSize> = snap
+                .version
+                .segments
+                .iter()
+                .map(|s| SegmentSize {
+                    rows: s.rows(),
+                    live: s.rows() - s.deleted_rows().count(),
+                })
+                .collect();
+            let Some(inputs) = plan_merge(&sizes) else {
+                return;
+            };
+            let merged = match crate::maintenance::merge_pool() {
+                Some(pool) => pool.install(|| self.merge(&snap, &inputs)),
+                None => self.merge(&snap, &inputs),
+            };
+            if let Err(e) = merged {
+                if self.check_live().is_ok() {
+                    self.merger.set_error(format!("background merge: {e}"));
+                }
+                return;
+            }
+        }
     }
 
     /// Removes segment directories the manifest does not list and logs before its `wal_gen`, if
     /// no read-only handle (in any process) holds the database; otherwise they stay until a later
     /// seal, compaction or open finds it unread.
-    fn collect_garbage(&self, manifest: &Manifest) -> Result<(), StorageError> {
+    fn collect_garbage(&self, w: &Writer) -> Result<(), StorageError> {
+        let manifest = &w.manifest;
         let seg_dir = self.dir.join("segments");
-        let listed: HashSet<&str> = manifest.segments.iter().map(|s| s.as_str()).collect();
+        // Segments being written by a seal or merge that has not been installed are kept too.
+        let listed: HashSet<&str> = manifest
+            .segments
+            .iter()
+            .chain(&w.writing)
+            .map(|s| s.as_str())
+            .collect();
         let dir = &self.dir;
         self.readers.when_unread(|| {
             for entry in std::fs::read_dir(&seg_dir).map_err(io_err(&seg_dir))? {
                 let entry = entry.map_err(io_err(&seg_dir))?;
                 let n = entry.file_name().to_string_lossy().to_string();
-                if !listed.contains(n.as_str()) {
+                if !listed.contains(n.strip_suffix(".tmp").unwrap_or(&n)) {
                     let p = entry.path();
                     let r = if p.is_dir() {
                         std::fs::remove_dir_all(&p)
@@ -717,23 +1019,69 @@ impl Collection {
                 )
             })
             .collect::<Vec<_>>();
-        let m = &snap.version.mutable;
-        let mutable_rows = (0..m.rows() as u32)
-            .filter(|&r| m.visible(r, snap.seq))
-            .count();
+        let mutable_rows = snap
+            .version
+            .sealing
+            .iter()
+            .chain(std::iter::once(&snap.version.mutable))
+            .map(|m| {
+                (0..m.rows() as u32)
+                    .filter(|&r| m.visible(r, snap.seq))
+                    .count()
+            })
+            .sum();
         let sealed_live: usize = segments.iter().map(|s| s.2).sum();
+        let documents = sealed_live + mutable_rows;
+        let disk_bytes = dir_bytes(&self.dir);
         CollectionInfo {
             name: self.name.clone(),
-            documents: sealed_live + mutable_rows,
+            documents,
             mutable_rows,
             segments,
             graph_bytes: snap.version.segments.iter().map(|s| s.graph_bytes()).sum(),
             seq: snap.seq,
             wal_bytes: wal_disk_bytes(&self.dir),
+            segment_bytes: snap.version.segments.iter().map(|s| s.disk_bytes()).sum(),
+            disk_bytes,
+            disk_bytes_per_document: match documents {
+                0 => 0.0,
+                n => disk_bytes as f64 / n as f64,
+            },
             multi: snap.multi_info(),
             dense: crate::tiers::dense_info(&snap),
         }
     }
+}
+
+/// The next segment name (never reused, even if its write fails).
+fn reserve_name(w: &mut Writer) -> String {
+    let name = format!("seg-{:016x}", w.manifest.next_segment);
+    w.manifest.next_segment += 1;
+    w.writing.insert(name.clone());
+    name
+}
+
+/// The rows of sealing segment `m` visible at `seq`.
+fn sealing_rows(m: &MutableSegment, seq: u64) -> Vec<Loc> {
+    (0..m.rows() as u32)
+        .filter(|&r| m.visible(r, seq))
+        .map(Loc::Sealing)
+        .collect()
+}
+
+/// Bytes of every file below `dir` (unreadable entries count 0).
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// Bytes of every log file of the collection in `dir`.

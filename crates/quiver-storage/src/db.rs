@@ -98,6 +98,16 @@ fn valid_name(name: &str) -> Result<(), StorageError> {
     }
 }
 
+impl Drop for Database {
+    /// Stops every open collection's background seals and merges (after the job each is doing)
+    /// before the lock is released, so no other writer can open the directory while they run.
+    fn drop(&mut self) {
+        for c in self.open.lock().values() {
+            c.stop_maintenance();
+        }
+    }
+}
+
 impl Database {
     /// Opens (creating if needed) the database at `dir`, taking its write lock. A second process
     /// (or a second `open` in this one) gets [`StorageError::Locked`].
@@ -244,6 +254,7 @@ impl Database {
             self.read_only,
             self.readers.clone(),
         )?);
+        c.start_maintenance();
         open.insert(name.to_string(), c.clone());
         Ok(c)
     }
@@ -273,6 +284,7 @@ impl Database {
         }
         if let Some(c) = self.open.lock().remove(name) {
             c.mark_dropped();
+            c.stop_maintenance();
         }
         let tomb = self.dir.join("collections").join(format!(
             ".dropping-{name}-{}",

@@ -44,9 +44,13 @@ pub(crate) fn write(
     }
     let sum = xxhash_rust::xxh3::xxh3_64(&bytes);
     bytes.extend_from_slice(&sum.to_le_bytes());
-    let mut f = std::fs::File::create(&path).map_err(io_err(&path))?;
-    f.write_all(&bytes).map_err(io_err(&path))?;
-    f.sync_all().map_err(io_err(&path))?;
+    // Written aside and renamed: a later write of the same name (a seal and a merge in one log
+    // generation) replaces the file whole, so a manifest never names a torn one.
+    let tmp = dd.join(format!("{name}.tmp"));
+    let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(&bytes).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
     sync_dir(&dd)?;
     Ok(name)
 }

@@ -215,9 +215,11 @@ impl VectorIndex for DenseIndex {
         let Some(vectors) = self.vectors() else {
             return Vec::new();
         };
-        match self.graph().filter(|_| req.graph) {
-            Some(g) => g.search(vectors, q, req.k, req.ef, req.allowed),
-            None => flat::search(vectors, self.field.metric, q, req.k, req.allowed),
+        let metric = self.field.metric;
+        match (self.graph().filter(|_| req.graph), req.rows) {
+            (Some(g), _) => g.search(vectors, q, req.k, req.ef, req.allowed),
+            (None, Some(rows)) => flat::search_rows(vectors, metric, q, req.k, rows.iter()),
+            (None, None) => flat::search(vectors, metric, q, req.k, req.allowed),
         }
     }
 

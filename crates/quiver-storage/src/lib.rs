@@ -47,6 +47,7 @@ mod doc;
 mod files;
 mod filter;
 mod legacy;
+mod maintenance;
 mod manifest;
 mod multi;
 mod multi_store;
@@ -68,6 +69,7 @@ pub use db::Database;
 pub use dense_index::DenseIndex;
 pub use doc::{parse_datetime, DocId, Document, StoredDoc, MAX_ID_BYTES};
 pub use filter::{Filter, Range};
+pub use maintenance::MaintenanceRecord;
 pub use multi::{
     MultiColumn, MultiField, MultiInfo, MultiSpec, MuveraSpec, PruneSpec, MAX_MULTI_VECTORS,
 };
@@ -109,6 +111,9 @@ pub enum StorageError {
     /// The transactional store failed.
     #[error("write-ahead store: {0}")]
     Redb(String),
+    /// A background seal or merge failed (the documents it covered are safe in the log).
+    #[error("{0}")]
+    Maintenance(String),
     /// Another process (or handle) holds the database open for writing.
     #[error("{path} is open for writing by another process (only one writer at a time)")]
     Locked {

@@ -219,14 +219,20 @@ pub(crate) fn open_segment_files(
     Ok(out)
 }
 
+/// Offsets were checked at open (monotone, from 0, within the data), so rows and sets are read
+/// without building (and re-checking) a `MultiVectors` per call.
 impl MultiIndex for SegmentMulti {
     fn rows(&self) -> usize {
-        self.vectors().map_or(0, |v| v.len())
+        self.offsets.len().saturating_sub(1)
     }
 
     fn set(&self, row: u32) -> Vectors<'_> {
-        match self.vectors() {
-            Some(v) if (row as usize) < v.len() => v.doc(row),
+        let r = row as usize;
+        let data = f32_view(&self.data);
+        match (self.offsets.get(r), self.offsets.get(r + 1)) {
+            (Some(&a), Some(&b)) => data
+                .get(a as usize * self.dim..b as usize * self.dim)
+                .map_or(Vectors::new(&[], self.dim), |v| Vectors::new(v, self.dim)),
             _ => Vectors::new(&[], self.dim),
         }
     }

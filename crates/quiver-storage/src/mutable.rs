@@ -468,6 +468,12 @@ impl MutableSegment {
         c.vectors(field).map(|v| v.row(r))
     }
 
+    /// The sequence number of the write that superseded `row` ([`LIVE`] if none has).
+    pub(crate) fn superseded_at(&self, row: u32) -> u64 {
+        let (c, r) = self.at(row);
+        c.superseded_at[r as usize].load(Relaxed)
+    }
+
     /// Marks `row` superseded by the write with sequence number `seq` (visible to every version
     /// sharing the row's chunk; older snapshots are unaffected since `seq` is newer than them).
     pub(crate) fn mark_superseded(&self, row: u32, seq: u64) {

@@ -18,13 +18,15 @@ use std::sync::Arc;
 /// One published mutable segment and the schema it was written under.
 #[derive(Clone)]
 pub(crate) struct MutableReader {
+    /// `mutable`, or `sealing` for a full one being sealed in the background.
+    pub(crate) name: &'static str,
     pub(crate) segment: Arc<MutableSegment>,
     pub(crate) schema: Arc<Schema>,
 }
 
 impl SegmentReader for MutableReader {
     fn name(&self) -> &str {
-        "mutable"
+        self.name
     }
 
     fn rows(&self) -> usize {
@@ -103,27 +105,27 @@ struct MutableDense<'a> {
 }
 
 impl MutableDense<'_> {
-    /// Merges per-chunk top lists (rows renumbered to the segment's) into the best `k`.
+    /// Every chunk's top list, rows renumbered to the segment's, best first. Not cut to `k`:
+    /// rows tied at a chunk's cut stay, so the caller's tie-break (by document id) decides, as
+    /// it would if the rows sat in one chunk.
     fn merge(
         &self,
-        k: usize,
         mut per_chunk: impl FnMut(&crate::mutable::Chunk, &Offset<'_>) -> Vec<Neighbor>,
         allowed: &dyn RowFilter,
     ) -> Vec<Neighbor> {
-        let mut top = TopK::new(k);
+        let mut all = Vec::new();
         for c in self.m.chunks() {
             let part = Offset {
                 inner: allowed,
                 start: c.start(),
             };
-            for n in per_chunk(c, &part) {
-                top.push(Neighbor {
-                    id: c.start() + n.id,
-                    score: n.score,
-                });
-            }
+            all.extend(per_chunk(c, &part).into_iter().map(|n| Neighbor {
+                id: c.start() + n.id,
+                score: n.score,
+            }));
         }
-        top.into_sorted()
+        all.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+        all
     }
 }
 
@@ -153,7 +155,6 @@ impl VectorIndex for MutableDense<'_> {
         }
         let (name, metric) = (&self.field.name, self.field.metric);
         self.merge(
-            req.k,
             |c, part| match c.vectors(name) {
                 Some(v) => flat::search(v, metric, q, req.k, part),
                 None => Vec::new(),
@@ -183,6 +184,38 @@ impl VectorIndex for MutableDense<'_> {
         }
     }
 
+    /// Chunk by chunk, so each chunk's vectors (rotated ones on a rotated field) are looked up
+    /// once, not per row; one top list over every chunk.
+    fn scan_prefix(&self, qp: &[f32], allowed: &Bitset, k: usize) -> Vec<Neighbor> {
+        if k == 0 {
+            return Vec::new();
+        }
+        let n = qp.len();
+        let metric = self.field.metric;
+        let name = &self.field.name;
+        let rotated = self.rotation().is_some() && n < self.field.dim;
+        let mut buf = vec![0.0f32; n];
+        let mut top = TopK::new(k);
+        for c in self.m.chunks() {
+            let rows = match rotated {
+                true => c.rotated(name),
+                false => c.vectors(name),
+            };
+            for r in 0..c.rows() as u32 {
+                let row = c.start() + r;
+                if !allowed.contains(row) {
+                    continue;
+                }
+                let score = match rows {
+                    Some(v) => prefix_score(metric, qp, &v.row(r)[..n]),
+                    None => self.prefix_score(qp, row, &mut buf),
+                };
+                top.push(Neighbor { id: row, score });
+            }
+        }
+        top.into_sorted()
+    }
+
     fn codec(&self, idx: usize) -> Option<&Codec> {
         let want = self.field.codecs.get(idx)?.dims_of(self.field.dim);
         let (dims, codec) = self.m.borrowed()?.codec(&self.field.name, idx)?;
@@ -205,7 +238,6 @@ impl VectorIndex for MutableDense<'_> {
         }
         let name = &self.field.name;
         self.merge(
-            req.k,
             |c, part| match c.codes(name, idx) {
                 Some(codes) => scorer.scan_topk(codes, part, req.k),
                 None => Vec::new(),

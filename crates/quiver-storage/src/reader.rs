@@ -76,9 +76,10 @@ pub trait VectorIndex {
     fn rotation(&self) -> Option<&Pca>;
     /// Whether a graph walk is possible.
     fn has_graph(&self) -> bool;
-    /// The `req.k` rows nearest to the query `q` (full dimension, prepared by the caller) among
+    /// The rows nearest to the query `q` (full dimension, prepared by the caller) among
     /// `req.allowed`: a graph walk (with `allowed` checked during traversal) when `req.graph`
-    /// and the index has a graph, else an exact scan. Best first.
+    /// and the index has a graph, else an exact scan. Best first; at least the best `req.k`
+    /// (an index made of parts returns each part's best, so ties are cut by the caller).
     fn search(&self, q: &[f32], req: Knn<'_>) -> Vec<Neighbor>;
     /// Score of `row` on a prefix query `qp` (from [`VectorIndex::prepare_prefix`]; its length is the
     /// prefix): the first `qp.len()` dimensions of the row's vector, rotated when the index has
@@ -89,9 +90,9 @@ pub trait VectorIndex {
     fn codec(&self, idx: usize) -> Option<&Codec>;
     /// The code of `row` under codec `idx`.
     fn code(&self, idx: usize, row: u32) -> Option<&[u8]>;
-    /// The `req.k` best rows among `req.allowed` scored by codec `idx`'s codes: a graph walk
-    /// scored by the codes when `req.graph` and the index has a graph, else a scan of the
-    /// codes. Best first.
+    /// The best rows among `req.allowed` scored by codec `idx`'s codes: a graph walk scored by
+    /// the codes when `req.graph` and the index has a graph, else a scan of the codes. Best
+    /// first; at least the best `req.k`, as for [`VectorIndex::search`].
     fn search_codes(&self, idx: usize, scorer: &QueryScorer, req: Knn<'_>) -> Vec<Neighbor>;
 
     /// The query as this index's codes compare it on the first `n` dimensions: rotated when the
@@ -166,6 +167,9 @@ pub struct Knn<'a> {
     pub ef: usize,
     /// Rows that may be returned.
     pub allowed: &'a dyn RowFilter,
+    /// The same rows as a set, when the caller has one (a filter's): an exact scan then visits
+    /// only them instead of testing every row.
+    pub rows: Option<&'a Bitset>,
     /// Walk the graph when there is one.
     pub graph: bool,
 }

@@ -56,7 +56,8 @@ impl Replay<'_> {
     fn supersede(&mut self, loc: Loc, seq: u64) {
         match loc {
             Loc::Sealed(s, r) => self.segments[s].mark_deleted(r, seq),
-            Loc::Mutable(r) => {
+            // Replay builds one mutable segment: nothing is being sealed.
+            Loc::Mutable(r) | Loc::Sealing(r) => {
                 let s = &mut self.superseded[r as usize];
                 *s = (*s).min(seq);
             }

@@ -468,6 +468,11 @@ impl Segment {
         self.deleted_at[row as usize].load(Relaxed) == LIVE
     }
 
+    /// The sequence number of the write that deleted or replaced `row` ([`LIVE`] if none has).
+    pub(crate) fn deleted_at(&self, row: u32) -> u64 {
+        self.deleted_at[row as usize].load(Relaxed)
+    }
+
     /// Rows deleted or replaced so far.
     pub(crate) fn deleted_rows(&self) -> impl Iterator<Item = u32> + '_ {
         (0..self.rows as u32).filter(|&r| !self.is_live(r))

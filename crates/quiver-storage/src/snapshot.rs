@@ -17,12 +17,26 @@ use quiver_index::Bitset;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
-/// The sealed segments and mutable segment that one snapshot reads.
+/// The sealed segments and mutable segments that one snapshot reads.
 pub(crate) struct Version {
     /// Sealed segments, oldest first.
     pub(crate) segments: Vec<Arc<Segment>>,
-    /// The mutable segment, frozen.
+    /// A full mutable segment being sealed in the background (its rows are in the previous log
+    /// generation), if any.
+    pub(crate) sealing: Option<Arc<MutableSegment>>,
+    /// The mutable segment new writes go to, frozen.
     pub(crate) mutable: Arc<MutableSegment>,
+}
+
+impl Version {
+    /// A version of `segments` and `mutable`, nothing being sealed.
+    pub(crate) fn new(segments: Vec<Arc<Segment>>, mutable: Arc<MutableSegment>) -> Version {
+        Version {
+            segments,
+            sealing: None,
+            mutable,
+        }
+    }
 }
 
 /// A consistent read view: what was committed up to [`Snapshot::seq`].
@@ -31,16 +45,21 @@ pub struct Snapshot {
     pub(crate) version: Arc<Version>,
     pub(crate) seq: u64,
     pub(crate) schema: Arc<Schema>,
+    /// The mutable segment being sealed, as a reader (after the sealed segments).
+    sealing: Option<MutableReader>,
     /// The mutable segment as a reader (the last segment).
     mutable: MutableReader,
 }
 
-/// Where a document's row lives in a snapshot: the mutable segment or sealed segment `s`. A
-/// query names rows as (segment, row) through [`Snapshot::loc`] and [`Snapshot::place`].
+/// Where a document's row lives in a snapshot: the mutable segment, the mutable segment being
+/// sealed, or sealed segment `s`. A query names rows as (segment, row) through [`Snapshot::loc`]
+/// and [`Snapshot::place`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Loc {
     /// Row of the mutable segment.
     Mutable(u32),
+    /// Row of the mutable segment being sealed in the background.
+    Sealing(u32),
     /// Sealed segment index and row.
     Sealed(usize, u32),
 }
@@ -48,13 +67,20 @@ pub enum Loc {
 impl Snapshot {
     pub(crate) fn new(version: Arc<Version>, seq: u64, schema: Arc<Schema>) -> Snapshot {
         let mutable = MutableReader {
+            name: "mutable",
             segment: version.mutable.clone(),
             schema: schema.clone(),
         };
+        let sealing = version.sealing.as_ref().map(|m| MutableReader {
+            name: "sealing",
+            segment: m.clone(),
+            schema: schema.clone(),
+        });
         Snapshot {
             version,
             seq,
             schema,
+            sealing,
             mutable,
         }
     }
@@ -69,16 +95,19 @@ impl Snapshot {
         &self.schema
     }
 
-    /// Segments to read: the sealed ones, oldest first, then the mutable one.
+    /// Segments to read: the sealed ones, oldest first, then the one being sealed (if any),
+    /// then the mutable one.
     pub fn segments(&self) -> usize {
-        self.version.segments.len() + 1
+        self.version.segments.len() + self.sealing.is_some() as usize + 1
     }
 
     /// Segment `s` (`s < segments()`; the last is the mutable segment).
     pub fn segment(&self, s: usize) -> &dyn SegmentReader {
-        match self.version.segments.get(s) {
-            Some(seg) => &**seg,
-            None => &self.mutable,
+        debug_assert!(s < self.segments(), "segment {s} of {}", self.segments());
+        match (self.version.segments.get(s), &self.sealing) {
+            (Some(seg), _) => &**seg,
+            (None, Some(sealing)) if s == self.version.segments.len() => sealing,
+            _ => &self.mutable,
         }
     }
 
@@ -89,8 +118,11 @@ impl Snapshot {
 
     /// The location of `row` of segment `s`.
     pub fn loc(&self, s: usize, row: u32) -> Loc {
-        if s < self.version.segments.len() {
+        let n = self.version.segments.len();
+        if s < n {
             Loc::Sealed(s, row)
+        } else if s == n && self.sealing.is_some() {
+            Loc::Sealing(row)
         } else {
             Loc::Mutable(row)
         }
@@ -100,7 +132,8 @@ impl Snapshot {
     pub fn place(&self, loc: Loc) -> (usize, u32) {
         match loc {
             Loc::Sealed(s, r) => (s, r),
-            Loc::Mutable(r) => (self.version.segments.len(), r),
+            Loc::Sealing(r) => (self.version.segments.len(), r),
+            Loc::Mutable(r) => (self.segments() - 1, r),
         }
     }
 
@@ -240,6 +273,10 @@ impl Snapshot {
         match loc {
             Loc::Mutable(r) => self.version.mutable.id(r).clone(),
             Loc::Sealed(s, r) => self.version.segments[s].id(r),
+            Loc::Sealing(_) => {
+                let (s, r) = self.place(loc);
+                self.segment(s).id(r)
+            }
         }
     }
 
@@ -251,6 +288,12 @@ impl Snapshot {
 }
 
 impl Snapshot {
+    /// The chunks of the mutable segment being sealed and of the mutable segment.
+    fn mutable_chunks(&self) -> impl Iterator<Item = &Arc<crate::mutable::Chunk>> {
+        let sealing = self.version.sealing.iter().flat_map(|m| m.chunks());
+        sealing.chain(self.version.mutable.chunks())
+    }
+
     /// Vectors per document of every multi field, over visible documents.
     pub fn multi_info(&self) -> Vec<MultiInfo> {
         let mut out = Vec::new();
@@ -267,7 +310,7 @@ impl Snapshot {
                     }
                 }
             }
-            for c in self.version.mutable.chunks() {
+            for c in self.mutable_chunks() {
                 if let (Some(raws), Some(v)) = (c.multi_raw(&f.name), c.multi(&f.name)) {
                     for r in 0..c.rows() as u32 {
                         if c.visible(r, self.seq) {
@@ -319,7 +362,7 @@ impl Snapshot {
             }
         }
         let mut mutable_terms = std::collections::HashSet::new();
-        for c in self.version.mutable.chunks() {
+        for c in self.mutable_chunks() {
             let Some(mem) = c.text(&f.name) else {
                 continue;
             };

@@ -122,23 +122,28 @@ fn check_dense(seg: &dyn SegmentReader, allowed: &Bitset, oracle: &Oracle, q: &[
             .collect(),
         10,
     );
-    let req = |graph| Knn {
-        k: 10,
-        ef: 10,
-        allowed: allowed as &dyn RowFilter,
-        graph,
-    };
-    let got: Vec<(u32, f32)> = index
-        .search(&qn, req(false))
-        .iter()
-        .map(|n| (n.id, n.score))
-        .collect();
-    assert_same_scores(&got, &want, &format!("{at}: exact search"));
-    assert_eq!(
-        got.iter().map(|x| x.0).collect::<Vec<_>>(),
-        want.iter().map(|x| x.0).collect::<Vec<_>>(),
-        "{at}: exact search rows"
-    );
+    // With the allowed rows as a set (scan only them) and as a filter only (test every row).
+    for rows in [Some(allowed), None] {
+        let req = Knn {
+            k: 10,
+            ef: 10,
+            allowed: allowed as &dyn RowFilter,
+            rows,
+            graph: false,
+        };
+        let mut got: Vec<(u32, f32)> = index
+            .search(&qn, req)
+            .iter()
+            .map(|n| (n.id, n.score))
+            .collect();
+        got.truncate(10);
+        assert_same_scores(&got, &want, &format!("{at}: exact search"));
+        assert_eq!(
+            got.iter().map(|x| x.0).collect::<Vec<_>>(),
+            want.iter().map(|x| x.0).collect::<Vec<_>>(),
+            "{at}: exact search rows"
+        );
+    }
     // Rotated prefix: R·v (the index's rotation), first 8 dimensions, cosine on the prefix.
     let rot = index
         .rotation()
@@ -203,13 +208,16 @@ fn check_codes(
             k: 10,
             ef: 10,
             allowed,
+            rows: Some(allowed),
             graph: false,
         };
-        let got: Vec<(u32, f32)> = index
+        // At least the best 10, best first (a segment of parts keeps ties at each part's cut).
+        let mut got: Vec<(u32, f32)> = index
             .search_codes(i, &scorer, req)
             .iter()
             .map(|n| (n.id, n.score))
             .collect();
+        got.truncate(10);
         assert_same_scores(&got, &want, &format!("{at}: codec {i} scan"));
     }
 }

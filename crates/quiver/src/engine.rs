@@ -410,6 +410,13 @@ impl Collection {
         Ok(self.inner.flush()?)
     }
 
+    /// Finishes the background seal and merges due now, in this thread, so the segment layout
+    /// is settled (see `quiver_storage::Collection::wait_for_maintenance`).
+    pub fn wait_for_maintenance(&self) -> Result<()> {
+        self.writable()?;
+        Ok(self.inner.wait_for_maintenance()?)
+    }
+
     /// Merges all sealed segments into one, dropping deleted rows.
     pub fn compact(&self) -> Result<()> {
         self.writable()?;

@@ -105,6 +105,9 @@ fn filtered_recall_at_selectivities() {
             })
             .collect();
         c.upsert(docs).expect("upsert");
+        // Seals run in the background: settle after each batch (a segment each time the
+        // mutable segment fills, the layout this test was written for).
+        c.wait_for_maintenance().expect("settle");
     }
     let info = c.info();
     println!(

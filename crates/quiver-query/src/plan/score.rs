@@ -5,8 +5,10 @@
 use super::*;
 
 /// Dimensions a prefix of `n` is compared on in `index`: `n`, except that on a PCA-rotated
-/// field an index without a rotation (the mutable segment before any seal) compares full
-/// vectors: a prefix of unrotated vectors is not the prefix such a field means.
+/// field an index without a rotation compares full vectors: a prefix of unrotated vectors is not
+/// the prefix such a field means. That is the mutable segment before any seal (and a sealed
+/// segment written before rotations were fitted for fields without codecs, or whose rotation
+/// failed its checks).
 pub(super) fn prefix_dims(field: &DenseField, index: &dyn VectorIndex, n: usize) -> usize {
     if field.rotation == Rotation::Pca && index.rotation().is_none() {
         field.dim

@@ -156,6 +156,7 @@ impl Exec<'_> {
                     k,
                     ef: ef.max(k),
                     allowed,
+                    rows: Some(allowed),
                     graph,
                 },
             );

@@ -103,6 +103,9 @@ pub fn fill(c: &Collection, docs: &[(String, String, String)], batch: usize, flu
     let all: Vec<Document> = docs.iter().enumerate().map(|(i, d)| doc(i, d)).collect();
     for chunk in all.chunks(batch) {
         c.upsert(chunk.to_vec()).expect("upsert");
+        // Seals run in the background: settle after each batch, so the layout is the one these
+        // tests were written for (a segment each time the mutable segment fills).
+        c.wait_for_maintenance().expect("settle");
     }
     if flush {
         c.flush().expect("flush");

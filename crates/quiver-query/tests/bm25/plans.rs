@@ -40,6 +40,7 @@ fn plans_run_bm25_sources_and_fuse_them_like_the_hit_functions() {
         .collect();
     for chunk in docs.chunks(30) {
         c.upsert(chunk.to_vec()).expect("upsert");
+        c.wait_for_maintenance().expect("settle");
     }
     let snap = c.snapshot();
     assert!(!c.info().segments.is_empty() && c.info().mutable_rows > 0);
