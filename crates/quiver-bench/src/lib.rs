@@ -40,6 +40,7 @@ pub mod data;
 pub mod embed;
 pub mod error;
 pub mod eval;
+pub mod ingest;
 pub mod multivector;
 pub mod progress;
 

@@ -79,6 +79,8 @@ pub enum BenchCmd {
     Embed(quiver_bench::embed::EmbedBenchOptions),
     /// Multi-vector retrieval: MUVERA + MaxSim rerank against brute-force MaxSim (SciFact tokens).
     Multivector(quiver_bench::multivector::MultivectorOptions),
+    /// Streamed ingest: docs/s per tenth, acknowledgement latency, RSS, seals/merges, recall.
+    Ingest(quiver_bench::ingest::IngestOptions),
 }
 
 fn main() {
@@ -121,6 +123,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Bench(BenchCmd::Codecs(a)) => Ok(quiver_bench::codecs::run(cli.json, a)?),
         Cmd::Bench(BenchCmd::Embed(a)) => Ok(quiver_bench::embed::run(cli.json, a)?),
         Cmd::Bench(BenchCmd::Multivector(a)) => Ok(quiver_bench::multivector::run(cli.json, a)?),
+        Cmd::Bench(BenchCmd::Ingest(a)) => Ok(quiver_bench::ingest::run(cli.json, a)?),
         Cmd::Embed(a) => embed_cmd::run_embed(a),
         Cmd::Models(a) => embed_cmd::run_models(a, cli.json),
         Cmd::Eval(a) => Ok(quiver_bench::eval::run(&cli.db, cli.json, a)?),

@@ -75,6 +75,8 @@ struct Writer {
     /// Names of segments being written and not installed yet (garbage collection spares them;
     /// one whose write failed stays until the next open collects it).
     writing: HashSet<String>,
+    /// Segments merged away that a snapshot may still read (collected once unreferenced).
+    retired: Vec<(String, Weak<Segment>)>,
 }
 
 /// Result of a write.
@@ -188,11 +190,10 @@ impl Collection {
         let schema = Self::read_schema(dir)?;
         let rec = crate::recovery::recover(dir, &schema, !read_only)?;
         let version = Arc::new(Version::new(rec.segments, Arc::new(rec.mutable)));
-        let persisted = version
-            .segments
-            .iter()
-            .map(|s| (s.name.clone(), s.deleted_rows().count()))
-            .collect();
+        // Replay has marked rows deleted by the log in memory; the deletes files hold only what
+        // was persisted before it. Nothing counts as persisted, so the first install after open
+        // writes every segment's deletes file afresh (before its log can be retired).
+        let persisted = HashMap::new();
         let writer = rec.log.map(|log| {
             Mutex::new(Writer {
                 next_seq: rec.last_seq + 1,
@@ -201,6 +202,7 @@ impl Collection {
                 persisted,
                 sealing_upto: 0,
                 writing: HashSet::new(),
+                retired: Vec::new(),
             })
         });
         let c = Collection {
@@ -291,7 +293,10 @@ impl Collection {
             (Loc::Mutable(r), _) => version.mutable.mark_superseded(r, seq),
             (Loc::Sealing(r), Some(m)) => m.mark_superseded(r, seq),
             (Loc::Sealed(s, r), _) => version.segments[s].mark_deleted(r, seq),
-            (Loc::Sealing(_), None) => {}
+            // A `Loc` comes from a snapshot taken under the writer lock, as this version was.
+            (Loc::Sealing(_), None) => {
+                debug_assert!(false, "a sealing row without a sealing segment")
+            }
         }
     }
 
@@ -389,7 +394,10 @@ impl Collection {
         let full = self.is_full(&version.mutable);
         self.publish(Arc::new(version), last);
         let count = (last + 1 - seq0) as usize;
-        let mut maintenance_error = self.sealer.take_error().or(self.merger.take_error());
+        let mut maintenance_error = self
+            .sealer
+            .take_error()
+            .or_else(|| self.merger.take_error());
         if full {
             if let Err(e) = self.seal_in_background(&mut w) {
                 maintenance_error = Some(e.to_string());
@@ -415,22 +423,32 @@ impl Collection {
         if self.writer.is_none() {
             return Duration::ZERO;
         }
-        let t = std::time::Instant::now();
-        self.sealer.wait_for_room(|| {
+        let full = || {
             let cur = self.current.load();
-            cur.version.sealing.is_some()
-                && self.is_full(&cur.version.mutable)
-                && t.elapsed() < MAX_BACKPRESSURE
-        })
+            cur.version.sealing.is_some() && self.is_full(&cur.version.mutable)
+        };
+        if !full() || !self.sealer.running() {
+            // Nothing to wait for, or no thread to wait on (the write then seals inline).
+            return Duration::ZERO;
+        }
+        // The seal may have failed and be waiting for a retry: ask for one.
+        self.sealer.notify();
+        let t = std::time::Instant::now();
+        self.sealer
+            .wait_for_room(|| full() && t.elapsed() < MAX_BACKPRESSURE)
     }
 
     /// Freezes the full mutable segment and hands it to the sealer thread; when none runs (its
     /// threads were stopped), seals it here.
     fn seal_in_background(&self, w: &mut Writer) -> Result<(), StorageError> {
         if self.current.load().version.sealing.is_some() {
-            // The previous seal is still running (or failed): ask again.
-            self.sealer.notify();
-            return Ok(());
+            // The previous seal is still running (or failed): ask again, or, with no sealer
+            // thread, retry it here.
+            if self.sealer.running() {
+                self.sealer.notify();
+                return Ok(());
+            }
+            return self.seal_here(w);
         }
         self.freeze_locked(w)?;
         if self.sealer.running() {
@@ -541,7 +559,8 @@ impl Collection {
             let _job = self.sealer.job.lock();
             self.seal_sealing()?;
         }
-        self.run_merges();
+        // The caller waits for these: they build on every core.
+        self.run_merges(false);
         match self.merger.take_error() {
             Some(e) => Err(StorageError::Maintenance(e)),
             None => Ok(()),
@@ -685,6 +704,19 @@ impl Collection {
         }
         self.check_live()?;
         let cur = self.snapshot();
+        if !cur
+            .version
+            .sealing
+            .as_ref()
+            .is_some_and(|s| std::ptr::eq(&**s, m))
+        {
+            // Another path sealed `m` first (`flush` beside a write that sealed it inline):
+            // this copy stays unlisted and is collected.
+            return Ok(());
+        }
+        if let Some(e) = seg.as_ref().and_then(|s| s.errors().into_iter().next()) {
+            return Err(e);
+        }
         let mut manifest = w.manifest.clone();
         let mut segments = cur.version.segments.clone();
         if let Some(seg) = seg {
@@ -785,8 +817,13 @@ impl Collection {
         let merged = match rows.is_empty() {
             true => None,
             false => {
+                let data = self.gather(snap, &rows);
+                // A damaged input is never rewritten into a valid-looking segment.
+                if let Some(e) = old.iter().flat_map(|o| o.errors()).next() {
+                    return Err(e);
+                }
                 let name = reserve_name(&mut *self.writer()?);
-                Some(self.write_segment(&name, self.gather(snap, &rows))?)
+                Some(self.write_segment(&name, data)?)
             }
         };
         let mut w = self.writer()?;
@@ -829,6 +866,11 @@ impl Collection {
         let mut manifest = w.manifest.clone();
         manifest.segments = segments.iter().map(|s| s.name.clone()).collect();
         self.write_manifest(&mut w, manifest, &segments)?;
+        // Snapshots taken before this merge may still read the inputs (sections load lazily,
+        // by path): their directories stay until the last reference is gone.
+        w.retired.retain(|(_, seg)| seg.strong_count() > 0);
+        w.retired
+            .extend(old.iter().map(|o| (o.name.clone(), Arc::downgrade(o))));
         let version = Version {
             segments,
             sealing: cur.version.sealing.clone(),
@@ -856,10 +898,17 @@ impl Collection {
                         let Some(c) = weak.upgrade() else {
                             return;
                         };
-                        if kind == "seal" {
-                            c.run_seal();
-                        } else {
-                            c.run_merges();
+                        // A panic in a job is reported like an error, and the thread lives on.
+                        let job = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            if kind == "seal" {
+                                c.run_seal();
+                            } else {
+                                c.run_merges(true);
+                            }
+                        }));
+                        if job.is_err() {
+                            mailbox.set_error(format!("background {kind} panicked"));
+                            mailbox.sealed();
                         }
                     }
                 });
@@ -884,7 +933,8 @@ impl Collection {
         }
     }
 
-    fn run_merges(&self) {
+    /// Runs the merges the policy finds; `background`: on the merge pool (half the cores).
+    fn run_merges(&self, background: bool) {
         let _job = self.merger.job.lock();
         while !self.merger.stopping() && self.check_live().is_ok() {
             let snap = self.snapshot();
@@ -898,9 +948,9 @@ impl Collection {
                 })
                 .collect();
             let Some(inputs) = plan_merge(&sizes) else {
-                return;
+                break;
             };
-            let merged = match crate::maintenance::merge_pool() {
+            let merged = match crate::maintenance::merge_pool().filter(|_| background) {
                 Some(pool) => pool.install(|| self.merge(&snap, &inputs)),
                 None => self.merge(&snap, &inputs),
             };
@@ -908,8 +958,12 @@ impl Collection {
                 if self.check_live().is_ok() {
                     self.merger.set_error(format!("background merge: {e}"));
                 }
-                return;
+                break;
             }
+        }
+        // The merges' own snapshots are gone now: collect the inputs nobody else holds.
+        if let Ok(w) = self.writer() {
+            let _ = self.collect_garbage(&w);
         }
     }
 
@@ -919,11 +973,18 @@ impl Collection {
     fn collect_garbage(&self, w: &Writer) -> Result<(), StorageError> {
         let manifest = &w.manifest;
         let seg_dir = self.dir.join("segments");
-        // Segments being written by a seal or merge that has not been installed are kept too.
+        // Segments being written by a seal or merge that has not been installed are kept too, and
+        // merged-away ones a snapshot still holds.
+        let held = w
+            .retired
+            .iter()
+            .filter(|(_, seg)| seg.strong_count() > 0)
+            .map(|(name, _)| name);
         let listed: HashSet<&str> = manifest
             .segments
             .iter()
             .chain(&w.writing)
+            .chain(held)
             .map(|s| s.as_str())
             .collect();
         let dir = &self.dir;

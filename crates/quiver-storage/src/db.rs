@@ -282,7 +282,9 @@ impl Database {
         if !dir.exists() {
             return Err(StorageError::CollectionNotFound(name.to_string()));
         }
-        if let Some(c) = self.open.lock().remove(name) {
+        // Not under the `open` lock: marking waits for a running seal or merge.
+        let open = self.open.lock().remove(name);
+        if let Some(c) = open {
             c.mark_dropped();
             c.stop_maintenance();
         }

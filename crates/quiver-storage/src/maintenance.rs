@@ -159,11 +159,12 @@ impl Maintenance {
     }
 
     /// Waits while `full()` holds (checked again at each wake-up, and every 50 ms in case a wake
-    /// was missed); returns how long it waited.
+    /// was missed), unless the job failed (its error is pending) or the thread is stopping;
+    /// returns how long it waited. `full` must not lock this mailbox.
     pub(crate) fn wait_for_room(&self, full: impl Fn() -> bool) -> Duration {
         let t = Instant::now();
         let mut s = self.state.lock();
-        while full() && !s.shutdown {
+        while full() && !s.shutdown && s.error.is_none() {
             self.cv.wait_for(&mut s, Duration::from_millis(50));
         }
         t.elapsed()
@@ -185,6 +186,7 @@ impl Maintenance {
 
     pub(crate) fn set_error(&self, e: String) {
         self.state.lock().error = Some(e);
+        self.cv.notify_all();
     }
 
     pub(crate) fn take_error(&self) -> Option<String> {
@@ -197,7 +199,12 @@ impl Maintenance {
 
     /// Whether a thread serves this mailbox.
     pub(crate) fn running(&self) -> bool {
-        self.thread.lock().is_some() && !self.stopping()
+        let alive = self
+            .thread
+            .lock()
+            .as_ref()
+            .is_some_and(|h| !h.is_finished());
+        alive && !self.stopping()
     }
 
     /// Whether the collection is closing.

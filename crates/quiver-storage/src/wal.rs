@@ -319,6 +319,11 @@ impl LogWriter {
         gen: u64,
         valid_len: u64,
     ) -> Result<LogWriter, StorageError> {
+        if valid_len < HEADER {
+            // Created but its header never fully written (a crash inside `create`): nothing in
+            // it was committed. Start it again, header first.
+            return LogWriter::create(dir, gen);
+        }
         let path = log_path(dir, gen);
         let file = File::options()
             .read(true)

@@ -410,6 +410,12 @@ impl Collection {
         Ok(self.inner.flush()?)
     }
 
+    /// The last background seals and merges (see
+    /// `quiver_storage::Collection::maintenance_history`).
+    pub fn maintenance_history(&self) -> Vec<quiver_storage::MaintenanceRecord> {
+        self.inner.maintenance_history()
+    }
+
     /// Finishes the background seal and merges due now, in this thread, so the segment layout
     /// is settled (see `quiver_storage::Collection::wait_for_maintenance`).
     pub fn wait_for_maintenance(&self) -> Result<()> {
