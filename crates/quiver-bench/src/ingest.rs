@@ -285,27 +285,23 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
 }
 
-/// Streams the base into a fresh collection and measures it.
-pub fn measure(a: &IngestOptions, data: &IngestData) -> Result<IngestReport> {
-    if a.batch_size == 0 {
-        return invalid!("--batch-size must be positive");
-    }
-    let base = npy::read_f32(&data.base)?;
-    let queries = npy::read_f32(&data.queries)?;
-    let gt = npy::read_i32(&data.gt)?;
+/// What streaming the base measured.
+struct Streamed {
+    /// Acknowledgement latency of each batch.
+    acks: Vec<Duration>,
+    /// Back-pressure, in all.
+    waited: Duration,
+    /// Documents/s within each tenth of the batches.
+    tenths: Vec<f64>,
+    /// First upsert to last acknowledgement.
+    seconds: f64,
+    /// Peak resident memory seen after a batch, MiB.
+    rss_peak: f64,
+}
+
+/// Upserts `base` in batches of `a.batch_size`, timing each acknowledgement.
+fn stream(c: &quiver::Collection, a: &IngestOptions, base: &npy::Array2<f32>) -> Result<Streamed> {
     let (n, dim) = (base.rows, base.cols);
-    let tmp = tempfile::Builder::new()
-        .prefix("quiver-bench-ingest-")
-        .tempdir()
-        .context("creating a temporary database")?;
-    let db = Database::open(tmp.path())?;
-    let schema = Schema::parse(
-        &json!({"mutable_max_rows": a.mutable_max_rows,
-                "fields": {FIELD: {"type": "dense", "dim": dim, "metric": "cosine",
-                 "index": {"type": "hnsw", "m": a.m, "ef_construction": a.ef_construction}}}})
-        .to_string(),
-    )?;
-    let c = db.create_collection("ingest", &schema)?;
     let batches = n.div_ceil(a.batch_size);
     let mut acks = Vec::with_capacity(batches);
     let mut waited = Duration::ZERO;
@@ -343,11 +339,7 @@ pub fn measure(a: &IngestOptions, data: &IngestData) -> Result<IngestReport> {
     let seconds = t0.elapsed().as_secs_f64();
     tenth_start[10] = Some(Instant::now());
     pb.finish_and_clear();
-    let t = Instant::now();
-    c.wait_for_maintenance()
-        .context("finishing background seals and merges")?;
-    let settle_seconds = t.elapsed().as_secs_f64();
-    let tenths: Vec<f64> = (0..10)
+    let tenths = (0..10)
         .map(|i| {
             let (Some(s), Some(e)) = (
                 tenth_start[i],
@@ -358,14 +350,28 @@ pub fn measure(a: &IngestOptions, data: &IngestData) -> Result<IngestReport> {
             tenth_docs[i] as f64 / (e - s).as_secs_f64().max(1e-9)
         })
         .collect();
-    let history = c.maintenance_history();
-    let info = c.info();
-    // Recall through the engine's query path.
+    Ok(Streamed {
+        acks,
+        waited,
+        tenths,
+        seconds,
+        rss_peak,
+    })
+}
+
+/// Recall@10 of `Collection::query` at `ef` against the ground truth.
+fn recall(
+    c: &quiver::Collection,
+    ef: usize,
+    queries: &npy::Array2<f32>,
+    gt: &npy::Array2<i32>,
+) -> Result<f64> {
+    let dim = queries.cols;
     let mut hit = 0usize;
     for qi in 0..queries.rows {
         let q = queries.data[qi * dim..(qi + 1) * dim].to_vec();
         let mut query = Query::vector(q).with_limit(10);
-        query.ef = Some(a.ef);
+        query.ef = Some(ef);
         query.with_payload = false;
         let r = c.query(&query)?;
         let truth = &gt.data[qi * gt.cols..qi * gt.cols + 10.min(gt.cols)];
@@ -375,8 +381,45 @@ pub fn measure(a: &IngestOptions, data: &IngestData) -> Result<IngestReport> {
             .filter(|h| matches!(h.id, DocId::Int(i) if truth.contains(&(i as i32))))
             .count();
     }
+    Ok(hit as f64 / (10 * queries.rows.max(1)) as f64)
+}
+
+/// Streams the base into a fresh collection and measures it.
+pub fn measure(a: &IngestOptions, data: &IngestData) -> Result<IngestReport> {
+    if a.batch_size == 0 {
+        return invalid!("--batch-size must be positive");
+    }
+    let base = npy::read_f32(&data.base)?;
+    let queries = npy::read_f32(&data.queries)?;
+    let gt = npy::read_i32(&data.gt)?;
+    let (n, dim) = (base.rows, base.cols);
+    let tmp = tempfile::Builder::new()
+        .prefix("quiver-bench-ingest-")
+        .tempdir()
+        .context("creating a temporary database")?;
+    let db = Database::open(tmp.path())?;
+    let schema = Schema::parse(
+        &json!({"mutable_max_rows": a.mutable_max_rows,
+                "fields": {FIELD: {"type": "dense", "dim": dim, "metric": "cosine",
+                 "index": {"type": "hnsw", "m": a.m, "ef_construction": a.ef_construction}}}})
+        .to_string(),
+    )?;
+    let c = db.create_collection("ingest", &schema)?;
+    let Streamed {
+        mut acks,
+        waited,
+        tenths,
+        seconds,
+        rss_peak,
+    } = stream(&c, a, &base)?;
+    let t = Instant::now();
+    c.wait_for_maintenance()
+        .context("finishing background seals and merges")?;
+    let settle_seconds = t.elapsed().as_secs_f64();
+    let history = c.maintenance_history();
+    let info = c.info();
+    let recall_at_10 = recall(&c, a.ef, &queries, &gt)?;
     acks.sort();
-    rss_peak = rss_peak.max(rss_mib().1);
     Ok(IngestReport {
         engine: "quiver",
         source: a.source.clone(),
@@ -397,10 +440,10 @@ pub fn measure(a: &IngestOptions, data: &IngestData) -> Result<IngestReport> {
         seals: history.iter().filter(|h| h.kind == "seal").count(),
         merges: history.iter().filter(|h| h.kind == "merge").count(),
         segments: info.segments.len(),
-        rss_peak_mib: rss_peak,
+        rss_peak_mib: rss_peak.max(rss_mib().1),
         dataset_mib: (base.data.len() * 4) as f64 / (1 << 20) as f64,
         disk_bytes: info.disk_bytes,
-        recall_at_10: hit as f64 / (10 * queries.rows) as f64,
+        recall_at_10,
         ef: a.ef,
         m: a.m,
         ef_construction: a.ef_construction,

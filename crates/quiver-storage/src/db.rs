@@ -4,7 +4,7 @@
 //! ```text
 //! <db>/LOCK                      exclusive OS file lock of the one writer
 //! <db>/READERS                   shared OS file lock of every read-only handle
-//! <db>/collections/<name>/       one directory per collection (collection.rs)
+//! <db>/collections/<name>/       one directory per collection (collection/)
 //! ```
 //!
 //! The rule between them: a writer removes a file that a reader could still need (a segment

@@ -18,7 +18,8 @@
 //! segments of one tier merge into one of the next, so each document is rewritten about
 //! `log_MERGE_FACTOR(N / TIER_FLOOR)` times, not once per merge; a segment whose dead rows pass
 //! [`REWRITE_DEAD_FRACTION`] is rewritten alone. Background merges build on half the cores
-//! ([`merge_pool`]), so the seals writers may be waiting on keep the rest.
+//! ([`merge_pool`]), so the seals writers may be waiting on keep the rest. A merge extends the
+//! graph of its largest fully live input instead of building one from nothing.
 
 use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
@@ -42,6 +43,9 @@ pub struct MaintenanceRecord {
     pub rows: usize,
     /// Segments it replaced (0 for a seal).
     pub inputs: usize,
+    /// Rows whose graph links came from an input's graph (a merge extends the graph of its
+    /// largest input when every row of it is live; 0 when built from nothing).
+    pub reused_graph_rows: usize,
     /// Whether it succeeded.
     pub ok: bool,
 }

@@ -8,6 +8,7 @@ use crate::doc::DocId;
 use crate::schema::Schema;
 use crate::{io_err, StorageError};
 use quiver_index::{Hnsw, Vectors};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -43,6 +44,9 @@ pub struct SegmentData {
     pub vectors: BTreeMap<String, Vec<f32>>,
     /// Vector sets per multi field.
     pub multi: BTreeMap<String, crate::multi::MultiColumn>,
+    /// A graph of the first HNSW field over the first rows (a merge's largest input), extended
+    /// with the other rows instead of building one from nothing.
+    pub base_graph: Option<Hnsw>,
 }
 
 impl SegmentData {
@@ -73,6 +77,7 @@ impl SegmentData {
                 .iter()
                 .map(|(name, c)| (name.clone(), c.permuted(order)))
                 .collect(),
+            base_graph: None,
         }
     }
 }
@@ -158,6 +163,27 @@ pub(crate) fn write_dir(
         progress.finish();
         g
     };
+    // The base graph's rows keep their links; the rest are inserted into it, in parallel.
+    let extend = |mut g: Hnsw, f: &crate::schema::DenseField, v: &[f32]| {
+        let have = g.capacity();
+        progress.start(
+            &format!("HNSW {} (+{} vectors into {have})", f.name, rows - have),
+            (rows - have) as u64,
+        );
+        g.reserve(rows);
+        let vectors = Vectors::new(v, f.dim);
+        (have as u32..rows as u32)
+            .into_par_iter()
+            .chunks(256)
+            .for_each(|ids| {
+                for &id in &ids {
+                    g.insert(vectors, id);
+                }
+                progress.inc(ids.len() as u64);
+            });
+        progress.finish();
+        g
+    };
     // Rows are stored in the breadth-first order of the first HNSW graph, so that rows searched
     // together sit together in memory (fewer cache misses); that graph is renumbered to match
     // and the other fields' graphs are built on the reordered rows.
@@ -174,7 +200,12 @@ pub(crate) fn write_dir(
             .map(|v| v.as_slice())
             .unwrap_or(&[]);
         if v.len() == rows * f.dim && rows > 0 {
-            let g = build(&f, v, params);
+            let g = match data.base_graph.take() {
+                Some(base) if base.capacity() <= rows && base.params() == params => {
+                    extend(base, &f, v)
+                }
+                _ => build(&f, v, params),
+            };
             let order = g.bfs_order();
             if let Some(pg) = g.permuted(&order) {
                 data = data.permuted(&order);

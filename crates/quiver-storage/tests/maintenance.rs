@@ -141,8 +141,8 @@ fn acknowledgements_never_wait_on_merges_and_merges_keep_recall() {
         }
         let inside = acks.iter().filter(|a| a.0 > m.started && a.0 < end).count();
         println!(
-            "merge of {} segments, {} rows, {:?}: {inside} acknowledgements completed during it",
-            m.inputs, m.rows, m.duration
+            "merge of {} segments, {} rows ({} kept their graph links), {:?}: {inside} acknowledgements completed during it",
+            m.inputs, m.rows, m.reused_graph_rows, m.duration
         );
         assert!(
             inside > 0,

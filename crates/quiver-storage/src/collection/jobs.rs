@@ -1,0 +1,536 @@
+//! The collection's side of background maintenance (`maintenance.rs` has the threads' mailbox
+//! and the merge policy): freezing a full mutable segment, sealing it, merging segments, each
+//! written without the writer lock and installed in one short step under it; back-pressure on
+//! writers; the threads' start and stop; garbage collection of what a new manifest no longer
+//! names.
+
+use super::*;
+use quiver_index::Hnsw;
+
+impl Collection {
+    /// Seal on live rows, on bytes, or on all rows when the same ids are rewritten over and over.
+    pub(super) fn is_full(&self, m: &MutableSegment) -> bool {
+        let max = self.schema.mutable_max_rows;
+        m.live_rows() >= max || m.rows() >= 2 * max || m.bytes() >= self.schema.mutable_max_bytes
+    }
+
+    /// Back-pressure: while the mutable segment is full and the previous one is still being
+    /// sealed, waits (at most [`MAX_BACKPRESSURE`]) for that seal; returns the time waited.
+    pub(super) fn wait_for_room(&self) -> Duration {
+        if self.writer.is_none() {
+            return Duration::ZERO;
+        }
+        let full = || {
+            let cur = self.current.load();
+            cur.version.sealing.is_some() && self.is_full(&cur.version.mutable)
+        };
+        if !full() || !self.sealer.running() {
+            // Nothing to wait for, or no thread to wait on (the write then seals inline).
+            return Duration::ZERO;
+        }
+        // The seal may have failed and be waiting for a retry: ask for one.
+        self.sealer.notify();
+        let t = std::time::Instant::now();
+        self.sealer
+            .wait_for_room(|| full() && t.elapsed() < MAX_BACKPRESSURE)
+    }
+
+    /// Freezes the full mutable segment and hands it to the sealer thread; when none runs (its
+    /// threads were stopped), seals it here.
+    pub(super) fn seal_in_background(&self, w: &mut Writer) -> Result<(), StorageError> {
+        if self.current.load().version.sealing.is_some() {
+            // The previous seal is still running (or failed): ask again, or, with no sealer
+            // thread, retry it here.
+            if self.sealer.running() {
+                self.sealer.notify();
+                return Ok(());
+            }
+            return self.seal_here(w);
+        }
+        self.freeze_locked(w)?;
+        if self.sealer.running() {
+            self.sealer.notify();
+            Ok(())
+        } else {
+            self.seal_here(w)
+        }
+    }
+
+    /// Writes `data` as segment `name` (no lock held: the slow part of a seal or merge).
+    pub(super) fn write_segment(
+        &self,
+        name: &str,
+        data: SegmentData,
+    ) -> Result<Arc<Segment>, StorageError> {
+        let progress = self.progress.read().clone();
+        let dir = self.dir.join("segments");
+        Segment::write(&self.schema, &dir, name, data, progress.as_ref()).map(Arc::new)
+    }
+
+    /// Freezes the mutable segment for sealing (writer lock held; no-op when it is empty or one
+    /// is already being sealed): its rows stay in the current log generation, which the seal
+    /// retires; new writes go to a new mutable segment and a new generation.
+    pub(super) fn freeze_locked(&self, w: &mut Writer) -> Result<(), StorageError> {
+        self.check_live()?;
+        let snap = self.snapshot();
+        if snap.version.mutable.rows() == 0 || snap.version.sealing.is_some() {
+            return Ok(());
+        }
+        w.log = LogWriter::create(&self.dir, w.log.gen + 1)?;
+        w.sealing_upto = snap.seq;
+        let version = Version {
+            segments: snap.version.segments.clone(),
+            sealing: Some(snap.version.mutable.clone()),
+            mutable: Arc::new(MutableSegment::new()),
+        };
+        self.publish(Arc::new(version), snap.seq);
+        Ok(())
+    }
+
+    /// Seals the segment being sealed, if any (sealer job lock held): writes it without the
+    /// writer lock, then installs it under the lock.
+    pub(super) fn seal_sealing(&self) -> Result<(), StorageError> {
+        self.check_live()?;
+        let snap = self.snapshot();
+        let Some(m) = snap.version.sealing.clone() else {
+            return Ok(());
+        };
+        test_event("seal-start");
+        let (started, t) = (SystemTime::now(), Instant::now());
+        let live = sealing_rows(&m, snap.seq);
+        let sealed = (|| {
+            let seg = match live.is_empty() {
+                true => None,
+                false => {
+                    let name = reserve_name(&mut *self.writer()?);
+                    Some(self.write_segment(&name, self.gather(&snap, &live))?)
+                }
+            };
+            self.install_sealed(&mut *self.writer()?, &m, snap.seq, seg)
+        })();
+        test_event(if sealed.is_ok() {
+            "seal-end"
+        } else {
+            "seal-failed"
+        });
+        self.sealer.record(MaintenanceRecord {
+            kind: "seal",
+            started,
+            duration: t.elapsed(),
+            rows: live.len(),
+            inputs: 0,
+            reused_graph_rows: 0,
+            ok: sealed.is_ok(),
+        });
+        self.sealer.sealed();
+        sealed
+    }
+
+    /// Seals the segment being sealed with the writer lock held throughout (when no sealer
+    /// thread runs).
+    pub(super) fn seal_here(&self, w: &mut Writer) -> Result<(), StorageError> {
+        let snap = self.snapshot();
+        let Some(m) = snap.version.sealing.clone() else {
+            return Ok(());
+        };
+        let live = sealing_rows(&m, snap.seq);
+        let seg = match live.is_empty() {
+            true => None,
+            false => {
+                let name = reserve_name(w);
+                Some(self.write_segment(&name, self.gather(&snap, &live))?)
+            }
+        };
+        self.install_sealed(w, &m, snap.seq, seg)
+    }
+
+    /// Installs the sealed form `seg` of sealing segment `m`, gathered at sequence number `seen`
+    /// (writer lock held): carries over the deletes and replacements of its rows made since,
+    /// lists it in the manifest with the current log generation, publishes the version without
+    /// the sealing segment (one pointer swap), and removes the retired log.
+    pub(super) fn install_sealed(
+        &self,
+        w: &mut Writer,
+        m: &MutableSegment,
+        seen: u64,
+        seg: Option<Arc<Segment>>,
+    ) -> Result<(), StorageError> {
+        if let Some(seg) = &seg {
+            // Installed, or (on an error below) garbage.
+            w.writing.remove(&seg.name);
+        }
+        self.check_live()?;
+        let cur = self.snapshot();
+        if !cur
+            .version
+            .sealing
+            .as_ref()
+            .is_some_and(|s| std::ptr::eq(&**s, m))
+        {
+            // Another path sealed `m` first (`flush` beside a write that sealed it inline):
+            // this copy stays unlisted and is collected.
+            return Ok(());
+        }
+        if let Some(e) = seg.as_ref().and_then(|s| s.errors().into_iter().next()) {
+            return Err(e);
+        }
+        let mut manifest = w.manifest.clone();
+        let mut segments = cur.version.segments.clone();
+        if let Some(seg) = seg {
+            for r in 0..m.rows() as u32 {
+                if m.visible(r, seen) && !m.is_live(r) {
+                    if let Some(row) = seg.find_row(m.id(r)) {
+                        seg.mark_deleted(row, m.superseded_at(r));
+                    }
+                }
+            }
+            manifest.segments.push(seg.name.clone());
+            segments.push(seg);
+        }
+        manifest.flushed_seq = w.sealing_upto;
+        manifest.wal_gen = w.log.gen;
+        self.write_manifest(w, manifest, &segments)?;
+        let version = Version {
+            segments,
+            sealing: None,
+            mutable: cur.version.mutable.clone(),
+        };
+        self.publish(Arc::new(version), cur.seq);
+        self.collect_garbage(w)?;
+        self.merger.notify();
+        Ok(())
+    }
+
+    /// Persists the deletes of `segments` that changed, then writes `manifest` (which lists
+    /// them) and makes it the writer's.
+    pub(super) fn write_manifest(
+        &self,
+        w: &mut Writer,
+        mut manifest: Manifest,
+        segments: &[Arc<Segment>],
+    ) -> Result<(), StorageError> {
+        let persisted = &w.persisted;
+        crate::recovery::persist_deletes(&self.dir, &mut manifest, segments, w.log.gen, |s, n| {
+            persisted.get(&s.name) != Some(&n)
+        })?;
+        manifest::write(&self.dir, &manifest)?;
+        w.manifest = manifest;
+        w.persisted = segments
+            .iter()
+            .map(|s| (s.name.clone(), s.deleted_rows().count()))
+            .collect();
+        Ok(())
+    }
+
+    /// Merges sealed segments `inputs` of `snap` (merger job lock held): writes the merged
+    /// segment without the writer lock, then installs it in their place.
+    pub(super) fn merge(&self, snap: &Snapshot, inputs: &[usize]) -> Result<(), StorageError> {
+        self.check_live()?;
+        if inputs.is_empty() {
+            return Ok(());
+        }
+        test_event("compact-start");
+        let (started, t) = (SystemTime::now(), Instant::now());
+        let merged = self.merge_inputs(snap, inputs);
+        test_event(if merged.is_ok() {
+            "compact-end"
+        } else {
+            "compact-failed"
+        });
+        self.merger.record(MaintenanceRecord {
+            kind: "merge",
+            started,
+            duration: t.elapsed(),
+            rows: merged.as_ref().map_or(0, |m| m.0),
+            inputs: inputs.len(),
+            reused_graph_rows: merged.as_ref().map_or(0, |m| m.1),
+            ok: merged.is_ok(),
+        });
+        merged.map(|_| ())
+    }
+
+    /// The last seals and merges (up to 256 of each), by start time.
+    pub fn maintenance_history(&self) -> Vec<MaintenanceRecord> {
+        let mut all = self.sealer.history();
+        all.extend(self.merger.history());
+        all.sort_by_key(|r| r.started);
+        all
+    }
+
+    /// Writes and installs the merge of `inputs`; returns the rows merged and how many of them
+    /// kept their graph links from the largest input.
+    pub(super) fn merge_inputs(
+        &self,
+        snap: &Snapshot,
+        inputs: &[usize],
+    ) -> Result<(usize, usize), StorageError> {
+        let old: Vec<Arc<Segment>> = inputs
+            .iter()
+            .map(|&s| snap.version.segments[s].clone())
+            .collect();
+        // The largest input with every row visible keeps its graph: its rows go first, and the
+        // merged segment's graph is that graph with the other inputs' rows inserted.
+        let hnsw = self
+            .schema
+            .dense_fields()
+            .into_iter()
+            .find(|f| f.index.hnsw_params().is_some());
+        let base = hnsw.as_ref().and_then(|f| {
+            inputs
+                .iter()
+                .copied()
+                .filter(|&s| {
+                    let seg = &snap.version.segments[s];
+                    seg.rows() > 0
+                        && (0..seg.rows() as u32).all(|r| seg.visible(r, snap.seq))
+                        && seg.graph(&f.name).is_some()
+                })
+                .max_by_key(|&s| snap.version.segments[s].rows())
+        });
+        let mut reused = 0;
+        let mut order: Vec<usize> = base.into_iter().collect();
+        order.extend(inputs.iter().copied().filter(|&s| Some(s) != base));
+        let rows: Vec<Loc> = order
+            .iter()
+            .flat_map(|&s| {
+                let seg = &snap.version.segments[s];
+                (0..seg.rows() as u32)
+                    .filter(move |&r| seg.visible(r, snap.seq))
+                    .map(move |r| Loc::Sealed(s, r))
+            })
+            .collect();
+        let merged = match rows.is_empty() {
+            true => None,
+            false => {
+                let mut data = self.gather(snap, &rows);
+                // A damaged input is never rewritten into a valid-looking segment.
+                if let Some(e) = old.iter().flat_map(|o| o.errors()).next() {
+                    return Err(e);
+                }
+                if let (Some(s), Some(f)) = (base, &hnsw) {
+                    let g = snap.version.segments[s].graph(&f.name);
+                    // A copy: the input stays readable by snapshots that hold it.
+                    data.base_graph = g.and_then(|g| Hnsw::from_bytes(&g.to_bytes()).ok());
+                    reused = data.base_graph.as_ref().map_or(0, |g| g.capacity());
+                }
+                let name = reserve_name(&mut *self.writer()?);
+                Some(self.write_segment(&name, data)?)
+            }
+        };
+        let mut w = self.writer()?;
+        if let Some(seg) = &merged {
+            w.writing.remove(&seg.name);
+        }
+        self.check_live()?;
+        let cur = self.snapshot();
+        // Inputs are found by identity: only merges (one at a time) remove segments.
+        let is_input = |c: &Arc<Segment>| old.iter().any(|o| Arc::ptr_eq(c, o));
+        if cur.version.segments.iter().filter(|c| is_input(c)).count() != old.len() {
+            return Err(StorageError::Corrupt {
+                file: self.dir.display().to_string(),
+                msg: "a merge's input segments changed while it ran".into(),
+            });
+        }
+        if let Some(seg) = &merged {
+            // Rows deleted or replaced since the merge read them.
+            for &loc in &rows {
+                if let Loc::Sealed(s, r) = loc {
+                    let input = &snap.version.segments[s];
+                    if !input.is_live(r) {
+                        if let Some(row) = seg.find_row(&input.id(r)) {
+                            seg.mark_deleted(row, input.deleted_at(r));
+                        }
+                    }
+                }
+            }
+        }
+        let first = cur.version.segments.iter().position(&is_input);
+        let mut segments = Vec::with_capacity(cur.version.segments.len());
+        for (i, c) in cur.version.segments.iter().enumerate() {
+            if Some(i) == first {
+                segments.extend(merged.clone());
+            }
+            if !is_input(c) {
+                segments.push(c.clone());
+            }
+        }
+        let mut manifest = w.manifest.clone();
+        manifest.segments = segments.iter().map(|s| s.name.clone()).collect();
+        self.write_manifest(&mut w, manifest, &segments)?;
+        // Snapshots taken before this merge may still read the inputs (sections load lazily,
+        // by path): their directories stay until the last reference is gone.
+        w.retired.retain(|(_, seg)| seg.strong_count() > 0);
+        w.retired
+            .extend(old.iter().map(|o| (o.name.clone(), Arc::downgrade(o))));
+        let version = Version {
+            segments,
+            sealing: cur.version.sealing.clone(),
+            mutable: cur.version.mutable.clone(),
+        };
+        self.publish(Arc::new(version), cur.seq);
+        self.collect_garbage(&w)?;
+        Ok((rows.len(), reused))
+    }
+
+    /// Starts the background sealer and merger (writable collections; called once the
+    /// collection is shared). Without them (a thread failed to start, or they were stopped),
+    /// seals run inside the write that fills the mutable segment.
+    pub(crate) fn start_maintenance(self: &Arc<Self>) {
+        if self.writer.is_none() {
+            return;
+        }
+        for (kind, m) in [("seal", &self.sealer), ("merge", &self.merger)] {
+            let weak: Weak<Collection> = Arc::downgrade(self);
+            let mailbox = m.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("quiver-{kind}"))
+                .spawn(move || {
+                    while mailbox.wait_for_work() {
+                        let Some(c) = weak.upgrade() else {
+                            return;
+                        };
+                        // A panic in a job is reported like an error, and the thread lives on.
+                        let job = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            if kind == "seal" {
+                                c.run_seal();
+                            } else {
+                                c.run_merges(true);
+                            }
+                        }));
+                        if job.is_err() {
+                            mailbox.set_error(format!("background {kind} panicked"));
+                            mailbox.sealed();
+                        }
+                    }
+                });
+            if let Ok(h) = spawned {
+                m.start(h);
+            }
+        }
+    }
+
+    /// Stops the background threads after their current job and waits for them.
+    pub(crate) fn stop_maintenance(&self) {
+        self.sealer.shutdown();
+        self.merger.shutdown();
+    }
+
+    pub(super) fn run_seal(&self) {
+        let _job = self.sealer.job.lock();
+        if let Err(e) = self.seal_sealing() {
+            if self.check_live().is_ok() {
+                self.sealer.set_error(format!("background seal: {e}"));
+            }
+        }
+    }
+
+    /// Runs the merges the policy finds; `background`: on the merge pool (half the cores).
+    pub(super) fn run_merges(&self, background: bool) {
+        let _job = self.merger.job.lock();
+        while !self.merger.stopping() && self.check_live().is_ok() {
+            let snap = self.snapshot();
+            let sizes: Vec<SegmentSize> = snap
+                .version
+                .segments
+                .iter()
+                .map(|s| SegmentSize {
+                    rows: s.rows(),
+                    live: s.rows() - s.deleted_rows().count(),
+                })
+                .collect();
+            let Some(inputs) = plan_merge(&sizes) else {
+                break;
+            };
+            let merged = match crate::maintenance::merge_pool().filter(|_| background) {
+                Some(pool) => pool.install(|| self.merge(&snap, &inputs)),
+                None => self.merge(&snap, &inputs),
+            };
+            if let Err(e) = merged {
+                if self.check_live().is_ok() {
+                    self.merger.set_error(format!("background merge: {e}"));
+                }
+                break;
+            }
+        }
+        // The merges' own snapshots are gone now: collect the inputs nobody else holds.
+        if let Ok(w) = self.writer() {
+            let _ = self.collect_garbage(&w);
+        }
+    }
+
+    /// Removes segment directories the manifest does not list and logs before its `wal_gen`, if
+    /// no read-only handle (in any process) holds the database; otherwise they stay until a later
+    /// seal, compaction or open finds it unread.
+    pub(super) fn collect_garbage(&self, w: &Writer) -> Result<(), StorageError> {
+        let manifest = &w.manifest;
+        let seg_dir = self.dir.join("segments");
+        // Segments being written by a seal or merge that has not been installed are kept too, and
+        // merged-away ones a snapshot still holds.
+        let held = w
+            .retired
+            .iter()
+            .filter(|(_, seg)| seg.strong_count() > 0)
+            .map(|(name, _)| name);
+        let listed: HashSet<&str> = manifest
+            .segments
+            .iter()
+            .chain(&w.writing)
+            .chain(held)
+            .map(|s| s.as_str())
+            .collect();
+        let dir = &self.dir;
+        self.readers.when_unread(|| {
+            for entry in std::fs::read_dir(&seg_dir).map_err(io_err(&seg_dir))? {
+                let entry = entry.map_err(io_err(&seg_dir))?;
+                let n = entry.file_name().to_string_lossy().to_string();
+                if !listed.contains(n.strip_suffix(".tmp").unwrap_or(&n)) {
+                    let p = entry.path();
+                    let r = if p.is_dir() {
+                        std::fs::remove_dir_all(&p)
+                    } else {
+                        std::fs::remove_file(&p)
+                    };
+                    r.map_err(io_err(&p))?;
+                }
+            }
+            let dd = crate::deletes::deletes_dir(dir);
+            if dd.is_dir() {
+                let kept: HashSet<&str> = manifest.deletes.values().map(|s| s.as_str()).collect();
+                for entry in std::fs::read_dir(&dd).map_err(io_err(&dd))? {
+                    let entry = entry.map_err(io_err(&dd))?;
+                    if !kept.contains(entry.file_name().to_string_lossy().as_ref()) {
+                        std::fs::remove_file(entry.path()).map_err(io_err(&entry.path()))?;
+                    }
+                }
+            }
+            for gen in crate::wal::generations(dir)? {
+                if gen < manifest.wal_gen {
+                    let p = crate::wal::log_path(dir, gen);
+                    std::fs::remove_file(&p).map_err(io_err(&p))?;
+                }
+            }
+            let redb = dir.join("wal.redb");
+            if manifest.format >= 2 && redb.exists() {
+                std::fs::remove_file(&redb).map_err(io_err(&redb))?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+}
+
+/// The next segment name (never reused, even if its write fails).
+fn reserve_name(w: &mut Writer) -> String {
+    let name = format!("seg-{:016x}", w.manifest.next_segment);
+    w.manifest.next_segment += 1;
+    w.writing.insert(name.clone());
+    name
+}
+
+/// The rows of sealing segment `m` visible at `seq`.
+fn sealing_rows(m: &MutableSegment, seq: u64) -> Vec<Loc> {
+    (0..m.rows() as u32)
+        .filter(|&r| m.visible(r, seq))
+        .map(Loc::Sealing)
+        .collect()
+}
