@@ -100,6 +100,25 @@ fn ingest_then_kill(
     part: &std::path::Path,
     at: KillAt,
 ) -> Killed {
+    ingest_then_kill_with(
+        db,
+        input,
+        start_line,
+        part,
+        at,
+        &["--batch-size", "40", "--ack"],
+    )
+}
+
+/// As [`ingest_then_kill`], with `args` after `ingest c PART`.
+fn ingest_then_kill_with(
+    db: &std::path::Path,
+    input: &std::path::Path,
+    start_line: usize,
+    part: &std::path::Path,
+    at: KillAt,
+    args: &[&str],
+) -> Killed {
     let text = std::fs::read_to_string(input).expect("read");
     let lines: Vec<&str> = text.lines().skip(start_line).collect();
     std::fs::write(part, lines.join("\n") + "\n").expect("write part");
@@ -108,7 +127,7 @@ fn ingest_then_kill(
         .arg(db)
         .args(["ingest", "c"])
         .arg(part)
-        .args(["--batch-size", "40", "--ack"])
+        .args(args)
         .env("QUIVER_TEST_EVENTS", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -370,4 +389,88 @@ fn sigkill_during_ingest_keeps_multi_vector_sets() {
             "multi seed {seed}: no kill landed mid-ingest"
         );
     }
+}
+
+/// A bulk load killed after it wrote its first segment (before the manifest names any) leaves
+/// the collection exactly as it was; the same load run again then lands whole.
+#[test]
+fn sigkill_during_a_bulk_load_leaves_the_collection_as_it_was() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let input = work.path().join("docs.jsonl");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&input).expect("create"));
+        for i in 0..3_000usize {
+            let line = json!({"id": i, "payload": {"n": i}, "vector": vector(i)});
+            writeln!(f, "{line}").expect("write");
+        }
+    }
+    let schema = r#"{"mutable_max_rows": 300, "fields": {"emb": {"type": "dense", "dim": 8, "metric": "l2", "index": {"type": "hnsw", "m": 8, "ef_construction": 40}}, "n": {"type": "integer"}}}"#;
+    let db = work.path().join("bulk-db");
+    assert!(
+        quiver(&db, &["collection", "create", "c", "--schema-json", schema])
+            .status
+            .success()
+    );
+    // The state before: 500 documents, ingested the ordinary way.
+    let text = std::fs::read_to_string(&input).expect("read");
+    let first: Vec<&str> = text.lines().take(500).collect();
+    let head = work.path().join("head.jsonl");
+    std::fs::write(&head, first.join("\n") + "\n").expect("write");
+    let out = quiver(&db, &["ingest", "c", head.to_str().expect("path")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let check = |want: usize| {
+        let d = Database::open(&db).expect("database must open after SIGKILL");
+        let c = d
+            .collection("c")
+            .expect("collection must open after SIGKILL");
+        assert_eq!(c.count(None).expect("count"), want);
+        for i in 0..3_000usize {
+            match c.get(&DocId::Int(i as u64)).unwrap() {
+                Some(doc) => {
+                    assert!(i < want, "doc {i} of the killed load is visible");
+                    assert_eq!(doc.vectors["emb"], vector(i), "doc {i}");
+                }
+                None => assert!(i >= want, "doc {i} lost"),
+            }
+        }
+    };
+    let part = work.path().join("bulk.jsonl");
+    let args = ["--bulk", "--segment-rows", "1000", "--ack"];
+    let killed = ingest_then_kill_with(
+        &db,
+        &input,
+        500,
+        &part,
+        KillAt::Event("bulk-segment", 1),
+        &args,
+    );
+    println!(
+        "bulk kill: events {:?}, exited first {}, acked {}",
+        killed.events, killed.exited_first, killed.acked
+    );
+    assert!(!killed.exited_first, "the load finished before the kill");
+    assert_eq!(killed.count("bulk-segment"), 1, "{:?}", killed.events);
+    assert_eq!(killed.acked, 0);
+    check(500);
+    let out = quiver(
+        &db,
+        &[
+            "ingest",
+            "c",
+            part.to_str().expect("path"),
+            "--bulk",
+            "--segment-rows",
+            "1000",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check(3_000);
 }

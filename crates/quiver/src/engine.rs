@@ -278,6 +278,21 @@ impl Collection {
         })
     }
 
+    /// Loads documents straight into sealed segments of up to `segment_rows` rows (see
+    /// `quiver_storage::Collection::bulk_load`): for a first load, no log or mutable segment
+    /// round trip. Vectors of model-backed fields are computed first; the whole input is
+    /// validated before anything is written.
+    pub fn bulk_load(&self, mut docs: Vec<Document>, segment_rows: usize) -> Result<WriteReport> {
+        self.writable()?;
+        self.embed(&mut docs)?;
+        self.inner
+            .bulk_load(docs, segment_rows)
+            .map_err(|e| match e {
+                StorageError::InBatch { index, source } => in_batch(index, *source),
+                e => e.into(),
+            })
+    }
+
     /// Runs a query: compiles it into a plan ([`Query::to_plan`]), embeds its text with the
     /// fields' models, and executes it on a fresh snapshot.
     pub fn query(&self, q: &Query) -> Result<QueryResult> {

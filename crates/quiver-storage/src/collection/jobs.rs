@@ -520,7 +520,7 @@ impl Collection {
 }
 
 /// The next segment name (never reused, even if its write fails).
-fn reserve_name(w: &mut Writer) -> String {
+pub(super) fn reserve_name(w: &mut Writer) -> String {
     let name = format!("seg-{:016x}", w.manifest.next_segment);
     w.manifest.next_segment += 1;
     w.writing.insert(name.clone());

@@ -24,6 +24,7 @@
 //! A collection opened read-only (another process may be writing) replays the log as it is at
 //! open and never changes a file.
 
+mod bulk;
 mod info;
 mod jobs;
 
@@ -531,20 +532,26 @@ impl Collection {
         self.merge(&snap, &all)
     }
 
-    /// The rows at `locs` as the columns of a new segment.
-    fn gather(&self, snap: &Snapshot, locs: &[Loc]) -> SegmentData {
-        let dense = self.schema.dense_fields();
-        let mut data = SegmentData {
-            ids: Vec::with_capacity(locs.len()),
-            seqs: Vec::with_capacity(locs.len()),
-            payloads: Vec::with_capacity(locs.len()),
-            vectors: dense
+    /// Empty columns of a new segment of this collection's fields.
+    fn empty_data(&self) -> SegmentData {
+        SegmentData {
+            ids: Vec::new(),
+            seqs: Vec::new(),
+            payloads: Vec::new(),
+            vectors: self
+                .schema
+                .dense_fields()
                 .iter()
-                .map(|f| (f.name.clone(), Vec::with_capacity(locs.len() * f.dim)))
+                .map(|f| (f.name.clone(), Vec::new()))
                 .collect(),
             multi: crate::multi::columns(&self.schema),
             base_graph: None,
-        };
+        }
+    }
+
+    /// The rows at `locs` as the columns of a new segment.
+    fn gather(&self, snap: &Snapshot, locs: &[Loc]) -> SegmentData {
+        let mut data = self.empty_data();
         for &loc in locs {
             let d = snap.doc(loc);
             data.ids.push(d.id);
