@@ -35,12 +35,7 @@ impl Collection {
         let prepared = self.prepare(docs)?;
         let n = prepared.len() as u64;
         if n == 0 {
-            return Ok(WriteReport {
-                count: 0,
-                seq: w.next_seq - 1,
-                maintenance_error: None,
-                waited: Duration::ZERO,
-            });
+            return Ok(WriteReport::plain(0, w.next_seq - 1));
         }
         let seq0 = w.next_seq;
         let last = seq0 + n - 1;
@@ -115,11 +110,6 @@ impl Collection {
         self.publish(Arc::new(version), last);
         self.collect_garbage(&w)?;
         self.merger.notify();
-        Ok(WriteReport {
-            count: n as usize,
-            seq: last,
-            maintenance_error: None,
-            waited: Duration::ZERO,
-        })
+        Ok(WriteReport::plain(n as usize, last))
     }
 }

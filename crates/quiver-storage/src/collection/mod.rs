@@ -98,6 +98,18 @@ pub struct WriteReport {
     pub waited: Duration,
 }
 
+impl WriteReport {
+    /// `count` documents written, the last with sequence number `seq`; no wait, no error.
+    fn plain(count: usize, seq: u64) -> WriteReport {
+        WriteReport {
+            count,
+            seq,
+            maintenance_error: None,
+            waited: Duration::ZERO,
+        }
+    }
+}
+
 /// Sizes, for `collection info`.
 #[derive(Debug, Clone, Serialize)]
 pub struct CollectionInfo {
@@ -337,10 +349,8 @@ impl Collection {
         let prepared = self.prepare(docs)?;
         if prepared.is_empty() {
             return Ok(WriteReport {
-                count: 0,
-                seq: w.next_seq - 1,
-                maintenance_error: None,
                 waited,
+                ..WriteReport::plain(0, w.next_seq - 1)
             });
         }
         let seq0 = w.next_seq;
@@ -436,12 +446,7 @@ impl Collection {
                 .collect()
         };
         if present.is_empty() {
-            return Ok(WriteReport {
-                count: 0,
-                seq: w.next_seq - 1,
-                maintenance_error: None,
-                waited: Duration::ZERO,
-            });
+            return Ok(WriteReport::plain(0, w.next_seq - 1));
         }
         let seq = w.next_seq;
         w.log.append(&Record::Delete {
@@ -453,12 +458,7 @@ impl Collection {
             Self::supersede(&snap.version, *loc, seq);
         }
         self.publish(snap.version.clone(), seq);
-        Ok(WriteReport {
-            count: present.len(),
-            seq,
-            maintenance_error: None,
-            waited: Duration::ZERO,
-        })
+        Ok(WriteReport::plain(present.len(), seq))
     }
 
     /// Deletes every document matching `filter`.
