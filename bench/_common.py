@@ -1,6 +1,7 @@
 """Pieces every `bench/compare` target shares: logging to stderr, running commands, finding (or
 building) the quiver binary, and making a pinned private virtualenv for the peers."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -74,3 +75,27 @@ def cached_venv(d, requirements, log):
 def mark_venv_ready(d, requirements):
     with open(os.path.join(d, ".quiver-bench-requirements"), "w") as f:
         f.write("\n".join(requirements) + "\n")
+
+
+def last_json(out, what):
+    """The JSON object a command printed last on stdout (stray lines before it are skipped)."""
+    for line in reversed(out.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                pass
+    raise CompareError(f"{what}: stdout has no JSON object: {out[:500]!r}")
+
+
+def entry(main, peer_main):
+    """A target's `__main__`: `_peer ...` runs the peer side (under the venv's python), anything
+    else the orchestrator."""
+    if len(sys.argv) > 1 and sys.argv[1] == "_peer":
+        try:
+            sys.exit(peer_main(sys.argv[2:]))
+        except CompareError as e:
+            print(f"[peer] {e}", file=sys.stderr)
+            sys.exit(1)
+    sys.exit(main(sys.argv[1:]))

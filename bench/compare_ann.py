@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from _common import HERE, REPO, CompareError, cached_venv, logger, mark_venv_ready, quiver_bin, run_checked
+from _common import HERE, REPO, CompareError, cached_venv, entry, logger, mark_venv_ready, quiver_bin, run_checked
 
 # Pinned peer stack (installs on CPython 3.11 / x86_64 Linux: numpy and
 # faiss-cpu from wheels, hnswlib 0.8.0 builds from its sdist with g++).
@@ -454,10 +454,4 @@ def run(args, peers, efs, reps):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "_peer":
-        try:
-            sys.exit(peer_main(sys.argv[2:]))
-        except CompareError as e:
-            print(f"[peer] {e}", file=sys.stderr)
-            sys.exit(1)
-    sys.exit(main(sys.argv[1:]))
+    entry(main, peer_main)

@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 
-from _common import HERE, REPO, CompareError, logger, quiver_bin
+from _common import HERE, REPO, CompareError, entry, logger, quiver_bin
 
 import compare_ann
 
@@ -343,10 +343,4 @@ def run(args):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "_peer":
-        try:
-            sys.exit(peer_main(sys.argv[2:]))
-        except CompareError as e:
-            print(f"[peer] {e}", file=sys.stderr)
-            sys.exit(1)
-    sys.exit(main(sys.argv[1:]))
+    entry(main, peer_main)

@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 
-from _common import REPO, CompareError, cached_venv, logger, mark_venv_ready, quiver_bin, run_checked
+from _common import REPO, CompareError, cached_venv, last_json, logger, mark_venv_ready, quiver_bin, run_checked
 
 # Pinned peer stack (verified on CPython 3.11 / x86_64 Linux).
 PEER_REQUIREMENTS = [
@@ -102,17 +102,6 @@ def run_stdout(cmd, what, stdin_text=None):
     if r.returncode != 0:
         raise CompareError(f"{what} failed (exit {r.returncode}): {' '.join(cmd)}")
     return r.stdout
-
-
-def last_json(out, what):
-    for line in reversed(out.strip().splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                return json.loads(line)
-            except ValueError:
-                pass
-    raise CompareError(f"{what}: stdout has no JSON object: {out[:500]!r}")
 
 
 # ---------------------------------------------------------------- inputs

@@ -44,7 +44,9 @@ import sys
 import tempfile
 import time
 
-from _common import HERE, REPO, CompareError, cached_venv, logger, mark_venv_ready, quiver_bin, run_checked
+from _common import (HERE, REPO, CompareError, cached_venv, entry, last_json, logger,
+                     mark_venv_ready, quiver_bin, run_checked)
+from compare_ann import _load_data, _loadavg, fmt
 
 # Pinned peer stack (installs on CPython 3.11 / x86_64 Linux: every package from wheels except
 # hnswlib 0.8.0, which builds from its sdist with g++). chromadb and lancedb pull their own
@@ -102,22 +104,6 @@ def ensure_venv():
 # ---------------------------------------------------------------- running commands
 
 
-def _last_json(out, what):
-    out = out.strip()
-    try:
-        return json.loads(out)
-    except ValueError:
-        # Tolerate stray lines before the object: take the last line that parses.
-        for line in reversed(out.splitlines()):
-            line = line.strip()
-            if line.startswith("{"):
-                try:
-                    return json.loads(line)
-                except ValueError:
-                    pass
-    raise CompareError(f"{what}: stdout is not a JSON object: {out[:500]!r}")
-
-
 def run_json(cmd, what, cwd=None, timeout=None):
     """Run a command whose stdout is one JSON object; its stderr passes through. The command runs
     in its own process group, killed whole when it outlives `timeout` seconds."""
@@ -142,7 +128,7 @@ def run_json(cmd, what, cwd=None, timeout=None):
         raise
     if p.returncode != 0:
         raise CompareError(f"{what} failed (exit {p.returncode}): {' '.join(cmd)}")
-    return _last_json(out, what)
+    return last_json(out, what)
 
 
 # ---------------------------------------------------------------- peers (venv side)
@@ -150,24 +136,6 @@ def run_json(cmd, what, cwd=None, timeout=None):
 
 def _peer_log(msg):
     print(f"[peer] {msg}", file=sys.stderr, flush=True)
-
-
-def _load_data(spec):
-    import numpy as np
-
-    base = np.ascontiguousarray(np.load(spec["base"]), dtype=np.float32)
-    queries = np.ascontiguousarray(np.load(spec["queries"]), dtype=np.float32)
-    gt = np.load(spec["gt"])
-    if base.ndim != 2 or queries.ndim != 2 or base.shape[1] != queries.shape[1]:
-        raise CompareError(f"bad shapes: base {base.shape}, queries {queries.shape}")
-    if gt.ndim != 2 or gt.shape[0] != queries.shape[0] or gt.shape[1] < 10:
-        raise CompareError(f"bad ground truth shape {gt.shape} for {queries.shape[0]} queries")
-    for name, a in (("base", base), ("queries", queries)):
-        norms = np.linalg.norm(a, axis=1)
-        if np.abs(norms - 1.0).max() > 1e-3:
-            _peer_log(f"warning: {name} is not L2-normalised; normalising for cosine")
-            a /= np.maximum(norms, 1e-30)[:, None]
-    return base, queries, np.ascontiguousarray(gt[:, :10])
 
 
 def _proc_status_mib(field):
@@ -556,10 +524,6 @@ def summarise(results):
 # ---------------------------------------------------------------- output
 
 
-def fmt(v, spec):
-    return "-" if v is None else format(v, spec)
-
-
 def print_table(report, out=sys.stdout):
     p = lambda s="": print(s, file=out)
     d = report["data"]
@@ -675,13 +639,6 @@ def main(argv):
     return 0
 
 
-def _loadavg():
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        return None
-
-
 def npy_shape(path):
     """The shape in a .npy file's header (standard library only); None if it cannot be read."""
     import ast
@@ -781,10 +738,4 @@ def run(args, peers):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "_peer":
-        try:
-            sys.exit(peer_main(sys.argv[2:]))
-        except CompareError as e:
-            print(f"[peer] {e}", file=sys.stderr)
-            sys.exit(1)
-    sys.exit(main(sys.argv[1:]))
+    entry(main, peer_main)

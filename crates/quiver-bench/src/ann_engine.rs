@@ -8,7 +8,7 @@
 use crate::ann::{sweep, AnnOptions, CollectionReport};
 use crate::error::{Context, Result};
 use crate::progress::{bar, Bars};
-use quiver::{Database, DocId, Document, Query, Schema};
+use quiver::{Database, DocId, Query, Schema};
 use quiver_eval::npy::Array2;
 use serde_json::json;
 use std::sync::Arc;
@@ -36,22 +36,11 @@ pub(crate) fn measure(
         .to_string(),
     )?;
     let c = db.create_collection("ann", &schema)?;
-    let dim = base.cols;
     let t = Instant::now();
     let pb = bar("collection upsert", base.rows as u64);
     for start in (0..base.rows).step_by(BATCH) {
         let end = (start + BATCH).min(base.rows);
-        let docs = (start..end)
-            .map(|i| {
-                let mut d = Document {
-                    id: Some(DocId::Int(i as u64)),
-                    ..Default::default()
-                };
-                d.vectors
-                    .insert(FIELD.into(), base.data[i * dim..(i + 1) * dim].to_vec());
-                d
-            })
-            .collect();
+        let docs = crate::data::vector_docs(base, start..end, FIELD);
         c.upsert(docs).context("upserting the base")?;
         pb.inc((end - start) as u64);
     }

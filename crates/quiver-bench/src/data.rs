@@ -184,6 +184,25 @@ pub fn prepare_glove(data: Option<&Path>, n_queries: usize, seed: u64) -> Result
     })
 }
 
+/// Documents `rows` of `base`, id = row number, the row as the vector of dense field `field`.
+pub fn vector_docs(
+    base: &npy::Array2<f32>,
+    rows: std::ops::Range<usize>,
+    field: &str,
+) -> Vec<quiver::Document> {
+    let dim = base.cols;
+    rows.map(|i| {
+        let mut d = quiver::Document {
+            id: Some(quiver::DocId::Int(i as u64)),
+            ..Default::default()
+        };
+        d.vectors
+            .insert(field.into(), base.data[i * dim..(i + 1) * dim].to_vec());
+        d
+    })
+    .collect()
+}
+
 /// SciFact inputs of the embedding and codec benchmarks, read with `quiver_eval::beir`: the
 /// first `docs` corpus documents as `title + " " + text`, and every query.
 pub fn scifact_inputs(dir: &Path, docs: usize) -> Result<(Vec<String>, Vec<String>)> {

@@ -16,7 +16,7 @@
 use crate::data::cache_dir;
 use crate::error::{invalid, Context, Result};
 use quiver::Metric;
-use quiver::{Database, DocId, Document, Query, Schema};
+use quiver::{Database, DocId, Query, Schema};
 use quiver_eval::npy;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -301,7 +301,7 @@ struct Streamed {
 
 /// Upserts `base` in batches of `a.batch_size`, timing each acknowledgement.
 fn stream(c: &quiver::Collection, a: &IngestOptions, base: &npy::Array2<f32>) -> Result<Streamed> {
-    let (n, dim) = (base.rows, base.cols);
+    let n = base.rows;
     let batches = n.div_ceil(a.batch_size);
     let mut acks = Vec::with_capacity(batches);
     let mut waited = Duration::ZERO;
@@ -314,17 +314,7 @@ fn stream(c: &quiver::Collection, a: &IngestOptions, base: &npy::Array2<f32>) ->
         let tenth = b * 10 / batches;
         tenth_start[tenth].get_or_insert_with(Instant::now);
         let (start, end) = (b * a.batch_size, ((b + 1) * a.batch_size).min(n));
-        let docs: Vec<Document> = (start..end)
-            .map(|i| {
-                let mut d = Document {
-                    id: Some(DocId::Int(i as u64)),
-                    ..Default::default()
-                };
-                d.vectors
-                    .insert(FIELD.into(), base.data[i * dim..(i + 1) * dim].to_vec());
-                d
-            })
-            .collect();
+        let docs = crate::data::vector_docs(base, start..end, FIELD);
         let t = Instant::now();
         let rep = c.upsert(docs).context("upserting a batch")?;
         acks.push(t.elapsed());

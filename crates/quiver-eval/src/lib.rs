@@ -101,6 +101,18 @@ pub fn brute_force_topk_flat(
         .collect()
 }
 
+/// A seeded xorshift generator of floats uniform in [-1, 1) (for tests and synthetic data;
+/// print the seed).
+pub fn uniform(seed: u64) -> impl FnMut() -> f32 {
+    let mut s = seed | 1;
+    move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0
+    }
+}
+
 /// recall@k: |found[..k] ∩ truth[..k]| / min(k, |truth|). 1.0 when the truth is empty.
 pub fn recall_at_k<T: PartialEq>(found: &[T], truth: &[T], k: usize) -> f64 {
     let truth = &truth[..k.min(truth.len())];

@@ -11,15 +11,7 @@ const DIM: usize = 16;
 const N: u64 = 40_000;
 const BATCH: u64 = 100;
 
-fn rng(seed: u64) -> impl FnMut() -> f32 {
-    let mut s = seed | 1;
-    move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        (s >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0
-    }
-}
+use quiver_eval::uniform as rng;
 
 fn schema(rows: usize) -> Schema {
     Schema::parse(&format!(

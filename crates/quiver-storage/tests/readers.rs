@@ -16,15 +16,7 @@ use std::collections::HashMap;
 const DIM: usize = 16;
 const TOK: usize = 4;
 
-fn rng(seed: u64) -> impl FnMut() -> f32 {
-    let mut s = seed | 1;
-    move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        (s >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0
-    }
-}
+use quiver_eval::uniform as rng;
 
 /// One written document: normalised vector, tag, vector set.
 type Written = (Vec<f32>, String, Vec<Vec<f32>>);

@@ -17,15 +17,7 @@ use std::collections::BTreeSet;
 const DIM: usize = 32;
 const N: u64 = 3000;
 
-fn rng(seed: u64) -> impl FnMut() -> f32 {
-    let mut s = seed | 1;
-    move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        (s >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0
-    }
-}
+use quiver_eval::uniform as rng;
 
 /// Clustered vectors with a decaying spectrum, so PCA and prefixes matter.
 fn vectors(seed: u64, n: u64) -> Vec<Vec<f32>> {

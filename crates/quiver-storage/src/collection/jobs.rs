@@ -99,13 +99,7 @@ impl Collection {
         let (started, t) = (SystemTime::now(), Instant::now());
         let live = sealing_rows(&m, snap.seq);
         let sealed = (|| {
-            let seg = match live.is_empty() {
-                true => None,
-                false => {
-                    let name = reserve_name(&mut *self.writer()?);
-                    Some(self.write_segment(&name, self.gather(&snap, &live))?)
-                }
-            };
+            let seg = self.write_rows(&snap, &live, || Ok(reserve_name(&mut *self.writer()?)))?;
             self.install_sealed(&mut *self.writer()?, &m, snap.seq, seg)
         })();
         test_event(if sealed.is_ok() {
@@ -126,6 +120,20 @@ impl Collection {
         sealed
     }
 
+    /// Writes the rows at `locs` of `snap` as a segment named by `name` (`None` for no rows).
+    fn write_rows(
+        &self,
+        snap: &Snapshot,
+        locs: &[Loc],
+        name: impl FnOnce() -> Result<String, StorageError>,
+    ) -> Result<Option<Arc<Segment>>, StorageError> {
+        if locs.is_empty() {
+            return Ok(None);
+        }
+        let name = name()?;
+        self.write_segment(&name, self.gather(snap, locs)).map(Some)
+    }
+
     /// Seals the segment being sealed with the writer lock held throughout (when no sealer
     /// thread runs).
     pub(super) fn seal_here(&self, w: &mut Writer) -> Result<(), StorageError> {
@@ -134,13 +142,7 @@ impl Collection {
             return Ok(());
         };
         let live = sealing_rows(&m, snap.seq);
-        let seg = match live.is_empty() {
-            true => None,
-            false => {
-                let name = reserve_name(w);
-                Some(self.write_segment(&name, self.gather(&snap, &live))?)
-            }
-        };
+        let seg = self.write_rows(&snap, &live, || Ok(reserve_name(w)))?;
         self.install_sealed(w, &m, snap.seq, seg)
     }
 
