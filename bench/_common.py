@@ -78,7 +78,12 @@ def mark_venv_ready(d, requirements):
 
 
 def last_json(out, what):
-    """The JSON object a command printed last on stdout (stray lines before it are skipped)."""
+    """The JSON object a command printed on stdout: the whole output, else its last line that
+    parses (stray lines before it are skipped)."""
+    try:
+        return json.loads(out)
+    except ValueError:
+        pass
     for line in reversed(out.strip().splitlines()):
         line = line.strip()
         if line.startswith("{"):

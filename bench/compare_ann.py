@@ -24,7 +24,8 @@ import subprocess
 import sys
 import time
 
-from _common import HERE, REPO, CompareError, cached_venv, entry, logger, mark_venv_ready, quiver_bin, run_checked
+from _common import (HERE, REPO, CompareError, cached_venv, entry, last_json, logger,
+                     mark_venv_ready, quiver_bin, run_checked)
 
 # Pinned peer stack (installs on CPython 3.11 / x86_64 Linux: numpy and
 # faiss-cpu from wheels, hnswlib 0.8.0 builds from its sdist with g++).
@@ -76,19 +77,7 @@ def run_json(cmd, what, cwd=None):
     r = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
     if r.returncode != 0:
         raise CompareError(f"{what} failed (exit {r.returncode}): {' '.join(cmd)}")
-    out = r.stdout.strip()
-    try:
-        return json.loads(out)
-    except ValueError:
-        # Tolerate stray lines before the object: take the last line that parses.
-        for line in reversed(out.splitlines()):
-            line = line.strip()
-            if line.startswith("{"):
-                try:
-                    return json.loads(line)
-                except ValueError:
-                    pass
-        raise CompareError(f"{what}: stdout is not a JSON object: {out[:500]!r}")
+    return last_json(r.stdout, what)
 
 
 # ---------------------------------------------------------------- peers (venv side)

@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 
-from _common import HERE, REPO, CompareError, entry, logger, quiver_bin
+from _common import HERE, REPO, CompareError, entry, last_json, logger, quiver_bin
 
 import compare_ann
 
@@ -52,14 +52,7 @@ def run_json(cmd, what):
     r = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
     if r.returncode != 0:
         raise CompareError(f"{what} failed (exit {r.returncode}): {' '.join(cmd)}")
-    for line in reversed(r.stdout.strip().splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                return json.loads(line)
-            except ValueError:
-                pass
-    raise CompareError(f"{what}: stdout is not a JSON object: {r.stdout[:300]!r}")
+    return last_json(r.stdout, what)
 
 
 # ---------------------------------------------------------------- FAISS (venv side)
