@@ -9,8 +9,10 @@
 //!            publish (one pointer swap), remove log g
 //!     merge: while the policy finds segments to merge: write the merged segment (no writer
 //!            lock) ─► install the same way (inputs out, merged in, deletes carried)
-//!   a writer that finds the mutable segment full while the previous one is still being sealed
-//!   waits for that seal (back-pressure; the wait is reported in `WriteReport::waited`).
+//!   while a seal is in flight, writes are paced: rows written since the freeze may grow at
+//!   most at the sealer's measured rate (seconds per row of recent seals), and a writer that
+//!   finds the mutable segment over 1.5x its bound waits for the seal (back-pressure; the
+//!   delay is reported in `WriteReport::waited`).
 //! ```
 //!
 //! The merge policy is size-tiered (in the spirit of tantivy's `LogMergePolicy`): segments are
@@ -21,9 +23,11 @@
 //! ([`merge_pool`]), so the seals writers may be waiting on keep the rest. A merge extends the
 //! graph of its largest fully live input instead of building one from nothing.
 
+use crate::segment_write::Progress;
 use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -102,10 +106,10 @@ pub(crate) fn plan_merge(segs: &[SegmentSize]) -> Option<Vec<usize>> {
     })
 }
 
-/// The threads background merges build on: half the cores (at least one), so a merge never
-/// takes the cores a seal (and with it the writers waiting on that seal) needs. Seals and
-/// explicit `compact` calls use rayon's global pool. `None` if the pool could not be built
-/// (merges then use the global pool).
+/// The threads background merges build on: half the cores (at least one), at a lower CPU
+/// priority ([`lower_thread_priority`]), so a merge never takes the cores a seal (and with it
+/// the writers paced by that seal) needs. Seals and explicit `compact` calls use rayon's global
+/// pool. `None` if the pool could not be built (merges then use the global pool).
 pub(crate) fn merge_pool() -> Option<&'static rayon::ThreadPool> {
     static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
     POOL.get_or_init(|| {
@@ -113,10 +117,31 @@ pub(crate) fn merge_pool() -> Option<&'static rayon::ThreadPool> {
         rayon::ThreadPoolBuilder::new()
             .num_threads((cores / 2).max(1))
             .thread_name(|i| format!("quiver-merge-{i}"))
+            .start_handler(|_| lower_thread_priority())
             .build()
             .ok()
     })
     .as_ref()
+}
+
+/// Nice value of the merge pool's threads: the scheduler gives seals, writers and queries the
+/// cores first and merges what is left (as RocksDB lowers its compaction threads). The merger
+/// thread itself, which takes the writer lock to install a merge, keeps its priority.
+const MERGE_NICE: i32 = 10;
+
+/// Lowers the calling thread's CPU priority to [`MERGE_NICE`] (Linux; elsewhere a no-op). A
+/// failure leaves the priority as it was: merges then only compete on equal terms.
+pub(crate) fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: `gettid` takes no arguments and cannot fail; `setpriority` with PRIO_PROCESS
+        // and a thread id changes only that thread's nice value (Linux semantics) and reads no
+        // memory of ours. Its result is deliberately ignored (see above).
+        unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, MERGE_NICE);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -126,6 +151,20 @@ struct State {
     shutdown: bool,
     /// The last background failure, reported by the next write.
     error: Option<String>,
+    /// When the segment being sealed now was frozen.
+    frozen_at: Option<Instant>,
+    /// Seconds per row of recent seals, freeze to install (moving average), for pacing.
+    secs_per_row: Option<f64>,
+    /// The seal being written now: when it started and its rows.
+    writing: Option<(Instant, usize)>,
+}
+
+/// The sealer's pace as writers see it: when the segment now being sealed was frozen, and how
+/// long a seal takes per row lately.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SealPace {
+    pub frozen_at: Instant,
+    pub secs_per_row: f64,
 }
 
 /// The maintenance thread's mailbox and the job lock.
@@ -137,6 +176,30 @@ pub(crate) struct Maintenance {
     pub(crate) job: Mutex<()>,
     thread: Mutex<Option<JoinHandle<()>>>,
     history: Mutex<VecDeque<MaintenanceRecord>>,
+    /// Units of index build done and started in the seal being written (see [`SealProgress`]).
+    build_done: AtomicU64,
+    build_total: AtomicU64,
+}
+
+/// The [`Progress`] of a seal: counts its index-build units for pacing writers and passes
+/// everything on to the collection's own progress.
+pub(crate) struct SealProgress<'a> {
+    pub inner: &'a dyn Progress,
+    pub mailbox: &'a Maintenance,
+}
+
+impl Progress for SealProgress<'_> {
+    fn start(&self, label: &str, total: u64) {
+        self.mailbox.build_total.fetch_add(total, Ordering::Relaxed);
+        self.inner.start(label, total);
+    }
+    fn inc(&self, n: u64) {
+        self.mailbox.build_done.fetch_add(n, Ordering::Relaxed);
+        self.inner.inc(n);
+    }
+    fn finish(&self) {
+        self.inner.finish();
+    }
 }
 
 impl Maintenance {
@@ -146,10 +209,56 @@ impl Maintenance {
         self.cv.notify_all();
     }
 
-    /// Wakes writers waiting for a seal to finish.
-    pub(crate) fn sealed(&self) {
-        let _s = self.state.lock();
+    /// A mutable segment was frozen for sealing now.
+    pub(crate) fn frozen(&self) {
+        self.state.lock().frozen_at = Some(Instant::now());
+    }
+
+    /// A seal ended (installed when `rows` is `Some`): updates the pace and wakes writers
+    /// waiting for it.
+    pub(crate) fn sealed(&self, rows: Option<usize>) {
+        let mut s = self.state.lock();
+        if let (Some(rows), Some(t)) = (rows.filter(|&r| r > 0), s.frozen_at) {
+            let spr = t.elapsed().as_secs_f64() / rows as f64;
+            s.secs_per_row = Some(match s.secs_per_row {
+                Some(old) => 0.5 * old + 0.5 * spr,
+                None => spr,
+            });
+        }
+        if rows.is_some() {
+            s.frozen_at = None;
+        }
+        s.writing = None;
         self.cv.notify_all();
+    }
+
+    /// A seal of `rows` rows starts writing.
+    pub(crate) fn writing(&self, rows: usize) {
+        self.build_done.store(0, Ordering::Relaxed);
+        self.build_total.store(0, Ordering::Relaxed);
+        self.state.lock().writing = Some((Instant::now(), rows));
+    }
+
+    /// The pace of the seal now running: measured on that seal once a twentieth of its index
+    /// build is done (so a slowdown, say a merge taking cores, shows at once), else the recent
+    /// seals' average; `None` before any measure.
+    pub(crate) fn pace(&self) -> Option<SealPace> {
+        let s = self.state.lock();
+        let frozen_at = s.frozen_at?;
+        let (done, total) = (
+            self.build_done.load(Ordering::Relaxed),
+            self.build_total.load(Ordering::Relaxed),
+        );
+        let live = s
+            .writing
+            .filter(|_| total > 0 && done * 20 >= total)
+            .map(|(t, rows)| {
+                t.elapsed().as_secs_f64() / (rows.max(1) as f64 * done as f64 / total as f64)
+            });
+        Some(SealPace {
+            frozen_at,
+            secs_per_row: live.or(s.secs_per_row)?,
+        })
     }
 
     /// Waits for work; `false` when the collection is closing.
@@ -162,14 +271,20 @@ impl Maintenance {
         !s.shutdown
     }
 
-    /// Waits while `full()` holds (checked again at each wake-up, and every 50 ms in case a wake
-    /// was missed), unless the job failed (its error is pending) or the thread is stopping;
-    /// returns how long it waited. `full` must not lock this mailbox.
-    pub(crate) fn wait_for_room(&self, full: impl Fn() -> bool) -> Duration {
+    /// Waits while `blocked()` holds and `until` has not passed (checked again at each wake-up,
+    /// and every 50 ms in case a wake was missed), unless the job failed (its error is pending)
+    /// or the thread is stopping; returns how long it waited. `blocked` must not lock this
+    /// mailbox.
+    pub(crate) fn wait_while(&self, blocked: impl Fn() -> bool, until: Instant) -> Duration {
         let t = Instant::now();
         let mut s = self.state.lock();
-        while full() && !s.shutdown && s.error.is_none() {
-            self.cv.wait_for(&mut s, Duration::from_millis(50));
+        loop {
+            let now = Instant::now();
+            if now >= until || !blocked() || s.shutdown || s.error.is_some() {
+                break;
+            }
+            self.cv
+                .wait_for(&mut s, (until - now).min(Duration::from_millis(50)));
         }
         t.elapsed()
     }

@@ -14,25 +14,49 @@ impl Collection {
         m.live_rows() >= max || m.rows() >= 2 * max || m.bytes() >= self.schema.mutable_max_bytes
     }
 
-    /// Back-pressure: while the mutable segment is full and the previous one is still being
-    /// sealed, waits (at most [`MAX_BACKPRESSURE`]) for that seal; returns the time waited.
-    pub(super) fn wait_for_room(&self) -> Duration {
-        if self.writer.is_none() {
+    /// The mutable segment's hard bound, half as much again as the seal trigger: a writer that
+    /// finds it reached waits for the seal in flight.
+    fn is_over_bound(&self, m: &MutableSegment) -> bool {
+        let max = self.schema.mutable_max_rows;
+        let max_bytes = self.schema.mutable_max_bytes;
+        m.live_rows() >= max + max / 2
+            || m.rows() >= 3 * max
+            || m.bytes() >= max_bytes + max_bytes / 2
+    }
+
+    /// Back-pressure before a write of `batch` documents; returns the time it held the write.
+    ///
+    /// While a seal is in flight, writes are *paced*: rows written since the freeze may grow at
+    /// most at the sealer's measured rate, so that the mutable segment reaches its seal trigger
+    /// about when the seal ends; a write ahead of that curve sleeps (at most the time the sealer
+    /// takes for `batch` rows) or until the seal ends. A write that finds the mutable segment
+    /// over its hard bound (1.5x the trigger) waits for the seal, at most [`MAX_BACKPRESSURE`].
+    /// So a fast writer sees many short delays instead of one stall per seal.
+    pub(super) fn make_room(&self, batch: usize) -> Duration {
+        if self.writer.is_none() || !self.sealer.running() {
+            // Read-only, or no thread to wait on (the write then seals inline).
             return Duration::ZERO;
         }
-        let full = || {
+        let sealing = || self.current.load().version.sealing.is_some();
+        let over = || {
             let cur = self.current.load();
-            cur.version.sealing.is_some() && self.is_full(&cur.version.mutable)
+            cur.version.sealing.is_some() && self.is_over_bound(&cur.version.mutable)
         };
-        if !full() || !self.sealer.running() {
-            // Nothing to wait for, or no thread to wait on (the write then seals inline).
+        if over() {
+            // The seal may have failed and be waiting for a retry: ask for one.
+            self.sealer.notify();
+            let until = Instant::now() + MAX_BACKPRESSURE;
+            return self.sealer.wait_while(over, until);
+        }
+        let Some(pace) = self.sealer.pace().filter(|_| sealing()) else {
+            return Duration::ZERO;
+        };
+        let rows = self.current.load().version.mutable.live_rows();
+        let delay = pace_delay(rows, batch, pace.secs_per_row, pace.frozen_at.elapsed());
+        if delay.is_zero() {
             return Duration::ZERO;
         }
-        // The seal may have failed and be waiting for a retry: ask for one.
-        self.sealer.notify();
-        let t = std::time::Instant::now();
-        self.sealer
-            .wait_for_room(|| full() && t.elapsed() < MAX_BACKPRESSURE)
+        self.sealer.wait_while(sealing, Instant::now() + delay)
     }
 
     /// Freezes the full mutable segment and hands it to the sealer thread; when none runs (its
@@ -84,6 +108,7 @@ impl Collection {
             mutable: Arc::new(MutableSegment::new()),
         };
         self.publish(Arc::new(version), snap.seq);
+        self.sealer.frozen();
         Ok(())
     }
 
@@ -116,7 +141,7 @@ impl Collection {
             reused_graph_rows: 0,
             ok: sealed.is_ok(),
         });
-        self.sealer.sealed();
+        self.sealer.sealed(sealed.is_ok().then_some(live.len()));
         sealed
     }
 
@@ -131,7 +156,15 @@ impl Collection {
             return Ok(None);
         }
         let name = name()?;
-        self.write_segment(&name, self.gather(snap, locs)).map(Some)
+        self.sealer.writing(locs.len());
+        let data = self.gather(snap, locs);
+        let progress = self.progress.read().clone();
+        let counted = crate::maintenance::SealProgress {
+            inner: progress.as_ref(),
+            mailbox: &self.sealer,
+        };
+        let dir = self.dir.join("segments");
+        Segment::write(&self.schema, &dir, &name, data, &counted).map(|s| Some(Arc::new(s)))
     }
 
     /// Seals the segment being sealed with the writer lock held throughout (when no sealer
@@ -143,7 +176,9 @@ impl Collection {
         };
         let live = sealing_rows(&m, snap.seq);
         let seg = self.write_rows(&snap, &live, || Ok(reserve_name(w)))?;
-        self.install_sealed(w, &m, snap.seq, seg)
+        self.install_sealed(w, &m, snap.seq, seg)?;
+        self.sealer.sealed(Some(live.len()));
+        Ok(())
     }
 
     /// Installs the sealed form `seg` of sealing segment `m`, gathered at sequence number `seen`
@@ -226,14 +261,21 @@ impl Collection {
 
     /// Merges sealed segments `inputs` of `snap` (merger job lock held): writes the merged
     /// segment without the writer lock, then installs it in their place.
-    pub(super) fn merge(&self, snap: &Snapshot, inputs: &[usize]) -> Result<(), StorageError> {
+    /// Merges `inputs` of `snap` into one segment; `background`: its index builds run on the
+    /// merge pool (half the cores, lower priority), while installing it stays on this thread.
+    pub(super) fn merge(
+        &self,
+        snap: &Snapshot,
+        inputs: &[usize],
+        background: bool,
+    ) -> Result<(), StorageError> {
         self.check_live()?;
         if inputs.is_empty() {
             return Ok(());
         }
         test_event("compact-start");
         let (started, t) = (SystemTime::now(), Instant::now());
-        let merged = self.merge_inputs(snap, inputs);
+        let merged = self.merge_inputs(snap, inputs, background);
         test_event(if merged.is_ok() {
             "compact-end"
         } else {
@@ -265,6 +307,7 @@ impl Collection {
         &self,
         snap: &Snapshot,
         inputs: &[usize],
+        background: bool,
     ) -> Result<(usize, usize), StorageError> {
         let old: Vec<Arc<Segment>> = inputs
             .iter()
@@ -316,7 +359,13 @@ impl Collection {
                     reused = data.base_graph.as_ref().map_or(0, |g| g.capacity());
                 }
                 let name = reserve_name(&mut *self.writer()?);
-                Some(self.write_segment(&name, data)?)
+                let write = || self.write_segment(&name, data);
+                Some(
+                    match crate::maintenance::merge_pool().filter(|_| background) {
+                        Some(pool) => pool.install(write),
+                        None => write(),
+                    }?,
+                )
             }
         };
         let mut w = self.writer()?;
@@ -401,7 +450,7 @@ impl Collection {
                         }));
                         if job.is_err() {
                             mailbox.set_error(format!("background {kind} panicked"));
-                            mailbox.sealed();
+                            mailbox.sealed(None);
                         }
                     }
                 });
@@ -443,10 +492,7 @@ impl Collection {
             let Some(inputs) = plan_merge(&sizes) else {
                 break;
             };
-            let merged = match crate::maintenance::merge_pool().filter(|_| background) {
-                Some(pool) => pool.install(|| self.merge(&snap, &inputs)),
-                None => self.merge(&snap, &inputs),
-            };
+            let merged = self.merge(&snap, &inputs, background);
             if let Err(e) = merged {
                 if self.check_live().is_ok() {
                     self.merger.set_error(format!("background merge: {e}"));
@@ -535,4 +581,51 @@ fn sealing_rows(m: &MutableSegment, seq: u64) -> Vec<Loc> {
         .filter(|&r| m.visible(r, seq))
         .map(Loc::Sealing)
         .collect()
+}
+
+/// How long to hold a write of `batch` rows onto a mutable segment of `rows` live rows, frozen
+/// `since` ago for a seal that takes `secs_per_row`: rows written since the freeze grow no
+/// faster than the sealer seals them (so the mutable segment holds about as many rows as the
+/// segment being sealed when that seal ends), and no write waits longer than the sealer takes
+/// for its own rows.
+pub(super) fn pace_delay(
+    rows: usize,
+    batch: usize,
+    secs_per_row: f64,
+    since: Duration,
+) -> Duration {
+    let allowed_at = (rows + batch) as f64 * secs_per_row;
+    let ahead = allowed_at - since.as_secs_f64();
+    let cap = batch as f64 * secs_per_row;
+    if !ahead.is_finite() || !cap.is_finite() {
+        return Duration::ZERO;
+    }
+    Duration::from_secs_f64(ahead.clamp(0.0, cap.max(0.0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pace_delay;
+    use std::time::Duration;
+
+    #[test]
+    fn pacing_holds_writes_to_the_sealers_rate() {
+        let ms = |d: Duration| d.as_millis();
+        // 1 ms per row: 1,000 rows written 0.5 s after the freeze are 0.5 s ahead, but one
+        // write of 100 rows waits at most 100 ms.
+        assert_eq!(
+            ms(pace_delay(900, 100, 1e-3, Duration::from_millis(500))),
+            100
+        );
+        // 1,000 rows 0.95 s after the freeze: 50 ms ahead.
+        assert_eq!(
+            ms(pace_delay(900, 100, 1e-3, Duration::from_millis(950))),
+            50
+        );
+        // Behind the curve: no wait.
+        assert_eq!(ms(pace_delay(100, 100, 1e-3, Duration::from_secs(1))), 0);
+        // A nonsense rate never blocks.
+        assert_eq!(ms(pace_delay(100, 100, f64::NAN, Duration::ZERO)), 0);
+        assert_eq!(ms(pace_delay(100, 100, f64::INFINITY, Duration::ZERO)), 0);
+    }
 }

@@ -18,7 +18,10 @@
 //! generation, and a background thread *seals* the frozen one — writes it as a segment, then, in
 //! one short step under the writer lock, lists it in the manifest with the new generation,
 //! publishes the new version and removes the old log. Another background thread merges sealed
-//! segments by a size-tiered policy, dropping deleted rows (`maintenance.rs`). A crash between
+//! segments by a size-tiered policy, dropping deleted rows (`maintenance.rs`). While a seal is in
+//! flight, writes are paced to the sealer's measured rate, and a write that finds the mutable
+//! segment past 1.5x its bound waits for the seal: memory stays bounded and a fast writer sees
+//! short delays spread over the seal instead of one stall at its end. A crash between
 //! any two steps is repaired on open by sequence numbers (see ARCHITECTURE.md's table).
 //!
 //! A collection opened read-only (another process may be writing) replays the log as it is at
@@ -93,8 +96,9 @@ pub struct WriteReport {
     /// The write is durable, but a background seal or merge failed since the last write (a seal
     /// is retried on the next write that finds the mutable segment full, and on `flush`).
     pub maintenance_error: Option<String>,
-    /// How long the write waited for a background seal to make room (back-pressure: the mutable
-    /// segment was full while the previous one was still being sealed).
+    /// How long back-pressure held the write before it was logged: paced to the sealer's rate
+    /// while a seal was in flight, or waiting for that seal when the mutable segment was over
+    /// its bound (1.5x `mutable_max_rows` / `mutable_max_bytes`).
     pub waited: Duration,
 }
 
@@ -344,7 +348,7 @@ impl Collection {
     /// committed (durable when this returns), or nothing is written. Errors name the offending
     /// document (by position in the batch and id) and field.
     pub fn upsert(&self, docs: Vec<Document>) -> Result<WriteReport, StorageError> {
-        let waited = self.wait_for_room();
+        let waited = self.make_room(docs.len());
         let mut w = self.writer()?;
         let prepared = self.prepare(docs)?;
         if prepared.is_empty() {
@@ -529,7 +533,7 @@ impl Collection {
         let _job = self.merger.job.lock();
         let snap = self.snapshot();
         let all: Vec<usize> = (0..snap.version.segments.len()).collect();
-        self.merge(&snap, &all)
+        self.merge(&snap, &all, false)
     }
 
     /// Empty columns of a new segment of this collection's fields.
