@@ -6,6 +6,7 @@
 //!                   top-100 ─► <cache>/bench/ingest-{source}-{count}-q{q}-s{seed}/{base,queries,gt}.npy
 //!   base ─► Collection::upsert in batches (each timed: the acknowledgement latency) while the
 //!          background sealer and merger run ─► wait_for_maintenance (settle) ─► recall@10 at ef
+//!   --bulk: base ─► one Collection::bulk_load (segments of --segment-rows built on every core)
 //! ```
 //!
 //! Reported: documents/s overall and per tenth of the batches (the last tenth against the
@@ -64,6 +65,13 @@ pub struct IngestOptions {
     /// The collection's `mutable_max_rows` (rows per seal).
     #[arg(long, default_value_t = 20_000)]
     pub mutable_max_rows: usize,
+    /// Load everything with one `Collection::bulk_load` (sealed segments built on every core,
+    /// no log) instead of streamed upserts: `seconds` is that call.
+    #[arg(long)]
+    pub bulk: bool,
+    /// Rows per segment of `--bulk`.
+    #[arg(long, default_value_t = 200_000)]
+    pub segment_rows: usize,
 }
 
 /// The prepared files.
@@ -97,6 +105,8 @@ pub struct AckMs {
 pub struct IngestReport {
     /// `quiver`.
     pub engine: &'static str,
+    /// `stream` (upserts in batches) or `bulk` (one bulk load).
+    pub mode: &'static str,
     /// Data source.
     pub source: String,
     /// Documents ingested.
@@ -113,8 +123,8 @@ pub struct IngestReport {
     pub docs_per_s: f64,
     /// Documents/s within each tenth of the batches.
     pub tenths_docs_per_s: Vec<f64>,
-    /// Last tenth over the first.
-    pub last_over_first: f64,
+    /// Last tenth over the first (`None` for a bulk load).
+    pub last_over_first: Option<f64>,
     /// Acknowledgement latency.
     pub ack_ms: AckMs,
     /// Time writes waited for a seal to make room, in all.
@@ -155,20 +165,25 @@ pub fn run(as_json: bool, a: IngestOptions) -> Result<()> {
         println!("{}", serde_json::to_string(&r)?);
         return Ok(());
     }
+    let how = match a.bulk {
+        true => format!("one bulk load in segments of {}", a.segment_rows),
+        false => format!("batches of {}", r.batch_size),
+    };
     println!(
-        "ingest {} x {}-d ({}), batches of {}: {:.1}s, {:.0} docs/s; settle {:.1}s",
-        r.count, r.dim, r.source, r.batch_size, r.seconds, r.docs_per_s, r.settle_seconds
+        "ingest {} x {}-d ({}), {how}: {:.1}s, {:.0} docs/s; settle {:.1}s",
+        r.count, r.dim, r.source, r.seconds, r.docs_per_s, r.settle_seconds
     );
-    let tenths: Vec<String> = r
-        .tenths_docs_per_s
-        .iter()
-        .map(|x| format!("{x:.0}"))
-        .collect();
-    println!(
-        "docs/s per tenth: {} (last/first {:.2})",
-        tenths.join(" "),
-        r.last_over_first
-    );
+    if let Some(ratio) = r.last_over_first {
+        let tenths: Vec<String> = r
+            .tenths_docs_per_s
+            .iter()
+            .map(|x| format!("{x:.0}"))
+            .collect();
+        println!(
+            "docs/s per tenth: {} (last/first {ratio:.2})",
+            tenths.join(" ")
+        );
+    }
     println!(
         "ack p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; back-pressure {:.1}s; {} seals, {} merges, {} segments",
         r.ack_ms.p50, r.ack_ms.p99, r.ack_ms.max, r.backpressure_seconds, r.seals, r.merges, r.segments
@@ -349,6 +364,23 @@ fn stream(c: &quiver::Collection, a: &IngestOptions, base: &npy::Array2<f32>) ->
     })
 }
 
+/// Loads `base` with one bulk load (documents built first, outside the timing).
+fn bulk(c: &quiver::Collection, a: &IngestOptions, base: &npy::Array2<f32>) -> Result<Streamed> {
+    let docs = crate::data::vector_docs(base, 0..base.rows, FIELD);
+    let t = Instant::now();
+    let rep = c
+        .bulk_load(docs, a.segment_rows)
+        .context("bulk loading the base")?;
+    let took = t.elapsed();
+    Ok(Streamed {
+        acks: vec![took],
+        waited: rep.waited,
+        tenths: Vec::new(),
+        seconds: took.as_secs_f64(),
+        rss_peak: rss_mib().0,
+    })
+}
+
 /// Recall@10 of `Collection::query` at `ef` against the ground truth.
 fn recall(
     c: &quiver::Collection,
@@ -401,7 +433,11 @@ pub fn measure(a: &IngestOptions, data: &IngestData) -> Result<IngestReport> {
         tenths,
         seconds,
         rss_peak,
-    } = stream(&c, a, &base)?;
+    } = if a.bulk {
+        bulk(&c, a, &base)?
+    } else {
+        stream(&c, a, &base)?
+    };
     let t = Instant::now();
     c.wait_for_maintenance()
         .context("finishing background seals and merges")?;
@@ -412,6 +448,7 @@ pub fn measure(a: &IngestOptions, data: &IngestData) -> Result<IngestReport> {
     acks.sort();
     Ok(IngestReport {
         engine: "quiver",
+        mode: if a.bulk { "bulk" } else { "stream" },
         source: a.source.clone(),
         count: n,
         dim,
@@ -419,7 +456,7 @@ pub fn measure(a: &IngestOptions, data: &IngestData) -> Result<IngestReport> {
         seconds,
         settle_seconds,
         docs_per_s: n as f64 / seconds.max(1e-9),
-        last_over_first: tenths[9] / tenths[0].max(1e-9),
+        last_over_first: (tenths.len() == 10).then(|| tenths[9] / tenths[0].max(1e-9)),
         tenths_docs_per_s: tenths,
         ack_ms: AckMs {
             p50: percentile(&acks, 0.5),
