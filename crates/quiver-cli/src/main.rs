@@ -12,6 +12,7 @@ mod ops;
 mod progress;
 mod query_cmd;
 mod search_text;
+mod serve;
 mod text;
 
 use anyhow::Result;
@@ -67,6 +68,8 @@ pub enum Cmd {
     Bench(BenchCmd),
     /// Evaluate retrieval quality and cost on a BEIR-layout dataset (nDCG, recall, MAP, MRR, P).
     Eval(quiver_bench::eval::EvalOptions),
+    /// Serve the database over HTTP: a Qdrant-shaped REST API (see `quiver_server`).
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -127,5 +130,6 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Embed(a) => embed_cmd::run_embed(a),
         Cmd::Models(a) => embed_cmd::run_models(a, cli.json),
         Cmd::Eval(a) => Ok(quiver_bench::eval::run(&cli.db, cli.json, a)?),
+        Cmd::Serve(a) => serve::run(&cli.db, cli.json, a),
     }
 }

@@ -108,32 +108,7 @@ pub fn collection(db: &Path, as_json: bool, cmd: CollectionCmd) -> Result<()> {
             }
         }
         CollectionCmd::Info { name } => {
-            let c = d.collection(&name)?;
-            let info = c.info();
-            let schema = c.schema();
-            let dense: Vec<Value> = schema
-                .dense_fields()
-                .iter()
-                .map(|f| {
-                    json!({"field": f.name, "dim": f.dim, "metric": f.metric.name(), "index": serde_json::to_value(f.index).unwrap_or(Value::Null),
-                           "bytes_per_vector_f32": f.dim * 4, "total_vector_bytes": f.dim * 4 * info.documents})
-                })
-                .collect();
-            let v = json!({"name": info.name, "documents": info.documents, "mutable_rows": info.mutable_rows,
-                "segments": info.segments.iter().map(|(n, r, l)| json!({"name": n, "rows": r, "live": l})).collect::<Vec<_>>(),
-                "graph_bytes": info.graph_bytes, "seq": info.seq,
-                "disk": {"bytes": info.disk_bytes, "segment_bytes": info.segment_bytes, "wal_bytes": info.wal_bytes, "bytes_per_document": info.disk_bytes_per_document},
-                "dense_fields": dense, "tiers": serde_json::to_value(&info.dense)?, "multi_fields": info.multi, "schema": serde_json::to_value(schema.as_ref())?});
-            let mut v = v;
-            let snap = c.snapshot();
-            v["text_fields"] = schema
-                .text_fields()
-                .iter()
-                .filter_map(|f| snap.text_stats(&f.name))
-                .map(|s| json!({"field": s.field, "docs": s.docs, "avg_len": s.avg_len,
-                    "terms": s.terms.iter().map(|(seg, n)| json!({"segment": seg, "terms": n})).collect::<Vec<_>>()}))
-                .collect::<Vec<_>>()
-                .into();
+            let v = d.collection(&name)?.describe()?;
             if as_json {
                 println!("{v}");
             } else {

@@ -44,6 +44,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod describe;
 pub mod document;
 #[cfg(feature = "embed")]
 pub mod embedding;
@@ -56,7 +57,7 @@ pub mod request;
 pub use engine::{Collection, Database, IdLookup, OpenOptions};
 pub use error::{EngineError, Result};
 #[cfg(feature = "embed")]
-pub use models::{ModelPool, PoolOptions};
+pub use models::{EmbeddedTexts, ModelPool, PoolOptions};
 pub use request::{Mode, Query, QueryResult};
 
 /// The storage layer (segments, durability, payload indexes); [`Database`] and [`Collection`]

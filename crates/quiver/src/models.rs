@@ -34,6 +34,19 @@ impl Default for PoolOptions {
     }
 }
 
+/// The answer of [`ModelPool::embed_texts`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddedTexts {
+    /// One vector per text, in order.
+    pub vectors: Vec<Vec<f32>>,
+    /// Tokens the model read per text (special tokens included, after truncation).
+    pub tokens: Vec<usize>,
+    /// The model's `max_seq_length`: a text with this many tokens may have been cut.
+    pub max_tokens: usize,
+    /// Whether the model normalises its vectors.
+    pub normalized: bool,
+}
+
 /// Models loaded so far, by name. Cloning the `Arc` of a pool shares it.
 #[derive(Default)]
 pub struct ModelPool {
@@ -101,6 +114,50 @@ impl ModelPool {
             })?);
         self.loaded.lock().insert(name.to_string(), m.clone());
         Ok(m)
+    }
+
+    /// Sentence vectors of `texts` from model `name` (loaded on first use), the first `dims`
+    /// components of each when given (renormalised when the model normalises: a Matryoshka
+    /// prefix), with the number of tokens the model read (special tokens included, after
+    /// truncation to its `max_seq_length`). An empty text, or `dims` of 0 or past the model's
+    /// width, is [`EngineError::BadRequest`] naming it.
+    pub fn embed_texts(
+        &self,
+        name: &str,
+        texts: &[&str],
+        dims: Option<usize>,
+    ) -> Result<EmbeddedTexts> {
+        let model = self.get(name)?;
+        let info = model.info();
+        if let Some(d) = dims {
+            if d == 0 || d > info.dim {
+                return Err(EngineError::BadRequest(format!(
+                    "dimensions {d}: model {name} gives 1 to {} dimensions",
+                    info.dim
+                )));
+            }
+        }
+        if let Some(i) = texts.iter().position(|t| t.trim().is_empty()) {
+            return Err(EngineError::BadRequest(format!(
+                "input {i} is empty or whitespace-only"
+            )));
+        }
+        let model_err = |e: quiver_embed::EmbedError| EngineError::Model {
+            name: name.to_string(),
+            message: e.to_string(),
+        };
+        let tokens = model.tokenize(texts).map_err(model_err)?;
+        let opts = quiver_embed::EmbedOptions {
+            dims,
+            ..Default::default()
+        };
+        let vectors = model.embed(texts, &opts).map_err(model_err)?.into_vecs();
+        Ok(EmbeddedTexts {
+            vectors,
+            tokens: tokens.iter().map(|t| t.len()).collect(),
+            max_tokens: info.max_seq_length,
+            normalized: info.normalize,
+        })
     }
 
     /// Models loaded so far, with what each has done.
