@@ -8,7 +8,7 @@ use quiver_storage::{Collection, Database, DocId, Document, Knn, Schema, Snapsho
 use std::time::{Duration, Instant, SystemTime};
 
 const DIM: usize = 16;
-const N: u64 = 40_000;
+const N: u64 = 60_000;
 const BATCH: u64 = 100;
 
 use quiver_eval::uniform as rng;
@@ -123,17 +123,19 @@ fn acknowledgements_never_wait_on_merges_and_merges_keep_recall() {
         lat[lat.len() - 1],
     );
     assert!(seals >= 40, "{seals} seals");
-    // Every merge that ran (for 20 ms or more) while the ingest went on saw acknowledgements
-    // complete inside it: writes did not wait for it.
+    // Every merge that overlapped the ingest for 20 ms or more saw acknowledgements complete
+    // inside that overlap: writes did not wait for it. (Merges build at a lower CPU priority,
+    // so the last ones may end after the last acknowledgement; only the overlap counts.)
     let mut during = 0;
     for m in &merges {
-        let end = m.started + m.duration;
-        if m.duration < Duration::from_millis(20) || end > last_ack {
+        let end = (m.started + m.duration).min(last_ack);
+        let overlap = end.duration_since(m.started).unwrap_or_default();
+        if overlap < Duration::from_millis(20) {
             continue;
         }
         let inside = acks.iter().filter(|a| a.0 > m.started && a.0 < end).count();
         println!(
-            "merge of {} segments, {} rows ({} kept their graph links), {:?}: {inside} acknowledgements completed during it",
+            "merge of {} segments, {} rows ({} kept their graph links), {:?} ({overlap:?} of it during the ingest): {inside} acknowledgements completed then",
             m.inputs, m.rows, m.reused_graph_rows, m.duration
         );
         assert!(
@@ -150,7 +152,10 @@ fn acknowledgements_never_wait_on_merges_and_merges_keep_recall() {
     // And no acknowledgement took as long as any of those merges: none waited for one.
     let shortest = merges
         .iter()
-        .filter(|m| m.duration >= Duration::from_millis(20) && m.started + m.duration <= last_ack)
+        .filter(|m| {
+            let end = (m.started + m.duration).min(last_ack);
+            end.duration_since(m.started).unwrap_or_default() >= Duration::from_millis(20)
+        })
         .map(|m| m.duration)
         .min()
         .expect("merges");
