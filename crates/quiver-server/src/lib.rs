@@ -238,6 +238,7 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    // serve_on validates too; refuse a bad configuration before binding.
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     serve_on(listener, db, config, shutdown).await

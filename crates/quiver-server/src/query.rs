@@ -153,10 +153,10 @@ fn answer(c: &Collection, q: &Query, shape: &Shape) -> Result<Value, ApiError> {
                 p["payload"] = Value::Object(payload.clone());
             }
             if let Some(doc) = snap.as_ref().and_then(|s| s.get(&h.id)) {
-                let v = doc.to_json(true);
-                for k in ["vectors", "multi"] {
-                    if let Some(x) = v.get(k) {
-                        p[k] = x.clone();
+                // The stored point's vectors (the hit already carries its payload).
+                if let Value::Object(o) = crate::points::point(&doc, false, true) {
+                    for (k, x) in o.into_iter().filter(|(k, _)| k != "id") {
+                        p[k] = x;
                     }
                 }
             }

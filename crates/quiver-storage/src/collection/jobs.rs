@@ -10,18 +10,21 @@ use quiver_index::Hnsw;
 impl Collection {
     /// Seal on live rows, on bytes, or on all rows when the same ids are rewritten over and over.
     pub(super) fn is_full(&self, m: &MutableSegment) -> bool {
-        let max = self.schema.mutable_max_rows;
-        m.live_rows() >= max || m.rows() >= 2 * max || m.bytes() >= self.schema.mutable_max_bytes
+        self.reaches(m, 2)
     }
 
     /// The mutable segment's hard bound, half as much again as the seal trigger: a writer that
     /// finds it reached waits for the seal in flight.
     fn is_over_bound(&self, m: &MutableSegment) -> bool {
+        self.reaches(m, 3)
+    }
+
+    /// Whether `m` reaches `halves`/2 of the seal trigger (2: the trigger, 3: the hard bound):
+    /// live rows, bytes, or all rows (twice the live-row bound, for ids rewritten over and over).
+    fn reaches(&self, m: &MutableSegment, halves: usize) -> bool {
         let max = self.schema.mutable_max_rows;
-        let max_bytes = self.schema.mutable_max_bytes;
-        m.live_rows() >= max + max / 2
-            || m.rows() >= 3 * max
-            || m.bytes() >= max_bytes + max_bytes / 2
+        let bytes = self.schema.mutable_max_bytes * halves / 2;
+        m.live_rows() >= max * halves / 2 || m.rows() >= max * halves || m.bytes() >= bytes
     }
 
     /// Back-pressure before a write of `batch` documents; returns the time it held the write.
@@ -33,11 +36,12 @@ impl Collection {
     /// over its hard bound (1.5x the trigger) waits for the seal, at most [`MAX_BACKPRESSURE`].
     /// So a fast writer sees many short delays instead of one stall per seal.
     pub(super) fn make_room(&self, batch: usize) -> Duration {
-        if self.writer.is_none() || !self.sealer.running() {
-            // Read-only, or no thread to wait on (the write then seals inline).
+        let sealing = || self.current.load().version.sealing.is_some();
+        // The common case first, with no lock taken: no seal in flight, nothing to pace against.
+        // Then: read-only, or no thread to wait on (the write then seals inline).
+        if !sealing() || self.writer.is_none() || !self.sealer.running() {
             return Duration::ZERO;
         }
-        let sealing = || self.current.load().version.sealing.is_some();
         let over = || {
             let cur = self.current.load();
             cur.version.sealing.is_some() && self.is_over_bound(&cur.version.mutable)
