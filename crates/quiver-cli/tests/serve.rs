@@ -237,6 +237,7 @@ fn the_openai_client_gets_quiver_embeds_vectors() {
     ];
     let py = test_python();
     let dir = tempfile::tempdir().unwrap();
+    let serving_since = std::time::Instant::now();
     let (mut child, base, _events) = start(dir.path());
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -267,6 +268,13 @@ fn the_openai_client_gets_quiver_embeds_vectors() {
     let too_long = tei(json!({"inputs": [texts[0], long]}));
     let (st_cut, _) = tei(json!({"inputs": [long], "truncate": true}));
     let unnormalized = tei(json!({"inputs": "x", "normalize": false}));
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let alive = serving_since.elapsed().as_secs_f64();
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
@@ -333,6 +341,24 @@ fn the_openai_client_gets_quiver_embeds_vectors() {
     assert_eq!(st_cut, 200);
     assert_eq!(unnormalized.0, 422, "{}", unnormalized.1);
     assert_eq!(unnormalized.1["error_type"], "Validation");
+    // /metrics counts the texts and the time embedding took: the openai script embedded at
+    // least 3 + 3 + 1 texts, TEI 3 + 1 + 1; the calls came one at a time, so their summed time
+    // fits in the server's life.
+    let figure = |name: &str| -> f64 {
+        let key = format!("{name}{{model=\"{model}\"}} ");
+        let line = metrics.lines().find(|l| l.starts_with(&key));
+        line.unwrap_or_else(|| panic!("{key} not in /metrics:\n{metrics}"))[key.len()..]
+            .parse()
+            .unwrap()
+    };
+    let (embedded, seconds) = (
+        figure("quiver_embed_texts_total"),
+        figure("quiver_embed_seconds_total"),
+    );
+    eprintln!("/metrics: {embedded} texts in {seconds:.3} s of embedding, server up {alive:.1} s");
+    assert!(embedded >= 12.0, "{embedded}");
+    assert!(seconds > 0.0 && seconds < alive, "{seconds} s of {alive}");
+    assert!(metrics.contains("# TYPE quiver_embed_seconds_total counter"));
     // Errors reach the client as the right exceptions.
     let e = &got["errors"];
     assert_eq!(e["unknown_model"]["status"], 404, "{e}");

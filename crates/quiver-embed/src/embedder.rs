@@ -179,12 +179,15 @@ pub trait Embedder: Send + Sync {
 }
 
 /// Counters of the work an [`Embedder`] has done since it was loaded.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct EmbedStats {
     /// Texts encoded: one per text per encoder run (a text embedded twice counts twice).
     pub texts: u64,
     /// Encoder forward passes (batches).
     pub batches: u64,
+    /// Wall-clock seconds spent in embedding calls (tokenising, encoding and pooling), summed
+    /// over calls: two threads embedding for one second each count two.
+    pub seconds: f64,
 }
 
 /// Thread-safe counters behind [`Embedder::stats`].
@@ -192,6 +195,7 @@ pub struct EmbedStats {
 pub(crate) struct StatsCounter {
     texts: std::sync::atomic::AtomicU64,
     batches: std::sync::atomic::AtomicU64,
+    nanos: std::sync::atomic::AtomicU64,
 }
 
 impl StatsCounter {
@@ -201,11 +205,19 @@ impl StatsCounter {
         self.batches.fetch_add(batches as u64, Relaxed);
     }
 
+    /// Adds the time since `started` to the embedding time.
+    pub(crate) fn time(&self, started: std::time::Instant) {
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.nanos
+            .fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub(crate) fn get(&self) -> EmbedStats {
         use std::sync::atomic::Ordering::Relaxed;
         EmbedStats {
             texts: self.texts.load(Relaxed),
             batches: self.batches.load(Relaxed),
+            seconds: self.nanos.load(Relaxed) as f64 * 1e-9,
         }
     }
 }

@@ -181,7 +181,8 @@ impl Embedder for StaticEmbedder {
         let full = self.info.dim;
         let norm = self.info.normalize;
         self.stats.add(texts.len(), 1);
-        self.pool.install(|| {
+        let started = std::time::Instant::now();
+        let done = self.pool.install(|| {
             let toks = self.ids(texts)?;
             let rows: Vec<Vec<f32>> = toks
                 .par_iter()
@@ -204,7 +205,9 @@ impl Embedder for StaticEmbedder {
                 })
                 .collect();
             Embeddings::from_flat(dim, rows.concat())
-        })
+        });
+        self.stats.time(started);
+        done
     }
 
     fn stats(&self) -> EmbedStats {
@@ -214,9 +217,10 @@ impl Embedder for StaticEmbedder {
     fn embed_tokens(&self, texts: &[&str], options: &EmbedOptions) -> Result<Vec<TokenEmbeddings>> {
         validate(&self.info, texts, options)?;
         let dim = options.dims.unwrap_or(self.info.dim);
+        let started = std::time::Instant::now();
         let toks = self.pool.install(|| self.ids(texts))?;
         self.stats.add(texts.len(), 1);
-        Ok(toks
+        let out = toks
             .into_iter()
             .map(|t| {
                 let data = t
@@ -231,7 +235,9 @@ impl Embedder for StaticEmbedder {
                     data,
                 }
             })
-            .collect())
+            .collect();
+        self.stats.time(started);
+        Ok(out)
     }
 }
 

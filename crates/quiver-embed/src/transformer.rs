@@ -154,7 +154,8 @@ impl TransformerEmbedder {
         validate(&self.info, texts, options)?;
         let layers = options.layers.unwrap_or(self.info.num_layers);
         let hidden = self.info.dim;
-        self.pool.install(|| {
+        let started = std::time::Instant::now();
+        let done = self.pool.install(|| {
             let tokens = self.tokenizer.encode_batch(texts)?;
             let lengths: Vec<usize> = tokens.iter().map(TokenizedText::len).collect();
             for bucket in length_buckets(&lengths, options.batch_size) {
@@ -169,7 +170,9 @@ impl TransformerEmbedder {
                 }
             }
             Ok(())
-        })
+        });
+        self.stats.time(started);
+        done
     }
 }
 

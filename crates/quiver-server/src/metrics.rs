@@ -54,7 +54,8 @@ impl Metrics {
         h.count += 1;
     }
 
-    /// Prometheus text: requests, latency, then `gauges` (name, help, [(labels, value)]).
+    /// Prometheus text: requests, latency, then `gauges` (name, help, [(labels, value)]); a
+    /// name ending in `_total` is typed as a counter.
     pub(crate) fn render(&self, gauges: &[Gauge<'_>]) -> String {
         let mut out = String::new();
         out.push_str("# HELP quiver_http_requests_total HTTP requests by route and status.\n");
@@ -94,7 +95,13 @@ impl Metrics {
             );
         }
         for (name, help, values) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            // Prometheus' convention: a name ending in `_total` is a counter.
+            let kind = if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            };
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for (labels, v) in values {
                 let _ = writeln!(out, "{name}{labels} {v}");
             }

@@ -67,7 +67,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// Prometheus text: requests by route and status, latency histograms, documents and segments
-/// per collection, texts embedded per model.
+/// per collection, texts embedded, forward passes and embedding seconds per model.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
@@ -85,15 +85,17 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         }
         let mut texts = Vec::new();
         let mut batches = Vec::new();
+        let mut seconds = Vec::new();
         for (m, s) in db.pool().loaded() {
             let l = format!("{{model=\"{}\"}}", m.replace('"', "\\\""));
             texts.push((l.clone(), s.texts as f64));
-            batches.push((l, s.batches as f64));
+            batches.push((l.clone(), s.batches as f64));
+            seconds.push((l, s.seconds));
         }
-        (docs, segs, texts, batches)
+        (docs, segs, texts, batches, seconds)
     })
     .await;
-    let Ok((docs, segs, texts, batches)) = figures else {
+    let Ok((docs, segs, texts, batches, seconds)) = figures else {
         return ApiError::internal("collecting metrics failed").at(Instant::now());
     };
     let text = state.0.metrics.render(&[
@@ -116,6 +118,11 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
             "quiver_embed_batches_total",
             "Encoder forward passes per model.",
             batches,
+        ),
+        (
+            "quiver_embed_seconds_total",
+            "Seconds spent embedding per model (summed over concurrent calls).",
+            seconds,
         ),
     ]);
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
