@@ -330,10 +330,9 @@ impl Collection {
     /// The query vector of `text` for dense field `field` (its model and query prefix).
     #[cfg(feature = "embed")]
     pub fn embed_query(&self, field: &str, text: &str) -> Result<Vec<f32>> {
-        let f = self
-            .schema()
-            .dense(field)
-            .ok_or_else(|| EngineError::BadRequest(format!("unknown dense field {field:?}")))?;
+        let f = self.schema().dense(field).ok_or_else(|| {
+            EngineError::Query(quiver_query::QueryError::UnknownField(field.to_string()))
+        })?;
         crate::embedding::PoolEncoder::new(self.pool.clone()).dense(&f, text)
     }
 

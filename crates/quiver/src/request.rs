@@ -19,7 +19,7 @@
 
 use crate::error::{EngineError, Result};
 use quiver_query::plan::{Bm25Query, DenseQuery, Fusion, Plan, Prefetch, Source};
-use quiver_query::MultiQuery;
+use quiver_query::{MultiQuery, QueryError};
 use quiver_storage::Schema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -440,7 +440,7 @@ impl Query {
         let field = match &self.multi_field {
             Some(f) => schema
                 .multi(f)
-                .ok_or_else(|| EngineError::BadRequest(format!("unknown multi field {f:?}")))?,
+                .ok_or_else(|| EngineError::Query(QueryError::UnknownMultiField(f.to_string())))?,
             None => match schema.multi_fields().as_slice() {
                 [one] => one.clone(),
                 [] => {
@@ -486,7 +486,7 @@ fn dense_field(
     if let Some(n) = name {
         return schema
             .dense(n)
-            .ok_or_else(|| EngineError::BadRequest(format!("unknown dense field {n:?}")));
+            .ok_or_else(|| EngineError::Query(QueryError::UnknownField(n.to_string())));
     }
     let all = schema.dense_fields();
     if let [one] = all.as_slice() {

@@ -1,0 +1,152 @@
+//! `quiver._quiver`: the native module under the `quiver` Python package.
+//!
+//! A thin face over the engine API (`quiver::Database`, `quiver::Collection`,
+//! `quiver::ModelPool`): Python values are converted to the engine's JSON shapes (documents,
+//! queries, plans, filters: the same as the CLI's and the server's), numpy arrays are read in
+//! place, and every call that embeds, writes or searches runs with the GIL released.
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod collection;
+mod convert;
+mod errors;
+mod hits;
+
+use numpy::ndarray::Array2;
+use numpy::{IntoPyArray, PyArray2};
+use pyo3::prelude::*;
+use quiver::{Database as Engine, ModelPool, Schema};
+
+use crate::collection::Collection;
+use crate::convert::to_json;
+use crate::errors::{invalid, to_py};
+
+/// A Quiver database: a directory of collections, opened in this process.
+#[pyclass(module = "quiver._quiver", frozen)]
+struct Database {
+    db: Engine,
+}
+
+#[pymethods]
+impl Database {
+    /// Opens (or creates) the database in `path`. `read_only=True` opens it beside a writer in
+    /// another process, without taking the writer lock.
+    #[new]
+    #[pyo3(signature = (path, read_only = false))]
+    fn new(py: Python<'_>, path: std::path::PathBuf, read_only: bool) -> PyResult<Self> {
+        let db = py
+            .detach(|| {
+                if read_only {
+                    Engine::open_read_only(&path)
+                } else {
+                    Engine::open(&path)
+                }
+            })
+            .map_err(to_py)?;
+        Ok(Database { db })
+    }
+
+    /// The database's directory.
+    #[getter]
+    fn path(&self) -> std::path::PathBuf {
+        self.db.path().to_path_buf()
+    }
+
+    /// Whether it was opened with `read_only=True`.
+    #[getter]
+    fn read_only(&self) -> bool {
+        self.db.is_read_only()
+    }
+
+    /// Creates collection `name` with `schema` (a dict or a JSON string, Quiver's schema shape).
+    fn create_collection(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        schema: &Bound<'_, PyAny>,
+    ) -> PyResult<Collection> {
+        let text = match schema.extract::<String>() {
+            Ok(s) => s,
+            Err(_) => to_json(schema, "schema")?.to_string(),
+        };
+        let schema = Schema::parse(&text).map_err(|e| to_py(e.into()))?;
+        let c = py
+            .detach(|| self.db.create_collection(name, &schema))
+            .map_err(to_py)?;
+        Ok(Collection::new(c))
+    }
+
+    /// The existing collection `name` (`NotFound` if there is none).
+    fn collection(&self, py: Python<'_>, name: &str) -> PyResult<Collection> {
+        let c = py.detach(|| self.db.collection(name)).map_err(to_py)?;
+        Ok(Collection::new(c))
+    }
+
+    /// Names of the collections, sorted.
+    fn list_collections(&self) -> PyResult<Vec<String>> {
+        self.db.list_collections().map_err(to_py)
+    }
+
+    /// Deletes collection `name` and its files.
+    fn drop_collection(&self, py: Python<'_>, name: &str) -> PyResult<()> {
+        py.detach(|| self.db.drop_collection(name)).map_err(to_py)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "quiver.Database({:?}{})",
+            self.db.path().display(),
+            if self.db.is_read_only() {
+                ", read_only=True"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+/// Sentence vectors of `texts` from registry model `model` (pulled and verified on first use),
+/// the first `dims` components of each when given (renormalised: a Matryoshka prefix), as a
+/// float32 array of shape `(len(texts), dims)`.
+#[pyfunction]
+#[pyo3(signature = (texts, model = "all-MiniLM-L6-v2", dims = None))]
+fn embed<'py>(
+    py: Python<'py>,
+    texts: Vec<String>,
+    model: &str,
+    dims: Option<usize>,
+) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let out = py
+        .detach(|| ModelPool::global().embed_texts(model, &refs, dims))
+        .map_err(to_py)?;
+    let d = out.vectors.first().map_or(dims.unwrap_or(0), Vec::len);
+    let n = out.vectors.len();
+    let flat: Vec<f32> = out.vectors.into_iter().flatten().collect();
+    let arr = Array2::from_shape_vec((n, d), flat).map_err(|e| invalid(e.to_string()))?;
+    Ok(arr.into_pyarray(py))
+}
+
+/// The engine's version.
+#[pyfunction]
+fn version() -> &'static str {
+    quiver::VERSION
+}
+
+#[pymodule]
+fn _quiver(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<Database>()?;
+    m.add_class::<Collection>()?;
+    m.add_class::<hits::Hits>()?;
+    m.add_function(wrap_pyfunction!(embed, m)?)?;
+    m.add_function(wrap_pyfunction!(version, m)?)?;
+    m.add("QuiverError", py.get_type::<errors::QuiverError>())?;
+    m.add("InvalidInput", py.get_type::<errors::InvalidInput>())?;
+    m.add("SchemaError", py.get_type::<errors::SchemaError>())?;
+    m.add("NotFound", py.get_type::<errors::NotFound>())?;
+    m.add("AlreadyExists", py.get_type::<errors::AlreadyExists>())?;
+    m.add("Locked", py.get_type::<errors::Locked>())?;
+    m.add("ReadOnly", py.get_type::<errors::ReadOnly>())?;
+    Ok(())
+}

@@ -1,0 +1,28 @@
+"""README's Python quick start, run as written (in a fresh directory)."""
+
+import pathlib
+import re
+import subprocess
+import sys
+
+README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
+
+
+def quick_start():
+    text = README.read_text()
+    section = text.split("## Use it from Python", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 1, "one python block under 'Use it from Python'"
+    return blocks[0]
+
+
+def test_readme_python_quick_start_works_as_written(tmp_path):
+    out = subprocess.run([sys.executable, "-c", quick_start()], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    print(out.stdout)
+    # What the comments in the block say it prints.
+    assert lines[0] == "[1] [0.03278688]", lines[0]  # RRF: 1/61 + 1/61
+    assert lines[1] == "[[1], [2]]"
+    assert lines[2].startswith("[{'id': 1, 'payload': {") and lines[2].endswith(" 1")
+    assert (tmp_path / "quiver-py-data").is_dir()
