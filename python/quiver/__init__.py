@@ -257,17 +257,20 @@ class Collection:
             if len(base) != len(ids):
                 raise InvalidInput(f"payloads: {len(base)} given for {len(ids)} ids")
             payloads = [{**(p or {}), text_key: t} for p, t in zip(base, documents)]
-        arrays = None
-        if vectors is not None:
-            arrays = {}
-            for field, a in vectors.items():
-                arr = _f32(a, f"vectors[{field!r}]")
-                if arr.ndim == 1 and len(ids) == 1:
-                    arr = arr.reshape(1, -1)
-                if arr.ndim != 2:
-                    raise InvalidInput(f"vectors[{field!r}]: expected a 2-D array (n, dim), got {arr.ndim}-D")
-                arrays[field] = arr
-        return self._c.add(ids, None if payloads is None else list(payloads), arrays)
+        return self._c.add(ids, None if payloads is None else list(payloads), _arrays(vectors, len(ids)))
+
+    def bulk_load(
+        self,
+        ids: Sequence[int | str],
+        payloads: Sequence[Mapping[str, Any] | None] | None = None,
+        vectors: Mapping[str, Any] | None = None,
+        segment_rows: int = 1_000_000,
+    ) -> dict:
+        """A first load of many documents (the arguments of `add`): straight into sealed,
+        indexed segments of up to `segment_rows` rows, with no log or mutable-segment round
+        trip. Validated whole first; durable on return."""
+        ids = _ids(ids)
+        return self._c.bulk_load(ids, None if payloads is None else list(payloads), _arrays(vectors, len(ids)), segment_rows)
 
     def delete(self, ids: Sequence[int | str] | None = None, filter: Mapping[str, Any] | None = None) -> dict:
         """Deletes documents by `ids` or by `filter` (one of the two); durable on return."""
@@ -368,6 +371,21 @@ class Collection:
 
     def __repr__(self) -> str:
         return repr(self._c)
+
+
+def _arrays(vectors: Mapping[str, Any] | None, n: int) -> dict | None:
+    """`vectors` (field -> array-like) as float32 C-contiguous 2-D arrays."""
+    if vectors is None:
+        return None
+    arrays = {}
+    for field, a in vectors.items():
+        arr = _f32(a, f"vectors[{field!r}]")
+        if arr.ndim == 1 and n == 1:
+            arr = arr.reshape(1, -1)
+        if arr.ndim != 2:
+            raise InvalidInput(f"vectors[{field!r}]: expected a 2-D array (n, dim), got {arr.ndim}-D")
+        arrays[field] = arr
+    return arrays
 
 
 def _plain_doc(d: Mapping[str, Any]) -> Mapping[str, Any]:

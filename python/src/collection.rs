@@ -78,51 +78,30 @@ impl Collection {
         payloads: Option<&Bound<'py, PyList>>,
         vectors: Option<HashMap<String, PyReadonlyArray2<'py, f32>>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let n = ids.len();
-        let mut docs: Vec<Document> = Vec::with_capacity(n);
-        for (i, id) in ids.iter().enumerate() {
-            docs.push(Document {
-                id: Some(doc_id(&id, &format!("ids[{i}]"))?),
-                ..Default::default()
-            });
-        }
-        if let Some(p) = payloads {
-            if p.len() != n {
-                return Err(invalid(format!("payloads: {} given for {n} ids", p.len())));
-            }
-            for (i, (p, d)) in p.iter().zip(docs.iter_mut()).enumerate() {
-                if p.is_none() {
-                    continue;
-                }
-                match to_json(&p, &format!("payloads[{i}]"))? {
-                    serde_json::Value::Object(m) => d.payload = m,
-                    other => {
-                        return Err(invalid(format!(
-                            "payloads[{i}]: a payload must be a dict, got {other}"
-                        )))
-                    }
-                }
-            }
-        }
-        for (field, arr) in vectors.unwrap_or_default() {
-            let shape = arr.shape();
-            if shape[0] != n {
-                return Err(invalid(format!(
-                    "vectors[{field:?}]: {} rows for {n} ids",
-                    shape[0]
-                )));
-            }
-            let flat = arr.as_slice().map_err(|_| {
-                invalid(format!(
-                    "vectors[{field:?}]: the array must be C-contiguous"
-                ))
-            })?;
-            let dim = shape[1].max(1);
-            for (d, row) in docs.iter_mut().zip(flat.chunks(dim)) {
-                d.vectors.insert(field.clone(), row.to_vec());
-            }
-        }
+        let docs = documents(ids, payloads, vectors)?;
         let r = py.detach(|| self.c.upsert(docs)).map_err(to_py)?;
+        report(py, &r)
+    }
+
+    /// Like `add`, for a first load of many documents: they go straight into sealed segments
+    /// of up to `segment_rows` rows (indexes built), with no log or mutable-segment round trip.
+    /// The whole input is validated first; durable when it returns.
+    #[pyo3(signature = (ids, payloads = None, vectors = None, segment_rows = 1_000_000))]
+    fn bulk_load<'py>(
+        &self,
+        py: Python<'py>,
+        ids: &Bound<'py, PyList>,
+        payloads: Option<&Bound<'py, PyList>>,
+        vectors: Option<HashMap<String, PyReadonlyArray2<'py, f32>>>,
+        segment_rows: usize,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        if segment_rows == 0 {
+            return Err(invalid("segment_rows must be at least 1"));
+        }
+        let docs = documents(ids, payloads, vectors)?;
+        let r = py
+            .detach(|| self.c.bulk_load(docs, segment_rows))
+            .map_err(to_py)?;
         report(py, &r)
     }
 
@@ -274,4 +253,57 @@ impl Collection {
     fn __repr__(&self) -> String {
         format!("quiver.Collection({:?})", self.c.name())
     }
+}
+
+/// Documents from parallel `ids`, `payloads` and `vectors` (field -> array of one row per id).
+fn documents(
+    ids: &Bound<'_, PyList>,
+    payloads: Option<&Bound<'_, PyList>>,
+    vectors: Option<HashMap<String, PyReadonlyArray2<'_, f32>>>,
+) -> PyResult<Vec<Document>> {
+    let n = ids.len();
+    let mut docs: Vec<Document> = Vec::with_capacity(n);
+    for (i, id) in ids.iter().enumerate() {
+        docs.push(Document {
+            id: Some(doc_id(&id, &format!("ids[{i}]"))?),
+            ..Default::default()
+        });
+    }
+    if let Some(p) = payloads {
+        if p.len() != n {
+            return Err(invalid(format!("payloads: {} given for {n} ids", p.len())));
+        }
+        for (i, (p, d)) in p.iter().zip(docs.iter_mut()).enumerate() {
+            if p.is_none() {
+                continue;
+            }
+            match to_json(&p, &format!("payloads[{i}]"))? {
+                serde_json::Value::Object(m) => d.payload = m,
+                other => {
+                    return Err(invalid(format!(
+                        "payloads[{i}]: a payload must be a dict, got {other}"
+                    )))
+                }
+            }
+        }
+    }
+    for (field, arr) in vectors.unwrap_or_default() {
+        let shape = arr.shape();
+        if shape[0] != n {
+            return Err(invalid(format!(
+                "vectors[{field:?}]: {} rows for {n} ids",
+                shape[0]
+            )));
+        }
+        let flat = arr.as_slice().map_err(|_| {
+            invalid(format!(
+                "vectors[{field:?}]: the array must be C-contiguous"
+            ))
+        })?;
+        let dim = shape[1].max(1);
+        for (d, row) in docs.iter_mut().zip(flat.chunks(dim)) {
+            d.vectors.insert(field.clone(), row.to_vec());
+        }
+    }
+    Ok(docs)
 }

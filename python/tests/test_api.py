@@ -216,3 +216,28 @@ def test_text_fields_are_embedded_by_the_engine(db):
     np.testing.assert_allclose(stored, quiver.embed([texts[0]])[0], atol=1e-5)
     assert col.search("who likes quokkas?", mode="dense", k=1).ids == [1]
     assert col.search("bread baking", mode="hybrid", k=3).ids[0] == 3
+
+
+def test_bulk_load_builds_sealed_segments(db, rng):
+    col = db.create_collection("bulk", vector_schema(DIM))
+    data = rng.standard_normal((3000, DIM)).astype(np.float32)
+    ids = list(range(3000))
+    payloads = [{"text": f"row {i}", "n": i} for i in ids]
+    with pytest.raises(quiver.InvalidInput, match="document 2999"):
+        bad = data.copy()
+        bad[2999, 0] = np.nan
+        col.bulk_load(ids, payloads, {"emb": bad}, segment_rows=1000)
+    assert col.count() == 0
+    with pytest.raises(quiver.InvalidInput, match="segment_rows"):
+        col.bulk_load(ids, payloads, {"emb": data}, segment_rows=0)
+    assert col.bulk_load(ids, payloads, {"emb": data}, segment_rows=1000)["count"] == 3000
+    info = col.info()
+    assert info["mutable_rows"] == 0 and len(info["segments"]) == 3
+    recall = []
+    for q in rng.standard_normal((30, DIM)).astype(np.float32):
+        want = brute_force(data, q, 10, "cosine")[0]
+        assert col.search(q, k=10, exact=True).ids == want
+        recall.append(len(set(col.search(q, k=10).ids) & set(want)) / 10)
+    print(f"HNSW recall@10 over 3 bulk-loaded segments {np.mean(recall):.3f}")
+    assert np.mean(recall) >= 0.95
+    assert col.get(2999)["payload"] == {"text": "row 2999", "n": 2999}
