@@ -266,12 +266,18 @@ def run_vector_cells(engine, base, queries, gt, seconds, dim, rng):
 
     for busy in (False, True):
         for c in CONCURRENCY:
-            r = measure(engine, bodies, c, seconds, writer_for_cell() if busy else None)
-            r.update(clients=c, with_writer=busy, kind="vector")
-            log(f"{engine.name}: vector, {c} clients{' + writer' if busy else ''}: "
-                f"{r['qps']:.0f} QPS, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms")
-            cells["cells"].append(r)
+            cells["cells"].append(cell(engine.name, "vector", engine, bodies, c, seconds,
+                                       writer_for_cell() if busy else None))
     return cells
+
+
+def cell(name, kind, engine, bodies, clients, seconds, writer=None):
+    """One measured cell: `clients` query clients (plus `writer`), logged and labelled."""
+    r = measure(engine, bodies, clients, seconds, writer)
+    r.update(clients=clients, with_writer=writer is not None, kind=kind)
+    log(f"{name}: {kind}, {clients} clients{' + writer' if writer is not None else ''}: "
+        f"{r['qps']:.0f} QPS, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms")
+    return r
 
 
 def scifact(n):
@@ -312,11 +318,7 @@ def run_text_cells(engine, n_docs, seconds):
     bodies = [json.dumps({"query": q, "limit": 10, "with_payload": False}).encode() for q in queries]
     out = {"docs": len(docs), "load_seconds": load_s, "cells": []}
     for c in CONCURRENCY:
-        r = measure(Text(), bodies, c, seconds)
-        r.update(clients=c, with_writer=False, kind="text")
-        log(f"quiver: text, {c} clients: {r['qps']:.0f} QPS, p50 {r['p50_ms']:.2f} ms, "
-            f"p99 {r['p99_ms']:.2f} ms")
-        out["cells"].append(r)
+        out["cells"].append(cell("quiver", "text", Text(), bodies, c, seconds))
     return out
 
 

@@ -138,13 +138,7 @@ impl Collection {
             self.c.query(&one)
         };
         let results = py
-            .detach(|| {
-                if flat.len() == dim {
-                    vec![run(flat)]
-                } else {
-                    flat.par_chunks(dim).map(run).collect::<Vec<_>>()
-                }
-            })
+            .detach(|| flat.par_chunks(dim).map(run).collect::<Vec<_>>())
             .into_iter()
             .collect::<Result<Vec<_>, _>>()
             .map_err(to_py)?;
