@@ -24,8 +24,8 @@
 //!
 //! Every answer is `{"result": ..., "status": "ok", "time": s}` or `{"status": {"error": m},
 //! "time": s}` with a status code that names the fault (400 bad input, 401/403 keys, 404, 409,
-//! 413 body too large, 503 overloaded, timed out or shutting down). Engine work runs on
-//! tokio's blocking pool (`spawn_blocking`), never on the async workers, so a slow request does
+//! 413 body too large (the connection closes after it), 503 overloaded, timed out or shutting
+//! down). Engine work runs on tokio's blocking pool (`spawn_blocking`), never on the async workers, so a slow request does
 //! not stall the others. Requests pass one guard ([`guard`]): request id and log line, API key,
 //! concurrency limit (503 past it, never an unbounded queue), read timeout, metrics.
 //!
@@ -225,11 +225,25 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         ))
         .fallback(guard::no_route)
         .method_not_allowed_fallback(guard::wrong_method)
-        .layer(DefaultBodyLimit::max(state.config().body_limit_bytes));
+        .layer(DefaultBodyLimit::max(state.config().body_limit_bytes))
+        .layer(axum::middleware::map_response(close_after_413));
     if let Some(cors) = guard::cors(state.config()) {
         app = app.layer(cors);
     }
     (app.with_state(state), api)
+}
+
+/// A 413 leaves the rest of an oversized body unread, so the server closes the connection after
+/// it; `Connection: close` says so, and a client does not send its next request down a socket
+/// that is about to close (it would get a broken connection instead of an answer).
+async fn close_after_413(mut response: axum::response::Response) -> axum::response::Response {
+    if response.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 /// Binds `config.addr` and serves `db` until `shutdown` completes (see [`serve_on`]).
