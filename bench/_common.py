@@ -4,6 +4,7 @@ building) the quiver binary, and making a pinned private virtualenv for the peer
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -92,6 +93,34 @@ def last_json(out, what):
             except ValueError:
                 pass
     raise CompareError(f"{what}: stdout has no JSON object: {out[:500]!r}")
+
+
+def run_json(cmd, what, log, cwd=None, timeout=None):
+    """Run a command whose stdout is one JSON object; its stderr passes through. The command runs
+    in its own process group, killed whole when it outlives `timeout` seconds."""
+    log(f"running {' '.join(cmd)}")
+    p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=sys.stderr, text=True,
+                         start_new_session=True)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(p)
+        p.communicate()
+        raise CompareError(f"{what} ran past its {timeout:.0f}s timeout and was killed")
+    except BaseException:
+        _kill_group(p)
+        p.wait()
+        raise
+    if p.returncode != 0:
+        raise CompareError(f"{what} failed (exit {p.returncode}): {' '.join(cmd)}")
+    return last_json(out, what)
+
+
+def _kill_group(p):
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 def entry(main, peer_main):

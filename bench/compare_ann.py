@@ -20,11 +20,10 @@ Peers live only here: nothing of them goes into the Quiver binary.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
-from _common import (HERE, REPO, CompareError, cached_venv, entry, last_json, logger,
+from _common import (HERE, REPO, CompareError, cached_venv, entry, logger, run_json,
                      mark_venv_ready, quiver_bin, run_checked)
 
 # Pinned peer stack (installs on CPython 3.11 / x86_64 Linux: numpy and
@@ -66,18 +65,6 @@ def ensure_venv():
     run_checked([py, "-c", probe], "importing the peers in the virtualenv")
     mark_venv_ready(d, PEER_REQUIREMENTS)
     return py
-
-
-# ---------------------------------------------------------------- quiver
-
-
-def run_json(cmd, what, cwd=None):
-    """Run a command whose stdout is one JSON object; its stderr passes through."""
-    log(f"running {' '.join(cmd)}")
-    r = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
-    if r.returncode != 0:
-        raise CompareError(f"{what} failed (exit {r.returncode}): {' '.join(cmd)}")
-    return last_json(r.stdout, what)
 
 
 # ---------------------------------------------------------------- peers (venv side)
@@ -383,7 +370,7 @@ def run(args, peers, efs, reps):
     py = ensure_venv() if peers else None
     qbin = quiver_bin(log)
     prep = run_json([qbin, "bench", "ann", "--prepare-only", "--json"], "quiver data preparation",
-                    cwd=REPO)
+                    log, cwd=REPO)
     for key in ("base", "queries", "gt"):
         if not prep.get(key) or not os.path.exists(prep[key]):
             raise CompareError(f"quiver --prepare-only gave no usable {key!r}: {prep.get(key)!r}")
@@ -396,7 +383,7 @@ def run(args, peers, efs, reps):
                "--ef-construction", str(args.ef_construction), "--ef", ef_csv]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
-        q = run_json(cmd, "quiver bench ann", cwd=REPO)
+        q = run_json(cmd, "quiver bench ann", log, cwd=REPO)
         if not isinstance(q.get("rows"), list) or "build_s" not in q:
             raise CompareError(f"quiver bench ann output lacks rows/build_s: {str(q)[:300]}")
         results["quiver"] = {"build_s": q["build_s"], "rows": q["rows"]}
@@ -408,7 +395,7 @@ def run(args, peers, efs, reps):
     for p in peers:
         log(f"running peer {p} (build on all cores, then ef sweep on 1 thread)")
         res = run_json([py, os.path.join(HERE, "compare_ann.py"), "_peer", p, json.dumps(spec)],
-                       f"peer {p}")
+                       f"peer {p}", log)
         versions[p] = res.get("version")
         results[p] = {"build_s": res["build_s"], "rows": res["rows"]}
         peer_extra[p] = {"build_threads": res.get("build_threads"),

@@ -31,11 +31,10 @@ they are scanned or walked). Full vectors read only to rerank are counted as dis
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
-from _common import HERE, REPO, CompareError, entry, last_json, logger, quiver_bin
+from _common import HERE, REPO, CompareError, entry, logger, run_json, quiver_bin
 
 import compare_ann
 
@@ -45,14 +44,6 @@ TARGET_RECALL = 0.95
 RAM_FRACTION = 1.0 / 8.0
 FUNNEL_RATIO = 3.0
 HNSW_EF = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256]
-
-
-def run_json(cmd, what):
-    log(f"running {' '.join(cmd)}")
-    r = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
-    if r.returncode != 0:
-        raise CompareError(f"{what} failed (exit {r.returncode}): {' '.join(cmd)}")
-    return last_json(r.stdout, what)
 
 
 # ---------------------------------------------------------------- FAISS (venv side)
@@ -303,9 +294,9 @@ def run(args):
     py = compare_ann.ensure_venv()
     qbin = quiver_bin(log)
     prep = run_json([qbin, "bench", "codecs", "--prepare-only", "--json", "--datasets",
-                     args.datasets], "quiver data preparation")
+                     args.datasets], "quiver data preparation", log, cwd=REPO)
     q = run_json([qbin, "bench", "codecs", "--json", "--datasets", args.datasets, "--reps",
-                  str(args.reps)], "quiver bench codecs")
+                  str(args.reps)], "quiver bench codecs", log, cwd=REPO)
     rows = [dict(r, engine="quiver") for r in q["rows"]]
     version = None
     details, sets = {}, []
@@ -316,7 +307,7 @@ def run(args):
                 "reps": args.reps, "hnsw_ef": HNSW_EF}
         log(f"running FAISS on {name}")
         res = run_json([py, os.path.join(HERE, "compare_codecs.py"), "_peer", json.dumps(spec)],
-                       f"faiss on {name}")
+                       f"faiss on {name}", log)
         version = res.get("version")
         frows = [dict(r, dataset=name) for r in res["rows"]]
         rows.extend(frows)

@@ -38,13 +38,11 @@ import json
 import math
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 
-from _common import (HERE, REPO, CompareError, cached_venv, entry, last_json, logger,
+from _common import (HERE, REPO, CompareError, cached_venv, entry, logger, run_json,
                      mark_venv_ready, quiver_bin, run_checked)
 from compare_ann import _load_data, _loadavg, fmt
 
@@ -99,36 +97,6 @@ def ensure_venv():
     run_checked([py, "-c", probe], "importing the peers in the virtualenv")
     mark_venv_ready(d, PEER_REQUIREMENTS)
     return py
-
-
-# ---------------------------------------------------------------- running commands
-
-
-def run_json(cmd, what, cwd=None, timeout=None):
-    """Run a command whose stdout is one JSON object; its stderr passes through. The command runs
-    in its own process group, killed whole when it outlives `timeout` seconds."""
-    log(f"running {' '.join(cmd)}")
-    p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=sys.stderr, text=True,
-                         start_new_session=True)
-    try:
-        out, _ = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        p.communicate()
-        raise CompareError(f"{what} ran past its {timeout:.0f}s timeout and was killed")
-    except BaseException:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        p.wait()
-        raise
-    if p.returncode != 0:
-        raise CompareError(f"{what} failed (exit {p.returncode}): {' '.join(cmd)}")
-    return last_json(out, what)
 
 
 # ---------------------------------------------------------------- peers (venv side)
@@ -680,7 +648,7 @@ def run(args, peers):
     qbin = quiver_bin(log)
     flags = dataset_flags(args)
     prep = run_json([qbin, "bench", "ingest", "--prepare-only", "--json", *flags],
-                    "quiver data preparation", cwd=REPO)
+                    "quiver data preparation", log, cwd=REPO)
     for key in ("base", "queries", "gt"):
         if not prep.get(key) or not os.path.exists(prep[key]):
             raise CompareError(f"quiver --prepare-only gave no usable {key!r}: {prep.get(key)!r}")
@@ -691,7 +659,7 @@ def run(args, peers):
     engines, failed, versions = {}, {}, {}
     if not args.peers_only:
         q = run_json([qbin, "bench", "ingest", "--json", *flags, *build], "quiver bench ingest",
-                     cwd=REPO)
+                     log, cwd=REPO)
         missing = [k for k in ("count", "seconds", "docs_per_s", "ack_ms") if k not in q]
         if missing:
             raise CompareError(f"quiver bench ingest output lacks {missing}: {str(q)[:300]}")
@@ -707,7 +675,7 @@ def run(args, peers):
         work = tempfile.mkdtemp(prefix=f"quiver-compare-ingest-{p}-")
         try:
             res = run_json([py, os.path.join(HERE, "compare_ingest.py"), "_peer", p,
-                            json.dumps({**spec, "workdir": work})], f"peer {p}",
+                            json.dumps({**spec, "workdir": work})], f"peer {p}", log,
                            timeout=args.peer_timeout)
         except CompareError as e:
             log(f"{e}; going on with the other peers")

@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 
-from _common import REPO, CompareError, entry, last_json, logger, quiver_bin, run_checked
+from _common import REPO, CompareError, entry, last_json, logger, quiver_bin
 from compare_ingest import ensure_venv
 
 log = logger("serve")
