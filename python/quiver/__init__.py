@@ -334,31 +334,12 @@ class Collection:
         - options: `text_field`, `multi_field`, `ef`, `candidates`, `fusion`, `shortlist`,
           `ball_carving` as in Quiver's query shape.
         """
-        unknown = set(options) - set(_QUERY_KEYS)
-        if unknown:
-            raise InvalidInput(f"search: unknown option(s) {sorted(unknown)}; known: {list(_QUERY_KEYS)}")
-        q: dict[str, Any] = {"limit": k, "offset": offset, "exact": exact, "with_payload": with_payload}
-        if mode is not None:
-            q["mode"] = mode
-        if field is not None:
-            q["field"] = field
-        if filter is not None:
-            q["filter"] = filter
-        q.update({key: v for key, v in options.items() if v is not None})
-        if isinstance(query, str):
-            q["text"] = query
-            if vector is None:
-                return Hits(self._c.query(q)[0])
-            arr = _f32(vector, "vector")
-            if arr.ndim != 1:
-                raise InvalidInput(f"vector: expected a 1-D array, got {arr.ndim}-D")
-            return Hits(self._c.query(q, arr.reshape(1, -1))[0])
-        arr = _f32(query, "query")
+        q, arr = _search_request(query, k, mode, field, filter, offset, exact, with_payload, vector, options)
+        if arr is None:
+            return Hits(self._c.query(q)[0])
         if arr.ndim == 1:
             return Hits(self._c.query(q, arr.reshape(1, -1))[0])
-        if arr.ndim == 2:
-            return [Hits(h) for h in self._c.query(q, arr)]
-        raise InvalidInput(f"query: expected a str, a 1-D or a 2-D array, got a {arr.ndim}-D array")
+        return [Hits(h) for h in self._c.query(q, arr)]
 
     def query(self, plan: Mapping[str, Any]) -> Hits:
         """Runs a plan: the same JSON as `quiver query --plan` (`{"prefetch": [...], "fusion":
@@ -371,6 +352,34 @@ class Collection:
 
     def __repr__(self) -> str:
         return repr(self._c)
+
+
+def _search_request(query, k, mode, field, filter, offset, exact, with_payload, vector, options):
+    """`search`'s arguments as a query dict, and the query vector(s): `None` for a text query
+    without a vector, else a 1-D array (one query) or a 2-D array (a batch)."""
+    unknown = set(options) - set(_QUERY_KEYS)
+    if unknown:
+        raise InvalidInput(f"search: unknown option(s) {sorted(unknown)}; known: {list(_QUERY_KEYS)}")
+    q: dict[str, Any] = {"limit": k, "offset": offset, "exact": exact, "with_payload": with_payload}
+    if mode is not None:
+        q["mode"] = mode
+    if field is not None:
+        q["field"] = field
+    if filter is not None:
+        q["filter"] = filter
+    q.update({key: v for key, v in options.items() if v is not None})
+    if isinstance(query, str):
+        q["text"] = query
+        if vector is None:
+            return q, None
+        arr = _f32(vector, "vector")
+        if arr.ndim != 1:
+            raise InvalidInput(f"vector: expected a 1-D array, got {arr.ndim}-D")
+        return q, arr
+    arr = _f32(query, "query")
+    if arr.ndim not in (1, 2):
+        raise InvalidInput(f"query: expected a str, a 1-D or a 2-D array, got a {arr.ndim}-D array")
+    return q, arr
 
 
 def _arrays(vectors: Mapping[str, Any] | None, n: int) -> dict | None:

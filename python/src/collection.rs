@@ -137,12 +137,50 @@ impl Collection {
             one.vector = Some(row.to_vec());
             self.c.query(&one)
         };
+        // One row runs on the calling thread: handing it to the rayon pool and waiting for it
+        // costs a cross-thread wake-up, a large part of a small query's time.
         let results = py
-            .detach(|| flat.par_chunks(dim).map(run).collect::<Vec<_>>())
+            .detach(|| {
+                if flat.len() == dim {
+                    vec![run(flat)]
+                } else {
+                    flat.par_chunks(dim).map(run).collect::<Vec<_>>()
+                }
+            })
             .into_iter()
             .collect::<Result<Vec<_>, _>>()
             .map_err(to_py)?;
         Ok(results.into_iter().map(Hits::new).collect())
+    }
+
+    /// The plan `query` compiles to, with the text of its dense and multi sources embedded
+    /// (vectors in the plan): `(mode, plan)`. What a sharded collection sends to its shards.
+    fn prepare<'py>(
+        &self,
+        py: Python<'py>,
+        query: &Bound<'py, PyAny>,
+    ) -> PyResult<(String, Bound<'py, PyAny>)> {
+        let q: Query = serde_json::from_value(to_json(query, "query")?)
+            .map_err(|e| invalid(format!("query: {e}")))?;
+        let (mode, plan) = py.detach(|| self.c.prepare(&q)).map_err(to_py)?;
+        let plan = serde_json::to_value(&plan).map_err(|e| invalid(e.to_string()))?;
+        Ok((mode.name().to_string(), to_py_obj(py, &plan)?))
+    }
+
+    /// The statistics a BM25 search of `text` on text field `field` (default: the only one)
+    /// scores with here: `{"docs", "total_len", "avg_len", "terms": [[term, query_count, df]]}`.
+    #[pyo3(signature = (text, field = None))]
+    fn bm25_stats<'py>(
+        &self,
+        py: Python<'py>,
+        text: &str,
+        field: Option<&str>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let stats = py
+            .detach(|| self.c.bm25_stats(field, text))
+            .map_err(to_py)?;
+        let v = serde_json::to_value(&stats).map_err(|e| invalid(e.to_string()))?;
+        to_py_obj(py, &v)
     }
 
     /// The stored documents with these ids, in order (`None` for an id not stored).

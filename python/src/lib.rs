@@ -15,6 +15,8 @@ mod hits;
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray2};
 use pyo3::prelude::*;
+use quiver::query::plan::Fusion;
+use quiver::query::Hit;
 use quiver::{Database as Engine, ModelPool, Schema};
 
 use crate::collection::Collection;
@@ -127,6 +129,52 @@ fn embed<'py>(
     Ok(arr.into_pyarray(py))
 }
 
+/// Fuses ranked lists `[(ids, scores), ...]` (each best first) with `fusion` (the plan's
+/// shape: `{"rrf": {"k": 60}}`, `{"score": {"norm": "minmax"}}`; default RRF k = 60), the code
+/// a plan's fusion stage runs; returns `(ids, scores)` best first, ties by id.
+#[pyfunction]
+#[pyo3(signature = (lists, fusion = None))]
+fn fuse<'py>(
+    py: Python<'py>,
+    lists: Vec<(Vec<Bound<'py, PyAny>>, Vec<f32>)>,
+    fusion: Option<&Bound<'py, PyAny>>,
+) -> PyResult<(Vec<Bound<'py, PyAny>>, Vec<f32>)> {
+    let fusion: Fusion = match fusion {
+        Some(f) if !f.is_none() => serde_json::from_value(to_json(f, "fusion")?)
+            .map_err(|e| invalid(format!("fusion: {e}")))?,
+        _ => Fusion::Rrf {
+            k: quiver::query::DEFAULT_RRF_K,
+            weights: Vec::new(),
+        },
+    };
+    let mut hits = Vec::with_capacity(lists.len());
+    for (i, (ids, scores)) in lists.iter().enumerate() {
+        if ids.len() != scores.len() {
+            return Err(invalid(format!(
+                "fuse: list {i} has {} ids and {} scores",
+                ids.len(),
+                scores.len()
+            )));
+        }
+        let mut list = Vec::with_capacity(ids.len());
+        for (j, (id, &score)) in ids.iter().zip(scores).enumerate() {
+            list.push(Hit {
+                id: convert::doc_id(id, &format!("fuse: list {i}, id {j}"))?,
+                score,
+                payload: None,
+            });
+        }
+        hits.push(list);
+    }
+    let fused =
+        quiver::query::fuse_hits(&hits, &fusion, usize::MAX).map_err(|e| to_py(e.into()))?;
+    let ids = fused
+        .iter()
+        .map(|h| convert::id_to_py(py, &h.id))
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok((ids, fused.iter().map(|h| h.score).collect()))
+}
+
 /// The engine's version.
 #[pyfunction]
 fn version() -> &'static str {
@@ -141,6 +189,7 @@ fn _quiver(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<hits::Hits>()?;
     m.add_function(wrap_pyfunction!(embed, m)?)?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
+    m.add_function(wrap_pyfunction!(fuse, m)?)?;
     m.add("QuiverError", py.get_type::<errors::QuiverError>())?;
     m.add("InvalidInput", py.get_type::<errors::InvalidInput>())?;
     m.add("SchemaError", py.get_type::<errors::SchemaError>())?;

@@ -11,7 +11,7 @@
 use crate::{Hit, QueryError, SearchResult, SegmentPlan};
 use quiver_index::Bitset;
 use quiver_storage::{DocId, Filter, Loc, Offset, Snapshot, TextField};
-use quiver_text::{Bm25Stats, SegmentView, TextSource};
+use quiver_text::{Bm25Stats, CorpusStats, SegmentView, TextSource};
 use std::time::Instant;
 
 /// Extra candidates fetched beyond `k` so that ties at the cut resolve by id.
@@ -30,6 +30,9 @@ pub struct Bm25Request {
     pub filter: Option<Filter>,
     /// Include payloads in hits.
     pub with_payload: bool,
+    /// Statistics of a larger corpus to score with (a sharded collection's); `None`: this
+    /// snapshot's own.
+    pub corpus: Option<CorpusStats>,
 }
 
 impl Bm25Request {
@@ -41,6 +44,7 @@ impl Bm25Request {
             k,
             filter: None,
             with_payload: true,
+            corpus: None,
         }
     }
 }
@@ -80,38 +84,43 @@ pub struct Bm25Candidates {
     pub stats: Bm25Stats,
 }
 
-/// The top `k` BM25 candidates of `text` in text field `field` (`None`: the only one), restricted
-/// to `filter`, as row locations of `snap` (the plan executor's form).
-pub fn bm25_candidates(
-    snap: &Snapshot,
-    field: Option<&str>,
-    text: &str,
-    k: usize,
-    filter: Option<&Filter>,
-) -> Result<Bm25Candidates, QueryError> {
-    let field = resolve_text_field(snap, field)?;
-    let terms = field.build_analyzer().query_terms(text);
+/// Per segment: visible rows (they make the statistics) and, with a filter, allowed rows; and
+/// the microseconds each took.
+type RowSets = (Vec<(Bitset, Option<Bitset>)>, Vec<u128>);
+
+fn row_sets(snap: &Snapshot, filter: Option<&Filter>) -> RowSets {
     let n_segs = snap.segments();
-    // Per segment: visible rows (they make the statistics) and, with a filter, allowed rows.
-    let mut sets: Vec<(Bitset, Option<Bitset>)> = Vec::with_capacity(n_segs);
-    let mut set_micros = Vec::with_capacity(n_segs);
+    let mut sets = Vec::with_capacity(n_segs);
+    let mut micros = Vec::with_capacity(n_segs);
     for s in 0..n_segs {
         let t = Instant::now();
         let visible = snap.allowed(s, None);
         // `allowed` with a filter already excludes invisible rows.
         let allowed = filter.map(|f| snap.allowed(s, Some(f)));
         sets.push((visible, allowed));
-        set_micros.push(t.elapsed().as_micros());
+        micros.push(t.elapsed().as_micros());
     }
-    // Each segment's text index comes in parts (one per chunk of the mutable segment), each
-    // numbering its rows from 0: the segment's row filters, offset to the part's first row.
-    let mut parts: Vec<(usize, u32, &dyn TextSource)> = Vec::new();
-    for s in 0..n_segs {
-        for (start, src) in snap.segment(s).text(&field.name) {
+    (sets, micros)
+}
+
+/// Each segment's text index comes in parts (one per chunk of the mutable segment), each
+/// numbering its rows from 0: (segment, first row, part).
+fn text_parts<'a>(snap: &'a Snapshot, field: &str) -> Vec<(usize, u32, &'a dyn TextSource)> {
+    let mut parts = Vec::new();
+    for s in 0..snap.segments() {
+        for (start, src) in snap.segment(s).text(field) {
             parts.push((s, start, src));
         }
     }
-    let filters: Vec<(Offset<'_>, Offset<'_>)> = parts
+    parts
+}
+
+/// The segments' row filters, offset to each part's first row: (visible, allowed).
+fn part_filters<'a>(
+    parts: &[(usize, u32, &dyn TextSource)],
+    sets: &'a [(Bitset, Option<Bitset>)],
+) -> Vec<(Offset<'a>, Offset<'a>)> {
+    parts
         .iter()
         .map(|&(s, start, _)| {
             let (visible, allowed) = &sets[s];
@@ -127,18 +136,62 @@ pub fn bm25_candidates(
                 },
             )
         })
-        .collect();
-    let views: Vec<SegmentView<'_>> = parts
+        .collect()
+}
+
+fn views<'a>(
+    parts: &[(usize, u32, &'a dyn TextSource)],
+    filters: &'a [(Offset<'a>, Offset<'a>)],
+) -> Vec<SegmentView<'a>> {
+    parts
         .iter()
-        .zip(&filters)
+        .zip(filters)
         .map(|(&(_, _, source), (visible, allowed))| SegmentView {
             source,
             visible,
             allowed,
         })
-        .collect();
+        .collect()
+}
+
+/// The statistics a BM25 search of `text` on `field` (`None`: the only text field) would use:
+/// N, total length and df per query term over the snapshot's visible documents. Summed over the
+/// shards of a sharded collection ([`CorpusStats::add`]), they make every shard score as one
+/// collection would.
+pub fn bm25_stats(
+    snap: &Snapshot,
+    field: Option<&str>,
+    text: &str,
+) -> Result<Bm25Stats, QueryError> {
+    let field = resolve_text_field(snap, field)?;
+    let terms = field.build_analyzer().query_terms(text);
+    let (sets, _) = row_sets(snap, None);
+    let parts = text_parts(snap, &field.name);
+    let filters = part_filters(&parts, &sets);
+    quiver_text::stats(&views(&parts, &filters), &terms)
+        .map_err(|e| QueryError::Text(e.to_string()))
+}
+
+/// The top `k` BM25 candidates of `text` in text field `field` (`None`: the only one), restricted
+/// to `filter`, as row locations of `snap` (the plan executor's form). With `corpus`, the scores
+/// use its statistics instead of the snapshot's (see [`CorpusStats`]).
+pub fn bm25_candidates(
+    snap: &Snapshot,
+    field: Option<&str>,
+    text: &str,
+    k: usize,
+    filter: Option<&Filter>,
+    corpus: Option<&CorpusStats>,
+) -> Result<Bm25Candidates, QueryError> {
+    let field = resolve_text_field(snap, field)?;
+    let terms = field.build_analyzer().query_terms(text);
+    let n_segs = snap.segments();
+    let (sets, set_micros) = row_sets(snap, filter);
+    let parts = text_parts(snap, &field.name);
+    let filters = part_filters(&parts, &sets);
+    let views = views(&parts, &filters);
     let k = k.min(snap.total_rows());
-    let (per_part, stats) = quiver_text::search(&views, &terms, field.bm25, k)
+    let (per_part, stats) = quiver_text::search(&views, &terms, field.bm25, k, corpus)
         .map_err(|e| QueryError::Text(e.to_string()))?;
     let mut hits: Vec<(Loc, f32)> = Vec::new();
     let mut micros = set_micros;
@@ -183,6 +236,7 @@ pub fn bm25_search_stats(
         &req.text,
         req.k.saturating_add(TIE_MARGIN),
         req.filter.as_ref(),
+        req.corpus.as_ref(),
     )?;
     let mut all: Vec<(f32, DocId, Loc)> = c
         .hits

@@ -37,11 +37,12 @@ pub use multi::{maxsim_search, muvera_search, MaxsimRescore, MultiQuery, MultiSe
 pub mod plan;
 pub mod presets;
 
-pub use bm25::{bm25_search, bm25_search_stats, resolve_text_field, Bm25Request};
+pub use bm25::{bm25_search, bm25_search_stats, bm25_stats, resolve_text_field, Bm25Request};
 pub use fusion::{fuse_hits, rrf, score_fusion, DEFAULT_RRF_K};
 pub use plan::{Candidate, Plan, PlanResult, QueryEncoder};
 use quiver_index::{Bitset, RowFilter};
 use quiver_storage::{DenseField, DocId, Filter, Knn, Snapshot};
+pub use quiver_text::{Bm25Stats, CorpusStats};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::time::Instant;

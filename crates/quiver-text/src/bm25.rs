@@ -14,6 +14,10 @@
 //! taken over the documents *visible in the snapshot*, summed over all segments. So a document's
 //! score depends neither on how the collection is split into segments nor on deleted rows that
 //! compaction has not dropped yet. A query term occurring `qtf` times weighs `qtf` times.
+//!
+//! A corpus split over several collections (the shards of a sharded collection) scores as one:
+//! [`stats`] gives each part's N, total length and df, their sum ([`CorpusStats`]) goes back into
+//! [`search`] on every part, and the parts' top lists merge by score.
 
 use crate::TextError;
 use quiver_index::RowFilter;
@@ -102,6 +106,32 @@ pub struct Bm25Stats {
     pub terms: Vec<(String, u32, u64)>,
 }
 
+/// Statistics of a corpus larger than one collection: the documents of every shard of a sharded
+/// collection, summed. Given to [`search`], they replace the collection's own N, total length and
+/// document frequencies, so each shard scores as one collection holding every document would.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorpusStats {
+    /// Documents with at least one term in the field.
+    pub docs: u64,
+    /// Sum of their lengths.
+    pub total_len: u64,
+    /// Documents containing each query term (terms as the field's analyzer produces them).
+    #[serde(default)]
+    pub df: std::collections::BTreeMap<String, u64>,
+}
+
+impl CorpusStats {
+    /// Adds another part's statistics (another shard's [`Bm25Stats`]).
+    pub fn add(&mut self, part: &Bm25Stats) {
+        self.docs += part.docs;
+        self.total_len += part.total_len;
+        for (t, _, df) in &part.terms {
+            *self.df.entry(t.clone()).or_default() += df;
+        }
+    }
+}
+
 /// Inverse document frequency, Lucene's (always positive).
 pub fn idf(docs: u64, df: u64) -> f64 {
     (1.0 + (docs as f64 - df as f64 + 0.5) / (df as f64 + 0.5)).ln()
@@ -120,6 +150,48 @@ pub fn term_score(idf: f64, tf: u32, dl: u32, avg_len: f64, p: Bm25Params) -> f6
     idf * tf / (tf + k1 * norm)
 }
 
+/// Replaces the segments' own statistics by `corpus`'s, after checking that it covers them.
+fn use_corpus(
+    stats: &mut Bm25Stats,
+    df: &mut [u64],
+    terms: &[(String, u32)],
+    corpus: &CorpusStats,
+) -> Result<(), TextError> {
+    let short = |what: String| {
+        TextError::InvalidParams(format!(
+            "bm25 corpus statistics: {what}; they must be summed over every part of the corpus, \
+             this collection included"
+        ))
+    };
+    if corpus.docs < stats.docs || corpus.total_len < stats.total_len {
+        return Err(short(format!(
+            "docs {} and total_len {} are below this collection's own {} and {}",
+            corpus.docs, corpus.total_len, stats.docs, stats.total_len
+        )));
+    }
+    for ((t, _), d) in terms.iter().zip(df.iter_mut()) {
+        match corpus.df.get(t) {
+            Some(&g) if g >= *d && g <= corpus.docs => *d = g,
+            Some(&g) => {
+                return Err(short(format!(
+                    "df of term {t:?} is {g}, outside [{d}, {}] (this collection's own df, \
+                     the corpus's docs)",
+                    corpus.docs
+                )))
+            }
+            None => return Err(short(format!("no df for query term {t:?}"))),
+        }
+    }
+    stats.docs = corpus.docs;
+    stats.total_len = corpus.total_len;
+    stats.avg_len = if corpus.docs > 0 {
+        corpus.total_len as f64 / corpus.docs as f64
+    } else {
+        0.0
+    };
+    Ok(())
+}
+
 /// One segment's result.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SegmentHits {
@@ -131,15 +203,17 @@ pub struct SegmentHits {
     pub micros: u128,
 }
 
-/// Top `k` rows of every segment for the query `terms` (from [`crate::Analyzer::query_terms`]),
-/// best first, plus the statistics used. Rows that score 0 (match no term) are never returned.
-pub fn search(
-    views: &[SegmentView<'_>],
-    terms: &[(String, u32)],
-    params: Bm25Params,
-    k: usize,
-) -> Result<(Vec<SegmentHits>, Bm25Stats), TextError> {
-    params.validate()?;
+/// Pass 1 over every segment: N and total length over visible rows, and each query term's
+/// postings restricted to visible rows (kept for scoring) and document frequency.
+struct Collected {
+    stats: Bm25Stats,
+    /// Per segment, per term: (row, tf).
+    postings: Vec<Vec<Vec<(u32, u32)>>>,
+    df: Vec<u64>,
+    micros: Vec<u128>,
+}
+
+fn collect(views: &[SegmentView<'_>], terms: &[(String, u32)]) -> Result<Collected, TextError> {
     let mut stats = Bm25Stats::default();
     let mut micros = vec![0u128; views.len()];
     for (v, us) in views.iter().zip(micros.iter_mut()) {
@@ -160,7 +234,6 @@ pub fn search(
     } else {
         0.0
     };
-    // Postings restricted to visible rows, per segment and term; kept for the scoring pass.
     let mut postings: Vec<Vec<Vec<(u32, u32)>>> = Vec::with_capacity(views.len());
     let mut df = vec![0u64; terms.len()];
     for (v, us) in views.iter().zip(micros.iter_mut()) {
@@ -179,12 +252,55 @@ pub fn search(
         postings.push(per_term);
         *us += t0.elapsed().as_micros();
     }
-    let idfs: Vec<f64> = df.iter().map(|&d| idf(stats.docs, d)).collect();
+    Ok(Collected {
+        stats,
+        postings,
+        df,
+        micros,
+    })
+}
+
+fn with_terms(mut stats: Bm25Stats, terms: &[(String, u32)], df: &[u64]) -> Bm25Stats {
     stats.terms = terms
         .iter()
-        .zip(&df)
+        .zip(df)
         .map(|((t, q), &d)| (t.clone(), *q, d))
         .collect();
+    stats
+}
+
+/// The statistics a search of `terms` over these segments would use (N, total length, df per
+/// term over visible rows), without scoring: what one shard contributes to a [`CorpusStats`].
+pub fn stats(views: &[SegmentView<'_>], terms: &[(String, u32)]) -> Result<Bm25Stats, TextError> {
+    let c = collect(views, terms)?;
+    Ok(with_terms(c.stats, terms, &c.df))
+}
+
+/// Top `k` rows of every segment for the query `terms` (from [`crate::Analyzer::query_terms`]),
+/// best first, plus the statistics used. Rows that score 0 (match no term) are never returned.
+///
+/// With `corpus`, N, the average length and the document frequencies are the corpus's, not
+/// these segments' (see [`CorpusStats`]); it must cover every query term and at least these
+/// segments' own counts, or the error says which figure falls short.
+pub fn search(
+    views: &[SegmentView<'_>],
+    terms: &[(String, u32)],
+    params: Bm25Params,
+    k: usize,
+    corpus: Option<&CorpusStats>,
+) -> Result<(Vec<SegmentHits>, Bm25Stats), TextError> {
+    params.validate()?;
+    let Collected {
+        mut stats,
+        postings,
+        mut df,
+        micros,
+    } = collect(views, terms)?;
+    if let Some(c) = corpus {
+        use_corpus(&mut stats, &mut df, terms, c)?;
+    }
+    let idfs: Vec<f64> = df.iter().map(|&d| idf(stats.docs, d)).collect();
+    let stats = with_terms(stats, terms, &df);
     let mut out = Vec::with_capacity(views.len());
     for ((v, per_term), us) in views.iter().zip(postings).zip(micros) {
         let t = Instant::now();

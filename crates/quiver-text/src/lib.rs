@@ -19,7 +19,7 @@
 //! }
 //! let all = |_: u32| true;
 //! let view = SegmentView { source: &idx, visible: &all, allowed: &all };
-//! let (hits, stats) = search(&[view], &analyzer.query_terms("quokka"), Bm25Params::default(), 10).unwrap();
+//! let (hits, stats) = search(&[view], &analyzer.query_terms("quokka"), Bm25Params::default(), 10, None).unwrap();
 //! assert_eq!(stats.docs, 3);
 //! assert_eq!(hits[0].hits.len(), 2); // rows 0 and 2 (Porter: "quokkas" -> "quokka")
 //! ```
@@ -39,7 +39,8 @@ pub use analyzer::{
     TokenizerKind, LUCENE_ENGLISH_STOP_WORDS, MAX_TOKEN_BYTES,
 };
 pub use bm25::{
-    idf, search, term_score, Bm25Params, Bm25Stats, SegmentHits, SegmentView, TextSource,
+    idf, search, stats, term_score, Bm25Params, Bm25Stats, CorpusStats, SegmentHits, SegmentView,
+    TextSource,
 };
 pub use memory::MemText;
 pub use sealed::SealedText;

@@ -9,7 +9,7 @@
 //! ```
 
 use crate::error::{EngineError, Result};
-use crate::request::{Query, QueryResult};
+use crate::request::{Mode, Query, QueryResult};
 #[cfg(feature = "embed")]
 use crate::ModelPool;
 use parking_lot::RwLock;
@@ -306,6 +306,64 @@ impl Collection {
             explain: res.explain,
             took_ms: t.elapsed().as_secs_f64() * 1e3,
         })
+    }
+
+    /// Compiles `q` into the plan [`Collection::query`] would run, with the text of every dense
+    /// and multi source embedded here: the plan carries the query vectors. A sharded collection
+    /// sends that plan to its shards, so a query is embedded once, not once per shard. (A
+    /// rescore stage on a field no source searches still embeds where it runs.)
+    pub fn prepare(&self, q: &Query) -> Result<(Mode, Plan)> {
+        #[allow(unused_mut)]
+        let (mode, mut plan) = q.to_plan(self.schema())?;
+        #[cfg(feature = "embed")]
+        self.embed_sources(&mut plan)?;
+        Ok((mode, plan))
+    }
+
+    /// Replaces the text of dense and multi sources on model-backed fields by its vectors.
+    #[cfg(feature = "embed")]
+    fn embed_sources(&self, plan: &mut Plan) -> Result<()> {
+        use quiver_query::plan::Source;
+        let enc = crate::embedding::PoolEncoder::new(self.pool.clone());
+        let schema = self.schema();
+        let only = |mut all: Vec<storage::DenseField>| (all.len() == 1).then(|| all.remove(0));
+        for p in &mut plan.prefetch {
+            match &mut p.source {
+                Source::Dense(d) if d.vector.is_none() => {
+                    let field = match &d.field {
+                        Some(n) => schema.dense(n),
+                        None => only(schema.dense_fields()),
+                    };
+                    if let (Some(text), Some(f)) = (&d.text, field) {
+                        if f.embedding.model.is_some() {
+                            d.vector = Some(enc.dense(&f, text)?);
+                            d.text = None;
+                        }
+                    }
+                }
+                Source::Multi(m) if m.vectors.is_none() => {
+                    if let (Some(text), Some(f)) = (&m.text, schema.multi(&m.field)) {
+                        if f.embedding.model.is_some() {
+                            m.vectors = Some(enc.multi(&f, text)?);
+                            m.text = None;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The statistics a BM25 search of `text` on text field `field` (`None`: the only one) would
+    /// score with, over this collection's visible documents: N, total length, df per query term.
+    /// A sharded collection sums them over its shards and passes the sum in each BM25 source's
+    /// `stats`, so every shard scores as one collection holding all documents.
+    pub fn bm25_stats(&self, field: Option<&str>, text: &str) -> Result<quiver_query::Bm25Stats> {
+        let snap = self.snapshot();
+        let stats = quiver_query::bm25_stats(&snap, field, text)?;
+        snap.check()?;
+        Ok(stats)
     }
 
     /// Runs a plan on a fresh snapshot.

@@ -433,6 +433,7 @@ impl Query {
         Ok(Bm25Query {
             field: self.text_field.clone(),
             text,
+            stats: None,
         })
     }
 

@@ -227,6 +227,7 @@ fn prefetch(cx: &mut Exec<'_>, i: usize, p: &Prefetch) -> Result<SourceList, Que
                 &b.text,
                 p.limit,
                 cx.filter.as_ref(),
+                b.stats.as_ref(),
             )
             .map_err(bad)?;
             (

@@ -70,6 +70,11 @@ pub struct Bm25Query {
     pub field: Option<String>,
     /// Query text, analyzed with the field's analyzer.
     pub text: String,
+    /// Corpus statistics to score with instead of the collection's own: `{"docs": N,
+    /// "total_len": L, "df": {"term": n}}`, summed over every shard of a sharded collection so
+    /// that each shard scores as one collection holding all documents would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<quiver_text::CorpusStats>,
 }
 
 #[derive(Serialize, Deserialize)]

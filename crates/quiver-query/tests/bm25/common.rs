@@ -2,7 +2,8 @@
 
 #![allow(dead_code)]
 
-pub use quiver_query::{bm25_search, bm25_search_stats, Bm25Request, Hit};
+pub use quiver_query::plan::{execute, Plan};
+pub use quiver_query::{bm25_search, bm25_search_stats, bm25_stats, Bm25Request, CorpusStats, Hit};
 pub use quiver_storage::{Collection, Database, DocId, Document, Filter, Schema};
 pub use quiver_text::{Analyzer, AnalyzerSpec, Bm25Params};
 pub use serde_json::{json, Value};

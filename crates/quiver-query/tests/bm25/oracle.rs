@@ -343,3 +343,99 @@ fn corrupt_text_index_is_refused() {
         "{found:?}"
     );
 }
+
+#[test]
+fn corpus_statistics_make_shards_score_as_one_collection() {
+    // Cranfield split over three collections by position (shards of one corpus). With the
+    // shards' statistics summed and passed in, each shard's scores are the one-collection
+    // oracle's, so merging the shards' top lists by score gives the global top list; without
+    // them each shard scores with its own N, df and average length.
+    let data = load("cranfield");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Database::open(dir.path()).expect("open db");
+    let shards: Vec<_> = (0..3)
+        .map(|i| {
+            let c = db
+                .create_collection(&format!("shard{i}"), &schema(300, ""))
+                .expect("c");
+            let part: Vec<_> = data.docs.iter().skip(i).step_by(3).cloned().collect();
+            fill(&c, &part, 150, false);
+            c
+        })
+        .collect();
+    let snaps: Vec<_> = shards.iter().map(|c| c.snapshot()).collect();
+    let oracle = Oracle::new(&data.docs, AnalyzerSpec::default(), Bm25Params::default());
+    let (mut checked, mut local_differs) = (0, 0);
+    for (_, q) in data.queries.iter().take(60) {
+        let mut corpus = CorpusStats::default();
+        for s in &snaps {
+            corpus.add(&bm25_stats(s, Some("body"), q).expect("stats"));
+        }
+        let merged = |corpus: Option<&CorpusStats>| {
+            let mut all: Vec<Hit> = Vec::new();
+            for s in &snaps {
+                let mut req = Bm25Request::new(q.clone(), 10);
+                req.corpus = corpus.cloned();
+                all.extend(bm25_search(s, &req).expect("search").hits);
+            }
+            all.sort_by(|a, b| {
+                b.score
+                    .total_cmp(&a.score)
+                    .then_with(|| id_str(a).cmp(&id_str(b)))
+            });
+            all.truncate(10);
+            all
+        };
+        let want = oracle.scores(q, &|_| true, &|_| true);
+        assert_matches(&merged(Some(&corpus)), &want, 10, &format!("sharded {q:?}"));
+        let local = merged(None);
+        if local
+            .iter()
+            .zip(&want)
+            .any(|(g, w)| (g.score as f64 - w.1).abs() > 1e-5 * w.1.abs().max(1.0))
+        {
+            local_differs += 1;
+        }
+        // The plan's bm25 source takes the same statistics.
+        let plan = Plan::from_json(
+            &json!({"prefetch": [{"bm25": {"field": "body", "text": q, "stats": corpus}, "limit": 10}],
+                    "limit": 10})
+            .to_string(),
+        )
+        .expect("plan");
+        let mut req = Bm25Request::new(q.clone(), 10);
+        req.corpus = Some(corpus.clone());
+        let direct = bm25_search(&snaps[0], &req).expect("search");
+        let planned = execute(&snaps[0], &plan, None).expect("execute");
+        let scores = |h: &[Hit]| h.iter().map(|h| h.score).collect::<Vec<_>>();
+        assert_eq!(scores(&planned.hits), scores(&direct.hits), "{q:?}: plan");
+        checked += 1;
+    }
+    println!(
+        "corpus statistics: {checked} queries over 3 shards match the one-collection oracle; \
+         with per-shard statistics {local_differs} would not"
+    );
+    assert!(local_differs > checked / 2, "{local_differs} of {checked}");
+
+    // Statistics that cannot be the corpus's are refused, naming the figure.
+    let q = "flow over a flat plate";
+    let own = bm25_stats(&snaps[0], Some("body"), q).expect("stats");
+    let mut small = CorpusStats::default();
+    small.add(&own);
+    small.docs -= 1;
+    let mut missing = CorpusStats::default();
+    missing.add(&own);
+    let first = own.terms[0].0.clone();
+    missing.df.remove(&first);
+    for (bad, says) in [
+        (small, "below this collection's own"),
+        (missing, "no df for query term"),
+    ] {
+        let mut req = Bm25Request::new(q, 10);
+        req.corpus = Some(bad);
+        let e = bm25_search(&snaps[0], &req)
+            .expect_err("refused")
+            .to_string();
+        assert!(e.contains(says), "{e}");
+    }
+}
