@@ -44,7 +44,7 @@ import numpy as np
 
 try:
     import ray
-    from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+    from ray.exceptions import RayActorError, RayTaskError
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("quiver.ray needs Ray: pip install 'quiver[ray]'") from e
@@ -94,22 +94,27 @@ class _Shard:
     def delete(self, ids=None, filter=None) -> dict:
         return self.col.delete(ids=ids, filter=filter)
 
+    @ray.method(max_task_retries=0)
     def count(self, filter=None) -> int:
         return self.col.count(filter)
 
+    @ray.method(max_task_retries=0)
     def get(self, ids, with_vectors=False) -> list:
         return self.col.get(ids, with_vectors)
 
     def flush(self) -> None:
         self.col.flush()
 
+    @ray.method(max_task_retries=0)
     def prepare(self, query) -> tuple:
         return self.col._c.prepare(query)
 
+    @ray.method(max_task_retries=0)
     def bm25_stats(self, texts: list) -> list:
         """Statistics per (text, field) pair."""
         return [self.col._c.bm25_stats(t, f) for t, f in texts]
 
+    @ray.method(max_task_retries=0)
     def run(self, plans: list) -> list:
         """Each plan's hits as `(ids, scores, payloads or None)`."""
         out = []
@@ -120,8 +125,9 @@ class _Shard:
 
 
 # Threaded (searches from many driver threads run at once: the native calls release the GIL);
-# restarted forever by Ray; a call made while it restarts waits and is retried (every call is
-# idempotent: upserts and deletes by id, reads).
+# restarted forever by Ray. A write made while it restarts waits and is retried (upserts and
+# deletes by id are idempotent); a read fails at once (`max_task_retries=0` above), so the driver
+# reads another replica instead of waiting for this one.
 ShardActor = ray.remote(max_restarts=-1, max_task_retries=-1, max_concurrency=16)(_Shard)
 
 
@@ -169,12 +175,14 @@ def create_sharded(
     replicas: int = 1,
     timeout_s: float = 30.0,
     num_cpus: float | None = None,
+    hedge_s: float = 0.1,
 ) -> "ShardedCollection":
     """Creates a sharded collection under directory `root` (one database directory per shard
     and replica) and starts its shard actors, spread over the cluster's nodes (the replicas of a
     shard on different nodes when there are enough). `AlreadyExists` if `root` holds one.
-    `timeout_s` bounds each read of a shard replica; `num_cpus` is the actors' Ray CPU request
-    (Ray's default when `None`)."""
+    `timeout_s` bounds each read of a shard; after `hedge_s` without an answer a read also asks
+    the shard's next replica; `num_cpus` is the actors' Ray CPU request (Ray's default when
+    `None`)."""
     from . import AlreadyExists
 
     if not isinstance(shards, int) or shards < 1:
@@ -201,17 +209,18 @@ def create_sharded(
         "replicas": replicas,
         "dirs": [[f"shard-{s:04d}/replica-{r}" for r in range(replicas)] for s in range(shards)],
     }
-    sc = ShardedCollection(root, m, timeout_s=timeout_s, num_cpus=num_cpus)
+    sc = ShardedCollection(root, m, timeout_s=timeout_s, num_cpus=num_cpus, hedge_s=hedge_s)
     sc._start()
     _write_map(root, m)
     return sc
 
 
-def open_sharded(root: str, timeout_s: float = 30.0, num_cpus: float | None = None) -> "ShardedCollection":
+def open_sharded(root: str, timeout_s: float = 30.0, num_cpus: float | None = None,
+                 hedge_s: float = 0.1) -> "ShardedCollection":
     """Reattaches to the sharded collection under `root` (its shard actors if they still run,
     new ones over the same directories otherwise)."""
     root = os.path.abspath(os.fspath(root))
-    sc = ShardedCollection(root, _read_map(root), timeout_s=timeout_s, num_cpus=num_cpus)
+    sc = ShardedCollection(root, _read_map(root), timeout_s=timeout_s, num_cpus=num_cpus, hedge_s=hedge_s)
     sc._start()
     return sc
 
@@ -277,9 +286,9 @@ class ShardedCollection:
     """A collection split over `shards` Ray actors (times `replicas`), with the calls of a local
     `quiver.Collection`."""
 
-    def __init__(self, root: str, m: dict, timeout_s: float, num_cpus: float):
+    def __init__(self, root: str, m: dict, timeout_s: float, num_cpus: float | None, hedge_s: float):
         self.root, self._map = root, m
-        self.timeout_s = float(timeout_s)
+        self.timeout_s, self.hedge_s = float(timeout_s), float(hedge_s)
         self._num_cpus = num_cpus
         self._actors: list[list] = []
         self._pool = ThreadPoolExecutor(max_workers=max(4, 2 * m["shards"] * m["replicas"]))
@@ -330,9 +339,11 @@ class ShardedCollection:
         # Every replica opened its directory (an error here names the directory).
         self._wait([a.ping.remote() for row in self._actors for a in row], "start")
 
-    def placement(self) -> list[list[dict]]:
-        """Per shard and replica: the actor's pid, node id and directory."""
-        return [[ray.get(a.ping.remote(), timeout=self.timeout_s) for a in row] for row in self._actors]
+    def placement(self, timeout_s: float = 120.0) -> list[list[dict]]:
+        """Per shard and replica: the actor's pid, node id and directory (waiting up to
+        `timeout_s` for replicas that are restarting)."""
+        refs = [[a.ping.remote() for a in row] for row in self._actors]
+        return [ray.get(row, timeout=timeout_s) for row in refs]
 
     # -- calls --------------------------------------------------------------------------
 
@@ -351,28 +362,53 @@ class ShardedCollection:
         return self._wait(refs, method)
 
     def _read(self, s: int, method: str, *args):
-        """`method(*args)` on one replica of shard `s`: the first that answers within
-        `timeout_s`, trying each in turn from a rotating start (reads spread over replicas).
-        Raises `_Unavailable` when none does."""
+        """`method(*args)` on one replica of shard `s`, within `timeout_s`, hedged: the call goes
+        to one replica (a rotating start spreads reads); if it has not answered after `hedge_s`,
+        to the next as well, and the first answer wins. A replica that is down fails at once and
+        the next is called. A lone replica is called again (it may come back from a restart)
+        until the time is up; then `_Unavailable`."""
         n = self.replicas
+        deadline = time.monotonic() + self.timeout_s
         start = int(time.monotonic_ns() // 1000) % n
-        last = None
-        for k in range(n):
-            a = self._actors[s][(start + k) % n]
+        pending: list = []
+        sent, last = 0, None
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            if not pending:
+                if sent >= n:
+                    time.sleep(min(0.05, left))  # every replica failed: give a restart a moment
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                pending.append(getattr(self._actors[s][(start + sent) % n], method).remote(*args))
+                sent += 1
+            ready, _ = ray.wait(pending, num_returns=1, timeout=min(left, self.hedge_s))
+            if not ready:
+                if len(pending) < n:  # hedge: also ask a replica not asked yet in this round
+                    pending.append(getattr(self._actors[s][(start + sent) % n], method).remote(*args))
+                    sent += 1
+                continue
+            pending.remove(ready[0])
             try:
-                return ray.get(getattr(a, method).remote(*args), timeout=self.timeout_s)
+                return ray.get(ready[0])
             except RayTaskError as e:
                 raise _unwrap(e, method) from None
-            except (RayActorError, GetTimeoutError) as e:
+            except RayActorError as e:
                 last = e
-        raise _Unavailable(s, last)
+        raise _Unavailable(s, last or f"no answer within {self.timeout_s}s")
 
-    def _read_all(self, method: str, args_per_shard: list) -> tuple[list, list]:
-        """`method` on every shard at once: (answers, with None for a missing shard; missing)."""
-        futs = [self._pool.submit(self._read, s, method, *args_per_shard[s]) for s in range(self.shards)]
+    def _read_all(self, method: str, args_per_shard: list, skip=()) -> tuple[list, list]:
+        """`method` on every shard but those in `skip`, at once: (answers, with None for a
+        missing shard; the missing shards, `skip` included)."""
+        futs = [None if s in skip else self._pool.submit(self._read, s, method, *args_per_shard[s])
+                for s in range(self.shards)]
         out, missing = [], []
         for s, f in enumerate(futs):
             try:
+                if f is None:
+                    raise _Unavailable(s, "skipped")
                 out.append(f.result())
             except _Unavailable:
                 out.append(None)
@@ -492,7 +528,7 @@ class ShardedCollection:
             # Each shard runs the plan to offset + limit; the merge by score is the answer.
             cut = offset + limit if plan.get("rescore") else min(offset + limit, prefetch[0].get("limit", 100))
             sub = {**plan, "limit": offset + limit, "offset": 0}
-            answers, gone = self._read_all("run", [([sub],)] * self.shards)
+            answers, gone = self._read_all("run", [([sub],)] * self.shards, skip=missing)
             missing.update(gone)
             rows = _merge([a[0] for a in answers if a is not None], cut)[offset:]
             stages = "per shard, merged by score"
@@ -500,7 +536,7 @@ class ShardedCollection:
             # One list per source from every shard, merged per source, fused here.
             subs = [{"prefetch": [p], "limit": p.get("limit", 100), "with_payload": False,
                      **({"filter": plan["filter"]} if "filter" in plan else {})} for p in prefetch]
-            answers, gone = self._read_all("run", [(subs,)] * self.shards)
+            answers, gone = self._read_all("run", [(subs,)] * self.shards, skip=missing)
             missing.update(gone)
             lists = []
             for i, p in enumerate(prefetch):
@@ -535,9 +571,9 @@ class ShardedCollection:
         if not texts:
             return
         answers, gone = self._read_all("bm25_stats", [(texts,)] * self.shards)
-        if gone:
-            # Statistics without a shard would score the others as a smaller corpus.
-            missing.update(gone)
+        # A shard whose statistics are missing is left out of the query too (its scores would
+        # need the sum it is not part of): the answer is then marked partial.
+        missing.update(gone)
         sums = [{"docs": 0, "total_len": 0, "df": {}} for _ in texts]
         for a in answers:
             if a is None:
