@@ -54,20 +54,20 @@ M, EFC = 16, 200
 # ---------------------------------------------------------------- venv and the Quiver wheel
 
 
-def venv_dir():
-    d = (os.environ.get("QUIVER_BENCH_PYTHON_VENV")
-         or os.path.join("~", ".cache", "quiver", "bench-python-venv"))
+def venv_dir(env="QUIVER_BENCH_PYTHON_VENV", name="bench-python-venv"):
+    d = os.environ.get(env) or os.path.join("~", ".cache", "quiver", name)
     return os.path.abspath(os.path.expanduser(d))
 
 
-def ensure_venv():
-    d = venv_dir()
-    py, ready = cached_venv(d, REQUIREMENTS, log)
+def ensure_venv(d=None, requirements=REQUIREMENTS, log=log):
+    """The python of venv `d` holding `requirements` and a fresh release wheel of python/."""
+    d = d or venv_dir()
+    py, ready = cached_venv(d, requirements, log)
     if not ready:
-        log(f"installing {' '.join(REQUIREMENTS)} into {d} (a few minutes)")
+        log(f"installing {' '.join(requirements)} into {d} (a few minutes)")
         run_checked([py, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-                     *REQUIREMENTS], "pip install")
-        mark_venv_ready(d, REQUIREMENTS)
+                     *requirements], "pip install")
+        mark_venv_ready(d, requirements)
     out = tempfile.mkdtemp(prefix="quiver-wheel-")
     try:
         log("building the Quiver wheel (maturin build --release; the engine's release build is "
