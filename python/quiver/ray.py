@@ -51,7 +51,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 
 from . import Hits, InvalidInput, NotFound, QuiverError, _arrays, _ids, _quiver, _search_request
 
-__all__ = ["create_sharded", "open_sharded", "ShardedCollection", "ShardedHits", "shard_of"]
+__all__ = ["create_sharded", "open_sharded", "write", "ShardedCollection", "ShardedHits", "shard_of"]
 
 SHARD_MAP = "quiver-shards.json"
 MAP_VERSION = 1
@@ -223,6 +223,92 @@ def open_sharded(root: str, timeout_s: float = 30.0, num_cpus: float | None = No
     sc = ShardedCollection(root, _read_map(root), timeout_s=timeout_s, num_cpus=num_cpus, hedge_s=hedge_s)
     sc._start()
     return sc
+
+
+# ---------------------------------------------------------------- distributed ingest (Ray Data)
+
+
+def _column(batch, name, n):
+    """A numpy batch column as Python values (numpy scalars become ints, floats, strs)."""
+    col = batch[name]
+    return col.tolist() if hasattr(col, "tolist") else list(col)[:n]
+
+
+class _Embed:
+    """A Ray Data `map_batches` callable: computes the vectors of the schema's model-backed dense
+    fields from each row's payload, with the engine's own embedding (`_quiver.embed_payloads`);
+    the model loads once per worker (the engine's model pool)."""
+
+    def __init__(self, schema: dict, id_column: str):
+        self.schema, self.id_column = json.dumps(schema), id_column
+        fields = schema.get("fields", {})
+        self.dense = {f for f, spec in fields.items() if spec.get("type") == "dense"}
+
+    def __call__(self, batch: dict) -> dict:
+        n = len(batch[self.id_column])
+        cols = [c for c in batch if c != self.id_column and c not in self.dense]
+        payloads = [dict(zip(cols, row)) for row in zip(*(_column(batch, c, n) for c in cols))] if cols else [{}] * n
+        out = dict(batch)
+        for field, arr in _quiver.embed_payloads(self.schema, payloads).items():
+            if field not in batch:
+                out[field] = arr
+        return out
+
+
+class _Write:
+    """A Ray Data `map_batches` callable: routes each batch to the shards (every replica, durable
+    when it returns) and reports the rows written per shard."""
+
+    def __init__(self, root: str, id_column: str, timeout_s: float):
+        self.sc, self.id_column = open_sharded(root, timeout_s=timeout_s), id_column
+        self.dense = {f for f, spec in self.sc.schema.get("fields", {}).items() if spec.get("type") == "dense"}
+
+    def __call__(self, batch: dict) -> dict:
+        n = len(batch[self.id_column])
+        ids = _column(batch, self.id_column, n)
+        cols = [c for c in batch if c != self.id_column and c not in self.dense]
+        payloads = [dict(zip(cols, row)) for row in zip(*(_column(batch, c, n) for c in cols))] if cols else None
+        vectors = {f: np.asarray(batch[f], dtype=np.float32) for f in self.dense if f in batch}
+        self.sc.add(ids, payloads, vectors or None)
+        per_shard = [0] * self.sc.shards
+        for i in ids:
+            per_shard[shard_of(i, self.sc.shards)] += 1
+        return {"rows": np.asarray([n]), "per_shard": np.asarray([per_shard])}
+
+
+def write(ds, sc: "ShardedCollection", *, id_column: str = "id", batch_size: int = 256,
+          embed_concurrency: int = 1, write_concurrency: int = 1, progress: bool = True) -> dict:
+    """Writes Ray Dataset `ds` (one row per document: `id_column`, payload columns, and optional
+    vector columns named after dense fields) into `sc`. Model-backed dense fields are embedded in
+    `embed_concurrency` Ray Data workers (`map_batches`, one model load each), then
+    `write_concurrency` workers route each batch to the shards; a batch is acknowledged when
+    every replica holds it durably. Upserts by id: a rerun after a failure writes each document
+    once. Returns `{"rows", "seconds", "rows_per_s", "per_shard"}`; with `progress`, prints rows
+    and rows/s as batches are acknowledged."""
+    import sys
+
+    t = time.perf_counter()
+    embedded = ds.map_batches(_Embed, fn_constructor_args=(sc.schema, id_column), batch_size=batch_size,
+                              batch_format="numpy", concurrency=embed_concurrency)
+    written = embedded.map_batches(_Write, fn_constructor_args=(sc.root, id_column, sc.timeout_s),
+                                   batch_size=batch_size, batch_format="numpy",
+                                   concurrency=write_concurrency, num_cpus=0.5)
+    rows, per_shard, last = 0, [0] * sc.shards, 0.0
+    for b in written.iter_batches(batch_format="numpy", batch_size=None):
+        rows += int(np.sum(b["rows"]))
+        for row in b["per_shard"]:
+            per_shard = [a + int(x) for a, x in zip(per_shard, row)]
+        now = time.perf_counter()
+        if progress and now - last >= 1.0:
+            last = now
+            print(f"quiver.ray.write: {rows} rows, {rows / (now - t):.0f} rows/s, per shard {per_shard}",
+                  file=sys.stderr, flush=True)
+    secs = time.perf_counter() - t
+    report = {"rows": rows, "seconds": round(secs, 3), "rows_per_s": round(rows / secs, 1) if secs else 0.0,
+              "per_shard": per_shard}
+    if progress:
+        print(f"quiver.ray.write: done, {report}", file=sys.stderr, flush=True)
+    return report
 
 
 # ---------------------------------------------------------------- results

@@ -15,6 +15,7 @@ mod hits;
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray2};
 use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
 use quiver::query::plan::Fusion;
 use quiver::query::Hit;
 use quiver::{Database as Engine, ModelPool, Schema};
@@ -175,6 +176,59 @@ fn fuse<'py>(
     Ok((ids, fused.iter().map(|h| h.score).collect()))
 }
 
+/// The vectors `schema`'s model-backed dense fields compute for documents with these
+/// `payloads` (the same texts, prefixes and models as an upsert): `{field: float32 array (n,
+/// dim)}`. Multi-vector fields are left to the upsert. What a Ray Data worker runs, so that
+/// embedding happens beside the data, once per document.
+#[pyfunction]
+fn embed_payloads<'py>(
+    py: Python<'py>,
+    schema: &Bound<'py, PyAny>,
+    payloads: &Bound<'py, PyList>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let text = match schema.extract::<String>() {
+        Ok(s) => s,
+        Err(_) => to_json(schema, "schema")?.to_string(),
+    };
+    let mut schema = Schema::parse(&text).map_err(|e| to_py(e.into()))?;
+    schema
+        .fields
+        .retain(|_, f| matches!(f, quiver::storage::FieldSpec::Dense { model: Some(_), .. }));
+    let mut docs = Vec::with_capacity(payloads.len());
+    for (i, p) in payloads.iter().enumerate() {
+        match to_json(&p, &format!("payloads[{i}]"))? {
+            serde_json::Value::Object(m) => docs.push(quiver::Document {
+                payload: m,
+                ..Default::default()
+            }),
+            other => {
+                return Err(invalid(format!(
+                    "payloads[{i}]: a payload must be a dict, got {other}"
+                )))
+            }
+        }
+    }
+    let pool = ModelPool::global();
+    py.detach(|| {
+        quiver::embedding::embed_documents(&schema, &mut docs, &pool, &quiver::storage::NoProgress)
+    })
+    .map_err(to_py)?;
+    let out = PyDict::new(py);
+    for f in schema.dense_fields() {
+        let mut flat = Vec::with_capacity(docs.len() * f.dim);
+        for (i, d) in docs.iter().enumerate() {
+            let v = d.vectors.get(&f.name).ok_or_else(|| {
+                invalid(format!("payloads[{i}]: field {:?} got no vector", f.name))
+            })?;
+            flat.extend_from_slice(v);
+        }
+        let arr = Array2::from_shape_vec((docs.len(), f.dim), flat)
+            .map_err(|e| invalid(e.to_string()))?;
+        out.set_item(&f.name, arr.into_pyarray(py))?;
+    }
+    Ok(out)
+}
+
 /// The engine's version.
 #[pyfunction]
 fn version() -> &'static str {
@@ -190,6 +244,7 @@ fn _quiver(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(embed, m)?)?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
     m.add_function(wrap_pyfunction!(fuse, m)?)?;
+    m.add_function(wrap_pyfunction!(embed_payloads, m)?)?;
     m.add("QuiverError", py.get_type::<errors::QuiverError>())?;
     m.add("InvalidInput", py.get_type::<errors::InvalidInput>())?;
     m.add("SchemaError", py.get_type::<errors::SchemaError>())?;

@@ -189,3 +189,38 @@ def test_a_new_driver_handle_reattaches(sharded, local, corpus):
     assert again.count() == sharded.count()
     text = corpus[3][1]
     same(again.search(text, mode="bm25"), local.search(text, mode="bm25"), "reattached")
+
+
+def test_ray_data_write_embeds_in_workers_and_equals_one_collection(cluster, tmp_path, corpus):
+    # Documents as a Ray Dataset; potion-base-8M (a static model) embeds title + text in the
+    # Ray Data workers; the oracle is one local collection upserting the same payloads (the
+    # engine embedding them itself).
+    ids, payloads, _, queries, _ = corpus
+    schema = {"fields": {
+        "emb": {"type": "dense", "dim": 256, "metric": "cosine", "model": "potion-base-8M", "embed": ["title", "text"]},
+        "body": {"type": "text", "source": ["title", "text"]},
+        "bucket": {"type": "integer"},
+        "shard": {"type": "integer"},
+    }}
+    n = 600
+    rows = [{"id": i, **p} for i, p in zip(ids, payloads) if p["title"] or p["text"]][:n]
+    ids = [r["id"] for r in rows]
+    local = quiver.connect(tmp_path / "local").create_collection("w", schema)
+    local.upsert([{"id": r["id"], "payload": {k: v for k, v in r.items() if k != "id"}} for r in rows])
+    sc = qray.create_sharded("w", schema, shards=3, root=str(tmp_path / "sharded"), timeout_s=60)
+    ds = ray.data.from_items(rows)
+    report = qray.write(ds, sc, batch_size=100, progress=False)
+    print(f"quiver.ray.write: {report}")
+    assert report["rows"] == n and sum(report["per_shard"]) == n and min(report["per_shard"]) > 0
+    assert sc.count() == n
+    got = sc.get(ids, with_vectors=True)
+    want = local.get(ids, with_vectors=True)
+    assert [g["payload"] for g in got] == [w["payload"] for w in want]
+    worst = min(float(np.dot(g["vectors"]["emb"], w["vectors"]["emb"])) for g, w in zip(got, want))
+    print(f"worker-embedded vectors against the engine's own: min cosine {worst:.7f}")
+    assert worst >= 0.99999
+    for q in queries[:6]:
+        same(sc.search(q, mode="hybrid", exact=True), local.search(q, mode="hybrid", exact=True), q)
+    # A rerun (as after a failure) upserts by id: nothing is duplicated.
+    again = qray.write(ds, sc, batch_size=100, progress=False)
+    assert again["rows"] == n and sc.count() == n
