@@ -249,15 +249,8 @@ class Collection:
         (len(ids), dim)); `documents` (texts) go into each payload under `text_key`, to be
         embedded and indexed by the schema's text and model-backed fields."""
         ids = _ids(ids)
-        if documents is not None:
-            documents = list(documents)
-            if len(documents) != len(ids):
-                raise InvalidInput(f"documents: {len(documents)} given for {len(ids)} ids")
-            base = list(payloads) if payloads is not None else [None] * len(ids)
-            if len(base) != len(ids):
-                raise InvalidInput(f"payloads: {len(base)} given for {len(ids)} ids")
-            payloads = [{**(p or {}), text_key: t} for p, t in zip(base, documents)]
-        return self._c.add(ids, None if payloads is None else list(payloads), _arrays(vectors, len(ids)))
+        payloads = _with_documents(ids, payloads, documents, text_key)
+        return self._c.add(ids, payloads, _arrays(vectors, len(ids)))
 
     def bulk_load(
         self,
@@ -352,6 +345,22 @@ class Collection:
 
     def __repr__(self) -> str:
         return repr(self._c)
+
+
+def _with_documents(ids: list, payloads, documents, text_key: str) -> list | None:
+    """`add`'s payloads as a list (or None), one per id, with each of `documents` under
+    `text_key`."""
+    if payloads is not None:
+        payloads = list(payloads)
+        if len(payloads) != len(ids):
+            raise InvalidInput(f"payloads: {len(payloads)} given for {len(ids)} ids")
+    if documents is None:
+        return payloads
+    documents = list(documents)
+    if len(documents) != len(ids):
+        raise InvalidInput(f"documents: {len(documents)} given for {len(ids)} ids")
+    base = payloads if payloads is not None else [None] * len(ids)
+    return [{**(p or {}), text_key: t} for p, t in zip(base, documents)]
 
 
 def _search_request(query, k, mode, field, filter, offset, exact, with_payload, vector, options):

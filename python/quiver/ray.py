@@ -49,7 +49,8 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("quiver.ray needs Ray: pip install 'quiver[ray]'") from e
 
-from . import Hits, InvalidInput, NotFound, QuiverError, _arrays, _ids, _quiver, _search_request
+from . import (Hits, InvalidInput, NotFound, QuiverError, _arrays, _ids, _quiver, _search_request,
+               _with_documents)
 
 __all__ = ["create_sharded", "open_sharded", "write", "ShardedCollection", "ShardedHits", "shard_of"]
 
@@ -513,16 +514,7 @@ class ShardedCollection:
         """`Collection.add`, routed: each shard gets its documents (rows of `vectors` go with
         their ids); returns when every replica of every shard written has them durably."""
         ids = _ids(ids)
-        if documents is not None:
-            documents = list(documents)
-            if len(documents) != len(ids):
-                raise InvalidInput(f"documents: {len(documents)} given for {len(ids)} ids")
-            base = list(payloads) if payloads is not None else [None] * len(ids)
-            payloads = [{**(p or {}), text_key: t} for p, t in zip(base, documents)]
-        if payloads is not None:
-            payloads = list(payloads)
-            if len(payloads) != len(ids):
-                raise InvalidInput(f"payloads: {len(payloads)} given for {len(ids)} ids")
+        payloads = _with_documents(ids, payloads, documents, text_key)
         arrays = _arrays(vectors, len(ids)) or {}
         for f, a in arrays.items():
             if a.shape[0] != len(ids):

@@ -114,6 +114,14 @@ def ray_cluster(workers):
         c.shutdown()
 
 
+def local_copy(path, corpus):
+    """One local collection (RAY_SCHEMA) holding every document of `corpus`: the oracle."""
+    ids, payloads, vectors, _, _ = corpus
+    col = quiver.connect(path).create_collection("cran", RAY_SCHEMA)
+    fill(col, ids, payloads, vectors)
+    return col
+
+
 def fill(col, ids, payloads, vectors, batch=500):
     for s in range(0, len(ids), batch):
         col.add(ids[s:s + batch], payloads[s:s + batch], {"emb": vectors[s:s + batch]})

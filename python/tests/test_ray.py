@@ -18,7 +18,7 @@ import quiver  # noqa: E402
 import quiver.ray as qray  # noqa: E402
 from conftest import RAY_DIM as DIM  # noqa: E402
 from conftest import RAY_SCHEMA as SCHEMA  # noqa: E402
-from conftest import cranfield, fill, ray_cluster  # noqa: E402
+from conftest import SEED, cranfield, fill, local_copy, ray_cluster  # noqa: E402
 from conftest import same_hits as same  # noqa: E402
 
 
@@ -35,10 +35,7 @@ def corpus():
 
 @pytest.fixture(scope="module")
 def local(tmp_path_factory, corpus):
-    ids, payloads, vectors, _, _ = corpus
-    col = quiver.connect(tmp_path_factory.mktemp("local")).create_collection("cran", SCHEMA)
-    fill(col, ids, payloads, vectors)
-    return col
+    return local_copy(tmp_path_factory.mktemp("local"), corpus)
 
 
 @pytest.fixture(scope="module")
@@ -224,3 +221,23 @@ def test_ray_data_write_embeds_in_workers_and_equals_one_collection(cluster, tmp
     # A rerun (as after a failure) upserts by id: nothing is duplicated.
     again = qray.write(ds, sc, batch_size=100, progress=False)
     assert again["rows"] == n and sc.count() == n
+
+
+def test_multi_vector_plans_equal_one_collection(sharded, tmp_path):
+    # Token-vector documents (3 to 6 seeded random vectors of 8 dims each), upserted by id;
+    # exact MaxSim scores are the documents' own, so the shards' lists merge by score.
+    rng = np.random.default_rng(SEED)
+    schema = {"fields": {"tok": {"type": "multi", "dim": 8, "metric": "cosine"}, "n": {"type": "integer"}}}
+    docs = [{"id": i, "payload": {"n": i % 7}, "multi": {"tok": rng.standard_normal((int(rng.integers(3, 7)), 8)).astype(np.float32)}}
+            for i in range(300)]
+    local = quiver.connect(tmp_path / "local").create_collection("m", schema)
+    local.upsert(docs)
+    sc = qray.create_sharded("m", schema, shards=3, root=str(tmp_path / "sharded"), timeout_s=60)
+    sc.upsert(docs)
+    assert sc.count() == 300
+    for qi in range(8):
+        q = rng.standard_normal((4, 8)).astype(np.float32).tolist()
+        plan = {"prefetch": [{"multi": {"field": "tok", "vectors": q, "exact": True}, "limit": 20}], "limit": 10}
+        if qi % 2:
+            plan["filter"] = {"field": "n", "lt": 3}
+        same(sc.query(plan), local.query(plan), f"multi plan {qi}")

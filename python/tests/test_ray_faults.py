@@ -16,11 +16,10 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-import quiver  # noqa: E402
 import quiver.ray as qray  # noqa: E402
 from conftest import RAY_DIM as DIM  # noqa: E402
 from conftest import RAY_SCHEMA as SCHEMA  # noqa: E402
-from conftest import cranfield, fill, ray_cluster  # noqa: E402
+from conftest import cranfield, fill, local_copy, ray_cluster  # noqa: E402
 from conftest import same_hits as same  # noqa: E402
 
 SHARDS = 2
@@ -39,10 +38,7 @@ def corpus():
 
 @pytest.fixture(scope="module")
 def local(tmp_path_factory, corpus):
-    ids, payloads, vectors, _, _ = corpus
-    col = quiver.connect(tmp_path_factory.mktemp("local")).create_collection("cran", SCHEMA)
-    fill(col, ids, payloads, vectors)
-    return col
+    return local_copy(tmp_path_factory.mktemp("local"), corpus)
 
 
 def kill(pid):
@@ -202,3 +198,41 @@ def test_a_node_removed_mid_query_gives_whole_or_marked_partial_answers(cluster,
     after = sc.placement()
     assert all(after[s][0]["node"] != worker.node_id for s in lost)
     assert sc.count() == len(ids)
+
+
+def test_a_node_removed_mid_ingest_loses_no_acknowledged_write(cluster, tmp_path, local, corpus):
+    # Runs after the test above: the head and one worker node are left.
+    ids, payloads, vectors, _, _ = corpus
+    sc = qray.create_sharded("cran", SCHEMA, shards=SHARDS, root=str(tmp_path / "node-ingest"), timeout_s=30)
+    head = ray.get_runtime_context().get_node_id()
+    placement = sc.placement()
+    worker = next(n for n in cluster.worker_nodes if n.node_id != head
+                  and any(r["node"] == n.node_id for row in placement for r in row))
+    batches = list(range(0, len(ids), 20))
+    acked, errors = [], []
+
+    def ingest():
+        for s in batches:
+            try:
+                sc.add(ids[s:s + 20], payloads[s:s + 20], {"emb": vectors[s:s + 20]})
+                acked.append(s)
+            except Exception as e:  # noqa: BLE001 - reported by the test
+                errors.append((s, repr(e)))
+
+    t = threading.Thread(target=ingest)
+    t.start()
+    deadline = time.time() + 60
+    while len(acked) < 5 and not errors and time.time() < deadline:
+        time.sleep(0.005)
+    at_removal = len(acked)
+    cluster.remove_node(worker, allow_graceful=False)
+    t.join(180)
+    print(f"node removed with {at_removal} of {len(batches)} batches acknowledged; "
+          f"then {len(acked)} acknowledged, {len(errors)} failed")
+    assert 0 < at_removal < len(batches)
+    assert not t.is_alive() and not errors and len(acked) == len(batches), errors
+    assert all(r["node"] != worker.node_id for row in sc.placement() for r in row)
+    assert sc.count() == len(ids)
+    got = sc.get(ids, with_vectors=True)
+    want = local.get(ids, with_vectors=True)
+    assert all(np.array_equal(g["vectors"]["emb"], w["vectors"]["emb"]) for g, w in zip(got, want))
