@@ -277,7 +277,7 @@ class _Write:
         return {"rows": np.asarray([n]), "per_shard": np.asarray([per_shard])}
 
 
-def write(ds, sc: "ShardedCollection", *, id_column: str = "id", batch_size: int = 256,
+def write(ds, sc: "ShardedCollection", *, id_column: str = "id", batch_size: int = 1024,
           embed_concurrency: int = 1, write_concurrency: int = 1, progress: bool = True) -> dict:
     """Writes Ray Dataset `ds` (one row per document: `id_column`, payload columns, and optional
     vector columns named after dense fields) into `sc`. Model-backed dense fields are embedded in
@@ -285,7 +285,11 @@ def write(ds, sc: "ShardedCollection", *, id_column: str = "id", batch_size: int
     `write_concurrency` workers route each batch to the shards; a batch is acknowledged when
     every replica holds it durably. Upserts by id: a rerun after a failure writes each document
     once. Returns `{"rows", "seconds", "rows_per_s", "per_shard"}`; with `progress`, prints rows
-    and rows/s as batches are acknowledged."""
+    and rows/s as batches are acknowledged.
+
+    `batch_size`: rows per embedding call and per write. Measured on SciFact's 5,183 documents
+    (potion-base-8M, 2 shards, 2 CPUs, a dev-profile build): 460 rows/s at 64, 705 at 256, 768
+    at 1,024 and 700 at 4,096; larger batches also hold more rows in flight per worker."""
     import sys
 
     t = time.perf_counter()
