@@ -241,3 +241,26 @@ def test_multi_vector_plans_equal_one_collection(sharded, tmp_path):
         if qi % 2:
             plan["filter"] = {"field": "n", "lt": 3}
         same(sc.query(plan), local.query(plan), f"multi plan {qi}")
+
+
+def test_rescore_plans_are_at_least_as_good_as_one_collection(sharded, local, corpus):
+    # A plan with a rescore stage runs whole on each shard: each rescores its own candidates, a
+    # superset of what one collection would rescore, so the merged answer's rescored scores are
+    # at least the one-collection answer's, rank by rank.
+    _, _, _, queries, qvecs = corpus
+    for text, v in zip(queries[:6], qvecs[:6]):
+        plan = {
+            "prefetch": [
+                {"dense": {"field": "emb", "vector": v.tolist(), "exact": True}, "limit": 30},
+                {"bm25": {"field": "body", "text": text}, "limit": 30},
+            ],
+            "rescore": [{"dense": {"field": "emb"}, "limit": 10}],
+            "limit": 10,
+        }
+        got, want = sharded.query(plan), local.query(plan)
+        assert len(got) == len(want) == 10 and got.missing_shards == []
+        assert np.all(got.scores >= want.scores - 1e-6), (got.scores, want.scores)
+        # The scores are the documents' own (exact cosine), whichever shard rescored them.
+        every = local.search(v, exact=True, k=1400, with_payload=False)
+        exact = dict(zip(every.ids, every.scores))
+        assert all(abs(exact[i] - s) < 1e-5 for i, s in zip(got.ids, got.scores))
