@@ -1,6 +1,6 @@
 //! Every SIMD kernel agrees with the scalar kernel on odd lengths and unaligned slices.
 
-use quiver_linalg::{dot, dot_at, l2sq, l2sq_at, Level, Metric};
+use quiver_linalg::{dot, dot4, dot_at, l2sq, l2sq_at, Level, Metric};
 use rand::{Rng, SeedableRng};
 
 fn close(a: f32, b: f32, scale: f32) -> bool {
@@ -106,4 +106,28 @@ fn normalize_and_cosine() {
     assert!(!quiver_linalg::normalize(&mut z));
     assert_eq!(quiver_linalg::cosine(&[1.0, 0.0], &[0.0, 1.0]), 0.0);
     assert!((quiver_linalg::cosine(&[1.0, 1.0], &[2.0, 2.0]) - 1.0).abs() < 1e-6);
+}
+
+#[test]
+fn dot4_matches_four_dots_on_odd_lengths() {
+    let seed = 0x5eed_0004_u64;
+    println!("seed = {seed}, detected level = {:?}", Level::detect());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut compared = 0;
+    for n in (0..=70).chain([95, 127, 128, 129, 383, 384, 385, 768, 1537]) {
+        // +1 and slicing from 1 gives unaligned starting addresses.
+        let mut v = || -> Vec<f32> { (0..n + 1).map(|_| rng.random_range(-2.0..2.0)).collect() };
+        let (q, r0, r1, r2, r3) = (v(), v(), v(), v(), v());
+        let rows = [&r0[1..], &r1[1..], &r2[1..], &r3[1..]];
+        let got = dot4(&q[1..], rows);
+        for (g, r) in got.iter().zip(rows) {
+            let want = dot_at(Level::Scalar, &q[1..], r).expect("scalar always available");
+            assert!(close(*g, want, n as f32), "n={n}: {g} vs {want}");
+            compared += 1;
+        }
+    }
+    // Rows of another length fall back to four separate products over the shorter length.
+    let (q, short) = (vec![1.0f32; 20], vec![2.0f32; 17]);
+    assert_eq!(dot4(&q, [&short, &q, &short, &q]), [34.0, 20.0, 34.0, 20.0]);
+    println!("dot4: {compared} products equal the scalar kernel's");
 }

@@ -5,9 +5,9 @@
 //! ```
 //!
 //! The brute-force oracle for multi-vector search and the rescore stage after MUVERA candidates.
-//! Inner products run on [`quiver_linalg::dot`] (AVX-512 / AVX2+FMA / scalar, chosen at run time);
-//! a query vector is compared against four document vectors per step so that its loads are shared
-//! and the four dot products overlap (see `benches` in the CLI's `quiver bench multivector` for the
+//! Inner products run on [`quiver_linalg::dot4`] (AVX-512 / AVX2+FMA / scalar, chosen at run
+//! time): a query vector is compared against four document vectors per step, each chunk of it
+//! loaded once for the four (on AVX-512), and the four dot products overlap (see `benches` in the CLI's `quiver bench multivector` for the
 //! measured figures against the one-pair-at-a-time loop).
 
 use super::MultiVectors;
@@ -55,10 +55,7 @@ fn max_dot(q: &[f32], doc: Vectors<'_>) -> f32 {
         let (a, rest) = b.split_at(dim);
         let (c, rest) = rest.split_at(dim);
         let (e, g) = rest.split_at(dim);
-        let s0 = quiver_linalg::dot(q, a);
-        let s1 = quiver_linalg::dot(q, c);
-        let s2 = quiver_linalg::dot(q, e);
-        let s3 = quiver_linalg::dot(q, g);
+        let [s0, s1, s2, s3] = quiver_linalg::dot4(q, [a, c, e, g]);
         best = best.max(s0.max(s1).max(s2.max(s3)));
     }
     for r in blocks.remainder().chunks_exact(dim) {
