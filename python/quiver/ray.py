@@ -329,11 +329,11 @@ class _Merged:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def to_list(self) -> list:
-        return [{"id": i, "score": float(s), "payload": p} for i, s, p in zip(self.ids, self.scores, self.payloads)]
-
     def __getitem__(self, i: int) -> dict:
-        return self.to_list()[i]
+        return {"id": self.ids[i], "score": float(self.scores[i]), "payload": self.payloads[i]}
+
+    def to_list(self) -> list:
+        return [self[i] for i in range(len(self.ids))]
 
     def __repr__(self) -> str:
         return f"Hits({len(self.ids)} hits, mode={self.mode!r}, sharded)"

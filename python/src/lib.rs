@@ -68,11 +68,7 @@ impl Database {
         name: &str,
         schema: &Bound<'_, PyAny>,
     ) -> PyResult<Collection> {
-        let text = match schema.extract::<String>() {
-            Ok(s) => s,
-            Err(_) => to_json(schema, "schema")?.to_string(),
-        };
-        let schema = Schema::parse(&text).map_err(|e| to_py(e.into()))?;
+        let schema = parse_schema(schema)?;
         let c = py
             .detach(|| self.db.create_collection(name, &schema))
             .map_err(to_py)?;
@@ -106,6 +102,15 @@ impl Database {
             }
         )
     }
+}
+
+/// A schema given as a JSON string or as a dict.
+fn parse_schema(schema: &Bound<'_, PyAny>) -> PyResult<Schema> {
+    let text = match schema.extract::<String>() {
+        Ok(s) => s,
+        Err(_) => to_json(schema, "schema")?.to_string(),
+    };
+    Schema::parse(&text).map_err(|e| to_py(e.into()))
 }
 
 /// Sentence vectors of `texts` from registry model `model` (pulled and verified on first use),
@@ -186,11 +191,7 @@ fn embed_payloads<'py>(
     schema: &Bound<'py, PyAny>,
     payloads: &Bound<'py, PyList>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let text = match schema.extract::<String>() {
-        Ok(s) => s,
-        Err(_) => to_json(schema, "schema")?.to_string(),
-    };
-    let mut schema = Schema::parse(&text).map_err(|e| to_py(e.into()))?;
+    let mut schema = parse_schema(schema)?;
     schema
         .fields
         .retain(|_, f| matches!(f, quiver::storage::FieldSpec::Dense { model: Some(_), .. }));

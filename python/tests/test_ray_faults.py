@@ -42,8 +42,12 @@ def local(tmp_path_factory, corpus):
 
 
 def kill(pid):
-    """SIGKILL `pid` and wait until the process is gone (the kill landed)."""
-    os.kill(pid, signal.SIGKILL)
+    """SIGKILL `pid` and wait until the process is gone (the kill landed); a process already
+    gone is fine."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
@@ -94,6 +98,34 @@ class Querier(threading.Thread):
         return [i for i, p in zip(ids, payloads) if p["shard"] in alive]
 
 
+class Ingester(threading.Thread):
+    """Adds the corpus to `sc` in batches of 20 from a thread, recording the batches
+    acknowledged and those that failed."""
+
+    def __init__(self, sc, corpus):
+        super().__init__(daemon=True)
+        self.sc, self.corpus = sc, corpus
+        self.batches = list(range(0, len(corpus[0]), 20))
+        self.acked, self.errors = [], []
+        self.start()
+
+    def run(self):
+        ids, payloads, vectors, _, _ = self.corpus
+        for s in self.batches:
+            try:
+                self.sc.add(ids[s:s + 20], payloads[s:s + 20], {"emb": vectors[s:s + 20]})
+                self.acked.append(s)
+            except Exception as e:  # noqa: BLE001 - reported by the test
+                self.errors.append((s, repr(e)))
+
+    def after(self, n):
+        """Waits until `n` batches are acknowledged (or one failed, or 60 s); the count then."""
+        deadline = time.time() + 60
+        while len(self.acked) < n and not self.errors and time.time() < deadline:
+            time.sleep(0.005)
+        return len(self.acked)
+
+
 def test_two_replicas_keep_answering_while_one_is_killed(cluster, tmp_path, local, corpus):
     ids, payloads, vectors, _, _ = corpus
     sc = qray.create_sharded("cran", SCHEMA, shards=SHARDS, root=str(tmp_path / "r2"), replicas=2, timeout_s=5)
@@ -131,28 +163,14 @@ def test_two_replicas_keep_answering_while_one_is_killed(cluster, tmp_path, loca
 
 
 def test_a_shard_killed_mid_ingest_loses_no_acknowledged_write(cluster, tmp_path, local, corpus):
-    ids, payloads, vectors, _, _ = corpus
+    ids = corpus[0]
     sc = qray.create_sharded("cran", SCHEMA, shards=SHARDS, root=str(tmp_path / "r1"), timeout_s=30)
-    batches = list(range(0, len(ids), 20))
-    acked, errors = [], []
-
-    def ingest():
-        for s in batches:
-            try:
-                sc.add(ids[s:s + 20], payloads[s:s + 20], {"emb": vectors[s:s + 20]})
-                acked.append(s)
-            except Exception as e:  # noqa: BLE001 - reported by the test
-                errors.append((s, repr(e)))
-
-    t = threading.Thread(target=ingest)
     victim = sc.placement()[1][0]
-    t.start()
-    deadline = time.time() + 60
-    while len(acked) < 5 and not errors and time.time() < deadline:
-        time.sleep(0.005)
-    at_kill = len(acked)
+    ing = Ingester(sc, corpus)
+    at_kill = ing.after(5)
     kill(victim["pid"])
-    t.join(120)
+    ing.join(120)
+    batches, acked, errors = ing.batches, ing.acked, ing.errors
     print(f"killed shard 1 (pid {victim['pid']}) with {at_kill} of {len(batches)} batches acknowledged; "
           f"then {len(acked)} acknowledged, {len(errors)} failed")
     # The kill landed mid-ingest, and the batch in flight was retried once Ray restarted the shard.
@@ -202,35 +220,27 @@ def test_a_node_removed_mid_query_gives_whole_or_marked_partial_answers(cluster,
 
 def test_a_node_removed_mid_ingest_loses_no_acknowledged_write(cluster, tmp_path, local, corpus):
     # Runs after the test above: the head and one worker node are left.
-    ids, payloads, vectors, _, _ = corpus
+    ids = corpus[0]
     sc = qray.create_sharded("cran", SCHEMA, shards=SHARDS, root=str(tmp_path / "node-ingest"), timeout_s=30)
     head = ray.get_runtime_context().get_node_id()
     placement = sc.placement()
     worker = next(n for n in cluster.worker_nodes if n.node_id != head
                   and any(r["node"] == n.node_id for row in placement for r in row))
-    batches = list(range(0, len(ids), 20))
-    acked, errors = [], []
-
-    def ingest():
-        for s in batches:
-            try:
-                sc.add(ids[s:s + 20], payloads[s:s + 20], {"emb": vectors[s:s + 20]})
-                acked.append(s)
-            except Exception as e:  # noqa: BLE001 - reported by the test
-                errors.append((s, repr(e)))
-
-    t = threading.Thread(target=ingest)
-    t.start()
-    deadline = time.time() + 60
-    while len(acked) < 5 and not errors and time.time() < deadline:
-        time.sleep(0.005)
-    at_removal = len(acked)
+    on_worker = [r["pid"] for row in placement for r in row if r["node"] == worker.node_id]
+    ing = Ingester(sc, corpus)
+    ing.after(5)
     cluster.remove_node(worker, allow_graceful=False)
-    t.join(180)
+    # The node's processes go with it: its shard actors are killed now if Ray has not yet, so
+    # the loss lands while the ingest runs (proved by the count below).
+    for pid in on_worker:
+        kill(pid)
+    at_removal = len(ing.acked)
+    ing.join(180)
+    batches, acked, errors = ing.batches, ing.acked, ing.errors
     print(f"node removed with {at_removal} of {len(batches)} batches acknowledged; "
           f"then {len(acked)} acknowledged, {len(errors)} failed")
-    assert 0 < at_removal < len(batches)
-    assert not t.is_alive() and not errors and len(acked) == len(batches), errors
+    assert on_worker and 0 < at_removal < len(batches)
+    assert not ing.is_alive() and not errors and len(acked) == len(batches), errors
     assert all(r["node"] != worker.node_id for row in sc.placement() for r in row)
     assert sc.count() == len(ids)
     got = sc.get(ids, with_vectors=True)
