@@ -9,6 +9,8 @@ One invocation:
      single-thread QPS, RAM bytes per vector);
   3. FAISS runs, in one process of the peer virtualenv per data set, single thread, the whole
      query batch per call:
+       - IndexFlatIP (also one query per call, and with a 10% IDSelectorBitmap filter), against
+         Quiver's f32-flat plans (one query per call, the batch per call, each with the filter),
        - IndexScalarQuantizer(QT_8bit) (codes only, and + exact rerank via IndexRefineFlat),
        - IndexBinaryFlat on sign bits + exact rerank of the top R (R = 100 is the named
          configuration; larger R for the curve),
@@ -21,6 +23,8 @@ One invocation:
        funnel:     a Matryoshka/PCA funnel reaches the recall of full-dimension HNSW at 0.95
                    (QPS interpolated on the faster of Quiver's and FAISS's HNSW curves) at >= 3x
                    that QPS.
+       flat:       Quiver's exact scan of the whole batch (flat::search_batch) at least FAISS
+                   IndexFlatIP's QPS, unfiltered and with the 10% filter.
      Each target's boolean is true when it holds on every data set; per-data-set details
      are printed beside it.
 
@@ -62,7 +66,7 @@ def _peer(spec):
     reps = spec["reps"]
     rows = []
 
-    def recall(labels):
+    def recall(labels, gt=gt):
         hits = 0
         for row, truth in zip(labels[:, :10].tolist(), gt.tolist()):
             hits += len(set(row) & set(t for t in truth if t >= 0))
@@ -76,9 +80,9 @@ def _peer(spec):
             best = min(best, time.perf_counter() - t0)
         return out, nq / best
 
-    def add(plan, family, labels, qps, ram, disk):
+    def add(plan, family, labels, qps, ram, disk, truth=gt):
         row = {"engine": "faiss", "plan": plan, "family": family,
-               "recall_at_10": round(recall(labels), 4), "qps": round(qps, 1),
+               "recall_at_10": round(recall(labels, truth), 4), "qps": round(qps, 1),
                "ram_bytes_per_vector": ram, "disk_bytes_per_vector": disk,
                "ram_fraction_of_f32": ram / f32}
         print(f"[peer]   {plan:<34} recall@10={row['recall_at_10']:.4f} qps={row['qps']:.0f} "
@@ -118,6 +122,21 @@ def _peer(spec):
     flat.add(base)
     (_, lab), qps = timed(lambda: flat.search(queries, 10))
     add("faiss f32-flat", "f32-flat", lab, qps, f32, 0.0)
+
+    def one_by_one():
+        return np.vstack([flat.search(queries[i:i + 1], 10)[1] for i in range(nq)])
+
+    lab, qps = timed(one_by_one)
+    add("faiss f32-flat one query per call", "f32-flat", lab, qps, f32, 0.0)
+    # The 10% filter Quiver's filtered plans use: rows of base.npy whose index is a multiple of 10,
+    # as an IDSelectorBitmap in the search parameters; its truth is a numpy brute force.
+    allowed = np.arange(0, n, 10)
+    bitmap = np.packbits(np.arange(n) % 10 == 0, bitorder="little")
+    params = faiss.SearchParameters()
+    params.sel = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap))
+    gt_f = filtered_truth(base[allowed], queries, allowed)
+    (_, lab), qps = timed(lambda: flat.search(queries, 10, params=params))
+    add("faiss f32-flat filter10%", "f32-flat-filter10", lab, qps, f32, 0.0, gt_f)
     for ef in spec["hnsw_ef"]:
         hnsw.hnsw.efSearch = ef
         (_, lab), qps = timed(lambda: hnsw.search(queries, 10))
@@ -163,6 +182,19 @@ def _peer(spec):
 
     return {"engine": "faiss", "version": faiss.__version__, "n_base": n, "dim": d,
             "n_queries": nq, "rows": rows}
+
+
+def filtered_truth(sub, queries, ids, k=10, step=256):
+    """Exact top-k of every query over the rows `sub` (ids `ids`), in query blocks."""
+    import numpy as np
+
+    out = np.empty((len(queries), k), dtype=np.int64)
+    for s in range(0, len(queries), step):
+        scores = queries[s:s + step] @ sub.T
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
+        out[s:s + step] = ids[np.take_along_axis(top, order, axis=1)]
+    return out
 
 
 def peer_main(argv):
@@ -214,7 +246,30 @@ def targets_for(dataset, qrows, frows):
         "ratio": round(fun["qps"] / ref, 3) if (fun and ref) else None,
     }
     funnel["met"] = bool(fun and ref and fun["qps"] >= FUNNEL_RATIO * ref)
-    return {"compressed": compressed, "funnel": funnel}
+    return {"compressed": compressed, "funnel": funnel, "flat": flat_target(qrows, frows)}
+
+
+FLAT_PAIRS = [  # (what is compared, Quiver plan, FAISS plan)
+    ("batch", "f32-flat batch", "faiss f32-flat"),
+    ("batch filter10%", "f32-flat batch filter10%", "faiss f32-flat filter10%"),
+    ("one query per call", "f32-flat", "faiss f32-flat one query per call"),
+]
+
+
+def flat_target(qrows, frows):
+    """Exact f32 scans side by side: the whole batch per call (unfiltered and with the 10% filter)
+    must be at least FAISS IndexFlatIP's QPS; one query per call is reported beside them."""
+    by_plan = {r["plan"]: r for r in qrows + frows}
+    out = {}
+    for what, qp, fp in FLAT_PAIRS:
+        q, f = by_plan.get(qp), by_plan.get(fp)
+        out[what] = {"quiver_plan": qp, "quiver_qps": q and q["qps"],
+                     "quiver_recall": q and q["recall_at_10"], "faiss_plan": fp,
+                     "faiss_qps": f and f["qps"], "faiss_recall": f and f["recall_at_10"],
+                     "ratio": round(q["qps"] / f["qps"], 3) if (q and f) else None}
+    out["met"] = all(out[w]["ratio"] is not None and out[w]["ratio"] >= 1.0
+                     for w, _, _ in FLAT_PAIRS[:2])
+    return out
 
 
 # ---------------------------------------------------------------- output
@@ -250,6 +305,10 @@ def print_table(rep, out=sys.stdout):
           f"{fmt(h['quiver'], '.0f')}, faiss HNSW {fmt(h['faiss'], '.0f')}): "
           f"{f['funnel_plan'] or '-'} {fmt(f['funnel_qps'], '.0f')} QPS -> ratio "
           f"{fmt(f['ratio'], '.2f')}: {'MET' if f['met'] else 'NOT MET'}")
+        fl = t["flat"]
+        p("exact f32 scan vs FAISS IndexFlatIP (batch and batch filter10% >= 1.0): " + "; ".join(
+            f"{w} {fmt(fl[w]['ratio'], '.2f')}x" for w, _, _ in FLAT_PAIRS)
+          + f": {'MET' if fl['met'] else 'NOT MET'}")
         p()
     p("targets: " + ", ".join(f"{k}={'MET' if v else 'NOT MET'}"
                               for k, v in rep["targets"].items()))
@@ -319,6 +378,8 @@ def run(args):
             all(d["compressed"]["met"] for d in details.values()),
         "funnel_matches_hnsw_recall_at_3x_qps":
             all(d["funnel"]["met"] for d in details.values()),
+        "f32_flat_at_least_faiss_flat":
+            all(d["flat"]["met"] for d in details.values()),
     }
     return {"rows": rows, "datasets": sets, "targets": targets, "target_details": details,
             "peers": {"faiss": version}, "quiver": {"simd": q.get("simd")},

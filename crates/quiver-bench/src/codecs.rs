@@ -19,7 +19,7 @@ use crate::data::{cache_dir, prepare_glove, K_GT};
 use crate::error::{data_err, invalid, Context, Result};
 use crate::progress::bar;
 use clap::Args;
-use quiver::{Hnsw, HnswParams, Metric};
+use quiver::{Bitset, Hnsw, HnswParams, Metric};
 use quiver_eval::npy;
 use serde_json::json;
 use std::io::Write;
@@ -81,6 +81,11 @@ pub(crate) struct Data {
     pub nq: usize,
     /// Exact top-10 per query, in renumbered row ids.
     pub gt10: Vec<Vec<u32>>,
+    /// The 10% filter of the filtered flat plans: the rows whose original id (their row in
+    /// `base.npy`, which FAISS reads) is a multiple of 10, in renumbered ids.
+    pub filter10: Bitset,
+    /// Exact top-10 per query among the rows `filter10` allows (brute force, renumbered ids).
+    pub gt10_filtered: Vec<Vec<u32>>,
     /// The f32 HNSW graph over `base`.
     pub graph: Hnsw,
     pub params: HnswParams,
@@ -242,6 +247,7 @@ fn load(f: &Files, a: &CodecsOptions) -> Result<Data> {
                 .collect()
         })
         .collect();
+    let (filter10, gt10_filtered) = filtered_truth(&base.data, dim, &queries.data, &new_of);
     Ok(Data {
         name: f.name,
         metric: Metric::Cosine,
@@ -251,11 +257,35 @@ fn load(f: &Files, a: &CodecsOptions) -> Result<Data> {
         queries: queries.data,
         nq: queries.rows,
         gt10,
+        filter10,
+        gt10_filtered,
         graph,
         params,
         dir: f.dir.clone(),
         seed: a.seed,
     })
+}
+
+/// The 10% filter (original ids that are multiples of 10, as renumbered ids) and the exact top-10
+/// of every query under it: a brute-force scan of the allowed rows alone, ids mapped back.
+fn filtered_truth(
+    base: &[f32],
+    dim: usize,
+    queries: &[f32],
+    new_of: &[u32],
+) -> (Bitset, Vec<Vec<u32>>) {
+    let kept: Vec<usize> = (0..new_of.len()).step_by(10).collect();
+    let mut filter = Bitset::new(new_of.len());
+    let mut sub = Vec::with_capacity(kept.len() * dim);
+    for &old in &kept {
+        filter.insert(new_of[old]);
+        sub.extend_from_slice(&base[old * dim..(old + 1) * dim]);
+    }
+    let truth = quiver_eval::brute_force_topk_flat(&sub, dim, queries, Metric::Cosine, 10)
+        .into_iter()
+        .map(|ids| ids.into_iter().map(|i| new_of[kept[i as usize]]).collect())
+        .collect();
+    (filter, truth)
 }
 
 /// Loads a graph from `path`, or builds it over `data` (all threads) and saves it there.

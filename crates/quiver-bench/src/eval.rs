@@ -16,6 +16,7 @@
 //! cost (query latency, index memory).
 
 mod cache;
+mod compat;
 mod report;
 
 use crate::error::{data_err, invalid, BenchError, Context, Result};
@@ -127,6 +128,18 @@ pub struct EvalOptions {
     /// Hybrid: how the dense and BM25 lists merge.
     #[arg(long, value_enum, default_value = "rrf")]
     pub fusion: FusionArg,
+    /// Model migration: fit adapters from this new model's space to --model's (the old one) on
+    /// samples of the corpus, and report new-model queries searching old-model vectors through
+    /// each (Procrustes, ridge, relative representations) beside the old model and the corpus
+    /// re-embedded by the new one. Exact search; the retrieval mode options do not apply.
+    #[arg(long, value_name = "NEW_MODEL", conflicts_with_all = ["sweep", "collection"])]
+    pub adapter: Option<String>,
+    /// With --adapter: sample sizes (corpus texts embedded by both models) to fit on.
+    #[arg(long, value_delimiter = ',', default_value = "250,1000,4000")]
+    pub samples: Vec<usize>,
+    /// With --adapter: seed of the sample draw.
+    #[arg(long, default_value_t = 42)]
+    pub sample_seed: u64,
 }
 
 /// A retrieval mode that `quiver eval` can run.
@@ -292,6 +305,9 @@ fn load_dataset(a: &EvalOptions, text_mode: TextMode, setup: &mut Setup) -> Resu
 
 /// `quiver eval`: every judged query of the dataset through `Collection::query` in each mode.
 pub fn run(db: &Path, as_json: bool, a: EvalOptions) -> Result<()> {
+    if let Some(new_model) = &a.adapter {
+        return compat::run(as_json, &a, new_model);
+    }
     let modes = parse_modes(&a)?;
     let evaluator = Evaluator::new(parse_measures(&a)?);
     let depth = a.depth.unwrap_or_else(|| evaluator.depth()).max(1);

@@ -166,17 +166,55 @@ struct F32Scorer<'a> {
     vectors: Vectors<'a>,
     query: &'a [f32],
     score: fn(&[f32], &[f32]) -> f32,
+    /// Cosine or dot with a query of the rows' dimension: [`NodeScorer::score_many`] scores 16 rows
+    /// per step with `quiver_linalg::dot_1x16`, the kernel of the exact scan, so a row's score in a
+    /// graph walk equals its score in [`crate::flat::search`].
+    tiled: bool,
+}
+
+impl<'a> F32Scorer<'a> {
+    fn new(vectors: Vectors<'a>, query: &'a [f32], metric: Metric) -> Self {
+        F32Scorer {
+            vectors,
+            query,
+            score: metric.scorer(),
+            tiled: metric != Metric::L2 && query.len() == vectors.dim(),
+        }
+    }
 }
 
 impl NodeScorer for F32Scorer<'_> {
     #[inline]
     fn score(&self, row: u32) -> f32 {
+        if self.tiled {
+            let mut out = [0.0];
+            self.score_many(&[row], &mut out);
+            return out[0];
+        }
         (self.score)(self.query, self.vectors.row(row))
     }
 
     #[inline]
     fn prefetch(&self, row: u32) {
         prefetch(self.vectors.row(row));
+    }
+
+    /// Tiles of up to 16 rows (work rounded up to four rows).
+    #[inline]
+    fn score_many(&self, rows: &[u32], out: &mut [f32]) {
+        if !self.tiled {
+            for (o, &r) in out.iter_mut().zip(rows) {
+                *o = (self.score)(self.query, self.vectors.row(r));
+            }
+            return;
+        }
+        for (ids, chunk) in rows.chunks(16).zip(out.chunks_mut(16)) {
+            let last = ids.len() - 1;
+            let tile: [&[f32]; 16] = std::array::from_fn(|j| self.vectors.row(ids[j.min(last)]));
+            let s = quiver_linalg::dot_1x16_up_to(self.query, &tile[..ids.len()]);
+            let n = chunk.len().min(ids.len());
+            chunk[..n].copy_from_slice(&s[..n]);
+        }
     }
 }
 
@@ -372,14 +410,19 @@ impl Hnsw {
 
     /// Greedy walk on an upper layer: from `cur`, move to any closer neighbour until none is.
     fn greedy<S: NodeScorer + ?Sized>(&self, scorer: &S, mut cur: Neighbor, layer: u8) -> Neighbor {
+        let mut ids: Vec<u32> = Vec::with_capacity(self.m0);
+        let mut scores: Vec<f32> = Vec::with_capacity(self.m0);
         loop {
             let start = cur.id;
-            self.for_neighbors(start, layer, |nb| {
-                let s = scorer.score(nb);
+            ids.clear();
+            self.for_neighbors(start, layer, |nb| ids.push(nb));
+            scores.resize(ids.len(), 0.0);
+            scorer.score_many(&ids, &mut scores);
+            for (&nb, &s) in ids.iter().zip(&scores) {
                 if s > cur.score {
                     cur = Neighbor { id: nb, score: s };
                 }
-            });
+            }
             if cur.id == start {
                 return cur;
             }
@@ -407,6 +450,7 @@ impl Hnsw {
                 results.push(entry);
             }
             let mut scratch: Vec<u32> = Vec::with_capacity(self.m0);
+            let mut scores: Vec<f32> = Vec::with_capacity(self.m0);
             while let Some(ByScore(c)) = cands.pop() {
                 if results.is_full() && c.score < results.threshold() {
                     break;
@@ -422,11 +466,14 @@ impl Hnsw {
                         scratch.push(n);
                     }
                 });
-                for (j, &nb) in scratch.iter().enumerate() {
-                    if let Some(&next) = scratch.get(j + 1) {
-                        scorer.prefetch(next);
-                    }
-                    let s = scorer.score(nb);
+                // Every unvisited neighbour's row is requested before any is scored, so their
+                // cache misses overlap; then they are scored together.
+                for &nb in &scratch {
+                    scorer.prefetch(nb);
+                }
+                scores.resize(scratch.len(), 0.0);
+                scorer.score_many(&scratch, &mut scores);
+                for (&nb, &s) in scratch.iter().zip(&scores) {
                     if !results.is_full() || s > results.threshold() {
                         if layer == 0 {
                             // Likely expanded soon: start fetching its link list now.
@@ -480,11 +527,7 @@ impl Hnsw {
             return;
         }
         let q = vectors.row(id);
-        let scorer = F32Scorer {
-            vectors,
-            query: q,
-            score,
-        };
+        let scorer = F32Scorer::new(vectors, q, self.metric);
         let entry = {
             let e = self.entry.upgradable_read();
             match *e {
@@ -500,7 +543,7 @@ impl Hnsw {
         let (ep_id, top) = entry;
         let mut ep = Neighbor {
             id: ep_id,
-            score: score(q, vectors.row(ep_id)),
+            score: scorer.score(ep_id),
         };
         let mut l = top;
         while l > level {
@@ -533,18 +576,15 @@ impl Hnsw {
                     list.push(id);
                     self.set_neighbors(nb, lc, &list);
                 } else {
-                    let nv = vectors.row(nb);
+                    list.push(id);
+                    let mut scores = vec![0.0; list.len()];
+                    F32Scorer::new(vectors, vectors.row(nb), self.metric)
+                        .score_many(&list, &mut scores);
                     let mut cands: Vec<Neighbor> = list
                         .iter()
-                        .map(|&x| Neighbor {
-                            id: x,
-                            score: score(nv, vectors.row(x)),
-                        })
+                        .zip(&scores)
+                        .map(|(&x, &score)| Neighbor { id: x, score })
                         .collect();
-                    cands.push(Neighbor {
-                        id,
-                        score: score(nv, q),
-                    });
                     sort_best_first(&mut cands);
                     let pruned = self.select_heuristic(vectors, &cands, m_max, score);
                     self.set_neighbors(nb, lc, &pruned);
@@ -580,11 +620,7 @@ impl Hnsw {
         if k == 0 || vectors.len() < self.len() {
             return Vec::new();
         }
-        let scorer = F32Scorer {
-            vectors,
-            query,
-            score: self.metric.scorer(),
-        };
+        let scorer = F32Scorer::new(vectors, query, self.metric);
         self.search_by(&scorer, k, ef, filter)
     }
 

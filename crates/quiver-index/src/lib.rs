@@ -103,6 +103,12 @@ impl<'a> Vectors<'a> {
 pub trait RowFilter: Sync {
     /// Whether row `row` may be returned.
     fn allows(&self, row: u32) -> bool;
+
+    /// Whether every row is allowed, so scans may skip asking row by row (default `false`).
+    #[inline]
+    fn allows_all(&self) -> bool {
+        false
+    }
 }
 
 /// Allows every row.
@@ -112,6 +118,11 @@ pub struct AllRows;
 impl RowFilter for AllRows {
     #[inline]
     fn allows(&self, _row: u32) -> bool {
+        true
+    }
+
+    #[inline]
+    fn allows_all(&self) -> bool {
         true
     }
 }

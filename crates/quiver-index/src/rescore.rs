@@ -21,6 +21,16 @@ pub trait NodeScorer: Sync {
     fn prefetch(&self, row: u32) {
         let _ = row;
     }
+
+    /// Scores `rows` into `out` (`out[j]` for `rows[j]`; both the same length). Graph walks score
+    /// a node's neighbours through this, so an implementation can score several rows per step.
+    /// Default: one [`NodeScorer::score`] per row.
+    #[inline]
+    fn score_many(&self, rows: &[u32], out: &mut [f32]) {
+        for (o, &r) in out.iter_mut().zip(rows) {
+            *o = self.score(r);
+        }
+    }
 }
 
 impl<T: NodeScorer + ?Sized> NodeScorer for &T {
@@ -32,6 +42,11 @@ impl<T: NodeScorer + ?Sized> NodeScorer for &T {
     #[inline]
     fn prefetch(&self, row: u32) {
         (**self).prefetch(row)
+    }
+
+    #[inline]
+    fn score_many(&self, rows: &[u32], out: &mut [f32]) {
+        (**self).score_many(rows, out)
     }
 }
 

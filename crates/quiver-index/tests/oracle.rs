@@ -191,3 +191,121 @@ fn bfs_reordering_preserves_results() {
     }
     assert!(g.permuted(&order[1..]).is_none());
 }
+
+/// The blocked scans (one query, a batch, an explicit row list) agree with each other exactly and
+/// with an f64 brute force up to rounding, on sizes that leave partial tiles, partial blocks and a
+/// partial group of queries.
+#[test]
+fn blocked_flat_scans_agree_with_each_other_and_with_f64_brute_force() {
+    let seed = 0xb10c_u64;
+    println!("seed = {seed}");
+    let mut rng = gen::rng(seed);
+    for (dim, n, nq) in [(384, 1_037, 23), (50, 600, 9), (7, 300, 4), (384, 5, 3)] {
+        let base = gen::clustered(seed + dim as u64, n, dim, 20, 0.5, true);
+        let queries = gen::clustered(seed + 7 + dim as u64, nq, dim, 20, 0.5, true);
+        let (data, qdata) = (flatten(&base), flatten(&queries));
+        let (vectors, qv) = (Vectors::new(&data, dim), Vectors::new(&qdata, dim));
+        let mut allowed = Bitset::new(n);
+        for i in 0..n as u32 {
+            if rng.random_bool(0.1) {
+                allowed.insert(i);
+            }
+        }
+        for metric in [Metric::Cosine, Metric::Dot, Metric::L2] {
+            for filtered in [false, true] {
+                let batch = if filtered {
+                    flat::search_batch(vectors, metric, qv, 10, &allowed)
+                } else {
+                    flat::search_batch(vectors, metric, qv, 10, &AllRows)
+                };
+                assert_eq!(batch.len(), nq);
+                for (qi, q) in queries.iter().enumerate() {
+                    let one = if filtered {
+                        flat::search(vectors, metric, q, 10, &allowed)
+                    } else {
+                        flat::search(vectors, metric, q, 10, &AllRows)
+                    };
+                    let rows: Vec<u32> = if filtered {
+                        allowed.iter().collect()
+                    } else {
+                        (0..n as u32).collect()
+                    };
+                    let listed = flat::search_rows(vectors, metric, q, 10, rows.iter().copied());
+                    let ctx = format!(
+                        "dim {dim} n {n} {} filtered={filtered} q{qi}",
+                        metric.name()
+                    );
+                    assert_eq!(batch[qi], one, "{ctx}: batch vs one query");
+                    assert_eq!(listed, one, "{ctx}: row list vs scan");
+                    // f64 oracle: the k best exact scores, matched within rounding.
+                    let mut exact: Vec<f64> = rows
+                        .iter()
+                        .map(|&r| exact_score(metric, q, &base[r as usize]))
+                        .collect();
+                    exact.sort_by(|a, b| b.total_cmp(a));
+                    assert_eq!(one.len(), rows.len().min(10), "{ctx}");
+                    for (h, want) in one.iter().zip(&exact) {
+                        assert!(
+                            (h.score as f64 - want).abs() < 1e-5,
+                            "{ctx}: {} vs {want}",
+                            h.score
+                        );
+                        let own = exact_score(metric, q, &base[h.id as usize]);
+                        assert!(
+                            (h.score as f64 - own).abs() < 1e-5,
+                            "{ctx}: row {} score",
+                            h.id
+                        );
+                    }
+                    if filtered {
+                        assert!(one.iter().all(|h| allowed.contains(h.id)), "{ctx}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Score of `row` against `q` under `metric`, in f64 (higher is closer).
+fn exact_score(metric: Metric, q: &[f32], row: &[f32]) -> f64 {
+    let pairs = q.iter().zip(row).map(|(a, b)| (*a as f64, *b as f64));
+    match metric {
+        Metric::L2 => -pairs.map(|(a, b)| (a - b).powi(2)).sum::<f64>(),
+        _ => pairs.map(|(a, b)| a * b).sum(),
+    }
+}
+
+/// A graph walk scores rows with the exact scan's kernel: every row HNSW returns carries the very
+/// score `flat::search` gives it (bit for bit), for cosine and dot.
+#[test]
+fn hnsw_scores_equal_the_exact_scans_bit_for_bit() {
+    let seed = 0x5c0e_u64;
+    println!("seed = {seed}");
+    for (dim, metric) in [
+        (384, Metric::Cosine),
+        (50, Metric::Dot),
+        (33, Metric::Cosine),
+    ] {
+        let base = gen::clustered(seed + dim as u64, 2_000, dim, 30, 0.5, true);
+        let queries = gen::clustered(seed + 1 + dim as u64, 20, dim, 30, 0.5, true);
+        let data = flatten(&base);
+        let vectors = Vectors::new(&data, dim);
+        let g = Hnsw::build(vectors, metric, HnswParams::default(), seed);
+        let mut compared = 0;
+        for q in &queries {
+            let exact = flat::search(vectors, metric, q, 2_000, &AllRows);
+            let by_id: std::collections::HashMap<u32, f32> =
+                exact.iter().map(|n| (n.id, n.score)).collect();
+            for h in g.search(vectors, q, 10, 64, &AllRows) {
+                assert_eq!(
+                    h.score.to_bits(),
+                    by_id[&h.id].to_bits(),
+                    "dim {dim} row {}",
+                    h.id
+                );
+                compared += 1;
+            }
+        }
+        println!("dim {dim} {}: {compared} scores equal", metric.name());
+    }
+}

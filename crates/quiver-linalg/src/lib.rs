@@ -4,12 +4,18 @@
 //!
 //! - [`Metric`] is the persisted choice (cosine, dot, l2). Its [`Metric::score`] is always
 //!   "higher is closer" (L2 is negated), so every index and merge in Quiver sorts one way.
+//! - [`dot_1x16`] and [`dot_4x4`] compute sixteen dot products per call with the inputs held in
+//!   registers (exact scans: one query against 16 rows, or 4 queries against 4 rows).
 //! - [`dot`] and [`l2sq`] dispatch at run time to the best kernel this CPU supports
 //!   ([`Level::Avx512`], [`Level::Avx2`], [`Level::Scalar`]); [`dot_at`] / [`l2sq_at`] force a level
 //!   (for tests and benchmarks).
 //!
 //! Cosine is computed as a dot product over unit vectors: callers normalise with [`normalize`] once,
 //! at ingest and at query time, instead of dividing by norms in every comparison.
+//!
+//! [`adapt`] maps one embedding model's space into another's ([`Adapter`]: orthogonal
+//! Procrustes, ridge least squares, relative representations), so a new model's queries can search
+//! an old model's vectors.
 //!
 //! Beyond distances: [`kmeans`] (k-means++ seeding, parallel Lloyd iterations; codebooks and token
 //! pruning) and [`pca`] (an orthonormal rotation sorted by variance, for Matryoshka-style prefixes
@@ -29,14 +35,18 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod adapt;
 mod kernels;
 pub mod kmeans;
 pub mod pca;
+mod tile;
 
 pub use kernels::{dot_at, l2sq_at, Level};
+pub use tile::{dot_1x16, dot_1x16_block, dot_1x16_up_to, dot_4x4, dot_4x4_block};
 
 use std::sync::OnceLock;
 
+pub use adapt::{Adapter, AdapterKind};
 pub use kmeans::{kmeans, KMeans, KMeansParams};
 pub use pca::Pca;
 

@@ -1,6 +1,6 @@
 //! Every SIMD kernel agrees with the scalar kernel on odd lengths and unaligned slices.
 
-use quiver_linalg::{dot, dot4, dot_at, l2sq, l2sq_at, Level, Metric};
+use quiver_linalg::{dot, dot4, dot_1x16, dot_4x4, dot_at, l2sq, l2sq_at, Level, Metric};
 use rand::{Rng, SeedableRng};
 
 fn close(a: f32, b: f32, scale: f32) -> bool {
@@ -130,4 +130,79 @@ fn dot4_matches_four_dots_on_odd_lengths() {
     let (q, short) = (vec![1.0f32; 20], vec![2.0f32; 17]);
     assert_eq!(dot4(&q, [&short, &q, &short, &q]), [34.0, 20.0, 34.0, 20.0]);
     println!("dot4: {compared} products equal the scalar kernel's");
+}
+
+#[test]
+fn tiles_match_the_scalar_kernel_and_do_not_depend_on_position() {
+    let seed = 0x5eed_0005_u64;
+    println!("seed = {seed}, detected level = {:?}", Level::detect());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut compared = 0;
+    for n in (0..=70).chain([95, 127, 128, 129, 383, 384, 385, 768, 1537]) {
+        // +1 and slicing from 1 gives unaligned starting addresses.
+        let vecs: Vec<Vec<f32>> = (0..20)
+            .map(|_| (0..n + 1).map(|_| rng.random_range(-2.0..2.0)).collect())
+            .collect();
+        let v = |i: usize| &vecs[i][1..];
+        let q = [v(0), v(1), v(2), v(3)];
+        let rows16: [&[f32]; 16] = std::array::from_fn(|j| v(4 + j));
+        let one = dot_1x16(q[0], rows16);
+        for (j, r) in rows16.iter().enumerate() {
+            let want = dot_at(Level::Scalar, q[0], r).expect("scalar always available");
+            assert!(
+                close(one[j], want, n as f32),
+                "1x16 n={n} row {j}: {} vs {want}",
+                one[j]
+            );
+            compared += 1;
+        }
+        let rows4 = [v(4), v(5), v(6), v(7)];
+        let four = dot_4x4(q, rows4);
+        for (a, qa) in q.iter().enumerate() {
+            for (b, r) in rows4.iter().enumerate() {
+                let want = dot_at(Level::Scalar, qa, r).expect("scalar always available");
+                let got = four[4 * a + b];
+                assert!(
+                    close(got, want, n as f32),
+                    "4x4 n={n} ({a},{b}): {got} vs {want}"
+                );
+                compared += 1;
+            }
+        }
+        // The same pair scores bit-identically in either kernel and in any slot of the tile.
+        assert_eq!(four[0..4], one[0..4], "n={n}: 4x4 row 0 against 1x16");
+        let mut shifted = rows16;
+        shifted.rotate_left(5);
+        let again = dot_1x16(q[0], shifted);
+        for j in 0..16 {
+            assert_eq!(
+                again[j].to_bits(),
+                one[(j + 5) % 16].to_bits(),
+                "n={n}: slot {j}"
+            );
+        }
+        let swapped = dot_4x4(
+            [q[2], q[0], q[3], q[1]],
+            [rows4[3], rows4[1], rows4[0], rows4[2]],
+        );
+        assert_eq!(
+            swapped[4 + 2].to_bits(),
+            four[0].to_bits(),
+            "n={n}: (q0, r0) moved"
+        );
+        assert_eq!(
+            swapped[4 * 3 + 1].to_bits(),
+            four[4 + 1].to_bits(),
+            "n={n}: (q1, r1) moved"
+        );
+    }
+    // Inputs of another length fall back to separate products over the shorter length.
+    let (q, short) = (vec![1.0f32; 20], vec![2.0f32; 17]);
+    let mut rows: [&[f32]; 16] = [&q; 16];
+    rows[3] = &short;
+    let got = dot_1x16(&q, rows);
+    assert_eq!((got[3], got[4]), (34.0, 20.0));
+    let got = dot_4x4([&q, &q, &short, &q], [&q, &q, &q, &q]);
+    assert_eq!((got[8], got[0]), (34.0, 20.0));
+    println!("tiles: {compared} products equal the scalar kernel's");
 }

@@ -235,6 +235,11 @@ impl RowFilter for Offset<'_> {
     fn allows(&self, row: u32) -> bool {
         self.inner.allows(self.start + row)
     }
+
+    #[inline]
+    fn allows_all(&self) -> bool {
+        self.inner.allows_all()
+    }
 }
 
 /// The query's first `n` dimensions, renormalised for cosine.

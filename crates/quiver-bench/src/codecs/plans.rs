@@ -37,31 +37,45 @@ impl Ctx<'_> {
         (ram, disk): (f64, f64),
         mut search: impl FnMut(usize) -> Vec<Neighbor>,
     ) {
+        let nq = self.d.nq;
+        let truth = &self.d.gt10;
+        self.measure(name, family, (ram, disk), truth, || {
+            (0..nq).map(&mut search).collect()
+        });
+    }
+
+    /// Times `answer_all` (every query's answer from one call; one thread, best of `reps`) and
+    /// emits the row, recall measured against `truth`.
+    fn measure(
+        &mut self,
+        name: String,
+        family: &'static str,
+        (ram, disk): (f64, f64),
+        truth: &[Vec<u32>],
+        mut answer_all: impl FnMut() -> Vec<Vec<Neighbor>>,
+    ) {
         if !(self.wanted)(&name) {
             return;
         }
-        let d = self.d;
+        let nq = self.d.nq;
         let mut best = f64::INFINITY;
         let mut found: Vec<Vec<Neighbor>> = Vec::new();
         for _ in 0..self.reps {
-            let mut res = Vec::with_capacity(d.nq);
             let t = Instant::now();
-            for qi in 0..d.nq {
-                res.push(search(qi));
-            }
+            let res = answer_all();
             best = best.min(t.elapsed().as_secs_f64());
             found = res;
         }
         let hits: usize = found
             .iter()
-            .zip(&d.gt10)
+            .zip(truth)
             .map(|(f, g)| f.iter().take(K).filter(|n| g.contains(&n.id)).count())
             .sum();
         (self.emit)(Row {
             plan: name,
             family,
-            recall: hits as f64 / (K * d.nq) as f64,
-            qps: d.nq as f64 / best,
+            recall: hits as f64 / (K * nq) as f64,
+            qps: nq as f64 / best,
             ram,
             disk,
         });
@@ -141,9 +155,34 @@ pub(super) fn run_all(
     let full = Vectors::new(as_f32(&full_map)?, dim);
     let big = n > 100_000;
 
-    // References: exact scan and the f32 graph.
+    // References: exact scans (one query per call, and the whole batch per call as FAISS is
+    // timed; unfiltered and with the 10% filter) and the f32 graph.
+    let queries = Vectors::new(&d.queries, dim);
     cx.plan("f32-flat".into(), "f32-flat", (fb, 0.0), |qi| {
         flat::search(vectors, metric, d.query(qi), K, &AllRows)
+    });
+    cx.measure(
+        "f32-flat batch".into(),
+        "f32-flat",
+        (fb, 0.0),
+        &d.gt10,
+        || flat::search_batch(vectors, metric, queries, K, &AllRows),
+    );
+    let (f10, gt_f10) = (&d.filter10, &d.gt10_filtered);
+    cx.measure(
+        "f32-flat filter10%".into(),
+        "f32-flat-filter10",
+        (fb, 0.0),
+        gt_f10,
+        || {
+            (0..d.nq)
+                .map(|qi| flat::search(vectors, metric, d.query(qi), K, f10))
+                .collect()
+        },
+    );
+    let name = "f32-flat batch filter10%";
+    cx.measure(name.into(), "f32-flat-filter10", (fb, 0.0), gt_f10, || {
+        flat::search_batch(vectors, metric, queries, K, f10)
     });
     for ef in [10, 16, 24, 32, 48, 64, 96, 128, 192, 256] {
         cx.plan(
