@@ -244,6 +244,28 @@ pub fn model_dir(name: &str) -> Result<PathBuf> {
         .with_context(|| format!("getting model {name:?} (try `quiver models pull {name}`)"))
 }
 
+/// `texts` embedded by `model` in batches of 256 (row-major, as the model returns them), with a
+/// progress bar named `label`.
+pub fn embed_texts(
+    model: &dyn quiver_embed::Embedder,
+    texts: &[String],
+    label: &str,
+) -> Result<Vec<f32>> {
+    let opts = quiver_embed::EmbedOptions {
+        allow_empty: true,
+        ..Default::default()
+    };
+    let pb = crate::progress::bar(label, texts.len() as u64);
+    let mut out = Vec::new();
+    for chunk in texts.chunks(256) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        out.extend_from_slice(model.embed(&refs, &opts)?.as_flat());
+        pb.inc(chunk.len() as u64);
+    }
+    pb.finish_and_clear();
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@
 //! Modes are listed in [`Mode`]; `--sweep` runs all of them into one table of quality against
 //! cost (query latency, index memory).
 
-mod cache;
+pub(crate) mod cache;
 mod compat;
 mod report;
 

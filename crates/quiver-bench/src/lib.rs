@@ -35,6 +35,7 @@
 
 pub mod ann;
 mod ann_engine;
+pub mod classify;
 pub mod codecs;
 pub mod data;
 pub mod embed;

@@ -84,6 +84,8 @@ pub enum BenchCmd {
     Multivector(quiver_bench::multivector::MultivectorOptions),
     /// Streamed ingest: docs/s per tenth, acknowledgement latency, RSS, seals/merges, recall.
     Ingest(quiver_bench::ingest::IngestOptions),
+    /// Zero-shot classification by label similarity: accuracy and macro-F1, plain and refined.
+    Classify(quiver_bench::classify::ClassifyOptions),
 }
 
 fn main() {
@@ -127,6 +129,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Bench(BenchCmd::Embed(a)) => Ok(quiver_bench::embed::run(cli.json, a)?),
         Cmd::Bench(BenchCmd::Multivector(a)) => Ok(quiver_bench::multivector::run(cli.json, a)?),
         Cmd::Bench(BenchCmd::Ingest(a)) => Ok(quiver_bench::ingest::run(cli.json, a)?),
+        Cmd::Bench(BenchCmd::Classify(a)) => Ok(quiver_bench::classify::run(cli.json, a)?),
         Cmd::Embed(a) => embed_cmd::run_embed(a),
         Cmd::Models(a) => embed_cmd::run_models(a, cli.json),
         Cmd::Eval(a) => Ok(quiver_bench::eval::run(&cli.db, cli.json, a)?),

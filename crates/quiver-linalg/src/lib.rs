@@ -16,6 +16,8 @@
 //! [`adapt`] maps one embedding model's space into another's ([`Adapter`]: orthogonal
 //! Procrustes, ridge least squares, relative representations), so a new model's queries can search
 //! an old model's vectors.
+//! [`classify`] assigns labels by similarity to label vectors, plain or refined from the
+//! documents' centroids (zero-shot classification).
 //!
 //! Beyond distances: [`kmeans`] (k-means++ seeding, parallel Lloyd iterations; codebooks and token
 //! pruning) and [`pca`] (an orthonormal rotation sorted by variance, for Matryoshka-style prefixes
@@ -36,6 +38,7 @@
 )]
 
 pub mod adapt;
+pub mod classify;
 mod kernels;
 pub mod kmeans;
 pub mod pca;

@@ -17,7 +17,6 @@
 
 use super::{cache, load_dataset, EvalOptions, Setup};
 use crate::error::{invalid, Context, Result};
-use crate::progress::bar;
 use quiver::linalg::{normalize, Adapter, AdapterKind};
 use quiver::{flat, AllRows, Metric, Vectors};
 use quiver_eval::beir::{BeirDataset, TextMode};
@@ -188,29 +187,16 @@ fn embed_space(model: &str, ds: &BeirDataset, texts: &[String], use_cache: bool)
     } else {
         None
     };
-    let embed = |texts: &[String], label: &str| -> Result<Vec<f32>> {
-        let opts = quiver_embed::EmbedOptions {
-            allow_empty: true,
-            ..Default::default()
-        };
-        let pb = bar(label, texts.len() as u64);
-        let mut out = Vec::with_capacity(texts.len() * dim);
-        for chunk in texts.chunks(256) {
-            let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-            let e = embedder
-                .embed(&refs, &opts)
-                .with_context(|| format!("embedding with {model}"))?;
-            out.extend_from_slice(e.as_flat());
-            pb.inc(chunk.len() as u64);
-        }
-        pb.finish_and_clear();
-        Ok(out)
-    };
     let mut docs = match cached {
         Some(rows) => rows.concat(),
         None => {
             let t = Instant::now();
-            let v = embed(texts, &format!("embedding the corpus ({model})"))?;
+            let v = crate::data::embed_texts(
+                embedder.as_ref(),
+                texts,
+                &format!("embedding the corpus ({model})"),
+            )
+            .with_context(|| format!("embedding with {model}"))?;
             eprintln!(
                 "{model}: {} documents in {:.1}s",
                 texts.len(),
@@ -225,7 +211,12 @@ fn embed_space(model: &str, ds: &BeirDataset, texts: &[String], use_cache: bool)
         }
     };
     let qtexts: Vec<String> = ds.queries.iter().map(|q| q.text.clone()).collect();
-    let mut queries = embed(&qtexts, &format!("embedding queries ({model})"))?;
+    let mut queries = crate::data::embed_texts(
+        embedder.as_ref(),
+        &qtexts,
+        &format!("embedding queries ({model})"),
+    )
+    .with_context(|| format!("embedding with {model}"))?;
     for v in docs.chunks_mut(dim).chain(queries.chunks_mut(dim)) {
         normalize(v);
     }
