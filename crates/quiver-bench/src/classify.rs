@@ -167,29 +167,10 @@ pub fn run(as_json: bool, a: ClassifyOptions) -> Result<()> {
             let model = crate::data::load_model(name, None)?;
             let dim = model.info().dim;
             let id_refs: Vec<&str> = set.ids.iter().map(String::as_str).collect();
-            let key = cache::key(model.as_ref(), &id_refs, &set.texts);
-            let cached = if a.no_cache {
-                None
-            } else {
-                cache::load(&key, set.texts.len(), dim)?
-            };
             let t = Instant::now();
-            let docs = match cached {
-                Some(rows) => rows.concat(),
-                None => {
-                    let v = crate::data::embed_texts(
-                        model.as_ref(),
-                        &set.texts,
-                        &format!("{} ({name})", set.name),
-                    )?;
-                    if !a.no_cache {
-                        if let Err(e) = cache::store(&key, set.texts.len(), dim, &v) {
-                            eprintln!("warning: could not cache embeddings: {e}");
-                        }
-                    }
-                    v
-                }
-            };
+            let label = format!("{} ({name})", set.name);
+            let docs =
+                cache::vectors_or_embed(model.as_ref(), &id_refs, &set.texts, !a.no_cache, &label)?;
             let embed_s = t.elapsed().as_secs_f64();
             let desc = crate::data::embed_texts(model.as_ref(), &set.label_texts, "labels")?;
             let mut rows = Vec::new();
@@ -216,7 +197,7 @@ pub fn run(as_json: bool, a: ClassifyOptions) -> Result<()> {
             }
             results.push(json!({
                 "dataset": set.name, "model": name, "documents": set.texts.len(), "labels": m,
-                "top_docs": a.top_docs.unwrap_or(set.texts.len() / (2 * m)).max(1),
+                "top_docs": LabelParams { iterations: 1, top_docs: a.top_docs }.top_docs_for(set.texts.len(), m),
                 "majority": {"label": set.labels[majority], "accuracy": maj_acc, "macro_f1": maj_f1},
                 "embed_s": embed_s, "rows": rows,
             }));

@@ -25,6 +25,13 @@ pub struct LabelParams {
     pub top_docs: Option<usize>,
 }
 
+impl LabelParams {
+    /// Documents averaged per label and round for `n` documents and `labels` labels.
+    pub fn top_docs_for(&self, n: usize, labels: usize) -> usize {
+        self.top_docs.unwrap_or(n / (2 * labels.max(1))).max(1)
+    }
+}
+
 impl Default for LabelParams {
     fn default() -> Self {
         LabelParams {
@@ -89,7 +96,7 @@ pub fn label_vectors(
     let mut labels = unit_rows(descriptions, d, "label descriptions")?;
     let docs = unit_rows(docs, d, "documents")?;
     let (m, n) = (labels.len() / d, docs.len() / d);
-    let top = params.top_docs.unwrap_or(n / (2 * m)).max(1);
+    let top = params.top_docs_for(n, m);
     for _ in 0..params.iterations {
         let near = nearest(&labels, &docs, d);
         for j in 0..m {

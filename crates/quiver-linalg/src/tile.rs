@@ -20,17 +20,7 @@
 /// fall back to sixteen [`crate::dot`] calls.
 #[inline]
 pub fn dot_1x16(q: &[f32], rows: [&[f32]; 16]) -> [f32; 16] {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if crate::detected_level() == crate::Level::Avx512
-            && rows.iter().all(|r| r.len() == q.len())
-        {
-            // SAFETY: AVX-512F was detected on this CPU (and not capped by QUIVER_SIMD); every row
-            // has q's length, checked just above.
-            return unsafe { avx512::rows16(q.as_ptr(), rows.map(<[f32]>::as_ptr), q.len(), 16) };
-        }
-    }
-    rows.map(|r| crate::dot(q, r))
+    dot_1x16_up_to(q, &rows)
 }
 
 /// [`dot_1x16`] of `q` with up to 16 rows: `out[b] = dot(q, rows[b])` for `b < rows.len()`, the

@@ -125,3 +125,29 @@ pub(crate) fn store(key: &str, rows: usize, dim: usize, flat: &[f32]) -> Result<
     std::fs::rename(&tmp, &p).with_context(|| format!("renaming into {}", p.display()))?;
     Ok(())
 }
+
+/// The vectors of `texts` (documents `ids`) under `model`, row-major as the model returns them:
+/// read from the cache when `use_cache` and present, else embedded (progress bar `label`) and
+/// stored (a failed store only warns).
+pub(crate) fn vectors_or_embed(
+    model: &dyn Embedder,
+    ids: &[&str],
+    texts: &[String],
+    use_cache: bool,
+    label: &str,
+) -> Result<Vec<f32>> {
+    let dim = model.info().dim;
+    let key = key(model, ids, texts);
+    if use_cache {
+        if let Some(rows) = load(&key, texts.len(), dim)? {
+            return Ok(rows.concat());
+        }
+    }
+    let v = crate::data::embed_texts(model, texts, label)?;
+    if use_cache {
+        if let Err(e) = store(&key, texts.len(), dim, &v) {
+            eprintln!("warning: could not cache embeddings: {e}");
+        }
+    }
+    Ok(v)
+}

@@ -181,35 +181,15 @@ fn embed_space(model: &str, ds: &BeirDataset, texts: &[String], use_cache: bool)
     let info = embedder.info();
     let dim = info.dim;
     let ids: Vec<&str> = ds.corpus.iter().map(|d| d.id.as_str()).collect();
-    let key = cache::key(embedder.as_ref(), &ids, texts);
-    let cached = if use_cache {
-        cache::load(&key, texts.len(), dim)?
-    } else {
-        None
-    };
-    let mut docs = match cached {
-        Some(rows) => rows.concat(),
-        None => {
-            let t = Instant::now();
-            let v = crate::data::embed_texts(
-                embedder.as_ref(),
-                texts,
-                &format!("embedding the corpus ({model})"),
-            )
-            .with_context(|| format!("embedding with {model}"))?;
-            eprintln!(
-                "{model}: {} documents in {:.1}s",
-                texts.len(),
-                t.elapsed().as_secs_f64()
-            );
-            if use_cache {
-                if let Err(e) = cache::store(&key, texts.len(), dim, &v) {
-                    eprintln!("warning: could not cache corpus embeddings: {e}");
-                }
-            }
-            v
-        }
-    };
+    let t = Instant::now();
+    let label = format!("embedding the corpus ({model})");
+    let mut docs = cache::vectors_or_embed(embedder.as_ref(), &ids, texts, use_cache, &label)
+        .with_context(|| format!("embedding with {model}"))?;
+    eprintln!(
+        "{model}: {} documents in {:.1}s",
+        texts.len(),
+        t.elapsed().as_secs_f64()
+    );
     let qtexts: Vec<String> = ds.queries.iter().map(|q| q.text.clone()).collect();
     let mut queries = crate::data::embed_texts(
         embedder.as_ref(),
