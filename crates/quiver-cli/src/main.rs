@@ -5,6 +5,7 @@
 //! Benchmarks and evaluation (`quiver bench ...`, `quiver eval`) are the `quiver-bench` library's;
 //! their flags are its option structs, forwarded as they are.
 
+mod alter;
 mod demo;
 mod embed_cmd;
 mod ingest;

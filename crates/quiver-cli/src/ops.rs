@@ -67,6 +67,53 @@ pub enum CollectionCmd {
     /// Check every file against its checksum (vectors included) and read every index; exits 1
     /// naming each damaged file. Opening and searching check only what they read.
     Verify { name: String },
+    /// Add a field to a collection that holds documents (dense and text fields are backfilled
+    /// from the stored text, with a progress bar), or drop one.
+    Alter {
+        name: String,
+        /// The field to add (with --schema-json, the field's spec, e.g. '{"type": "text"}').
+        #[arg(long, requires = "schema_json", conflicts_with = "drop_field")]
+        add_field: Option<String>,
+        #[arg(long)]
+        schema_json: Option<String>,
+        /// The field to drop.
+        #[arg(long)]
+        drop_field: Option<String>,
+        /// Only change the schema; backfill later with `collection backfill`.
+        #[arg(long)]
+        no_backfill: bool,
+        #[command(flatten)]
+        throttle: Throttle,
+    },
+    /// Compute fields added by `alter` for the documents stored before (resumes an interrupted
+    /// backfill where its last durable batch ended).
+    Backfill {
+        name: String,
+        #[command(flatten)]
+        throttle: Throttle,
+    },
+}
+
+/// How hard a backfill may work.
+#[derive(Args, Debug, Clone)]
+pub struct Throttle {
+    /// Fraction of the time the backfill may be busy (0 < duty <= 1); it sleeps the rest, so
+    /// searches keep their latency.
+    #[arg(long, default_value_t = 0.5)]
+    duty: f64,
+    /// Documents embedded per durable batch.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+}
+
+impl Throttle {
+    fn options(&self) -> quiver::BackfillOptions {
+        quiver::BackfillOptions {
+            batch: self.batch,
+            duty: self.duty,
+            stop: None,
+        }
+    }
 }
 
 pub fn collection(db: &Path, as_json: bool, cmd: CollectionCmd) -> Result<()> {
@@ -164,6 +211,25 @@ pub fn collection(db: &Path, as_json: bool, cmd: CollectionCmd) -> Result<()> {
             }
             if !msgs.is_empty() {
                 bail!("{name}: {} damaged file(s)", msgs.len());
+            }
+        }
+        CollectionCmd::Alter {
+            name,
+            add_field,
+            schema_json,
+            drop_field,
+            no_backfill,
+            throttle,
+        } => {
+            let add = add_field.zip(schema_json);
+            let backfill = (!no_backfill).then(|| throttle.options());
+            crate::alter::alter(&d, &name, add, drop_field, backfill, as_json)?;
+        }
+        CollectionCmd::Backfill { name, throttle } => {
+            let c = d.collection(&name)?;
+            let r = crate::alter::run_backfill(&c, &throttle.options(), as_json)?;
+            if as_json {
+                println!("{}", json!({"collection": name, "backfill": r}));
             }
         }
         CollectionCmd::Compact { name } => {

@@ -183,7 +183,7 @@ pub(crate) async fn upsert(
                 .into_iter()
                 .enumerate()
                 .map(|(i, v)| {
-                    document_from_json(v, c.schema())
+                    document_from_json(v, &c.schema())
                         .map_err(|e| ApiError::bad_request(format!("points[{i}]: {e}")))
                 })
                 .collect::<Result<Vec<_>, _>>()?;

@@ -176,7 +176,7 @@ pub fn parse_datetime(s: &str) -> Option<f64> {
         .map(|t| t.and_utc().timestamp() as f64)
 }
 
-fn check_payload_value(kind: PayloadKind, v: &Value) -> Result<(), String> {
+pub(crate) fn check_payload_value(kind: PayloadKind, v: &Value) -> Result<(), String> {
     let one = |x: &Value| -> Result<(), String> {
         let ok = match kind {
             PayloadKind::Keyword => x.is_string(),

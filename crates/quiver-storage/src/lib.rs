@@ -64,7 +64,11 @@ mod text;
 pub mod tiers;
 mod wal;
 
-pub use collection::{Collection, CollectionInfo, WriteReport};
+#[doc(hidden)]
+pub use collection::emit_test_event as test_event;
+pub use collection::{
+    AlterReport, BackfillInfo, BackfillTask, Collection, CollectionInfo, FieldColumn, WriteReport,
+};
 pub use db::Database;
 pub use dense_index::DenseIndex;
 pub use doc::{parse_datetime, DocId, Document, StoredDoc, MAX_ID_BYTES};

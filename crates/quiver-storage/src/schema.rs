@@ -20,7 +20,7 @@ use quiver_index::HnswParams;
 use quiver_linalg::Metric;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A collection's schema: named fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +35,16 @@ pub struct Schema {
     /// whatever its row count: this bounds memory and the log a reader replays on open.
     #[serde(default = "default_segment_bytes")]
     pub mutable_max_bytes: usize,
+    /// Fields added to a collection that already held documents, whose sealed segments are still
+    /// being filled in (`Collection::add_field`): a segment written before the field was added
+    /// lacks its files until the backfill installs them; queries on the field skip it.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub backfill: BTreeSet<String>,
+    /// Fields dropped whose files are still being removed from sealed segments
+    /// (`Collection::drop_field`; finished on the next writable open after a crash). A name in
+    /// this list cannot be added again until that is done.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dropping: BTreeMap<String, FieldSpec>,
 }
 
 fn default_segment_rows() -> usize {
@@ -340,7 +350,65 @@ impl Schema {
         }
         self.validate_multi()?;
         self.validate_text()?;
+        if let Some(f) = self.backfill.iter().find(|f| !self.fields.contains_key(*f)) {
+            return Err(StorageError::Schema(format!(
+                "backfill names {f:?}, which is not a field of the schema"
+            )));
+        }
+        if let Some(f) = self.dropping.keys().find(|f| self.fields.contains_key(*f)) {
+            return Err(StorageError::Schema(format!(
+                "field {f:?} is both in the schema and being dropped"
+            )));
+        }
         Ok(())
+    }
+
+    /// This schema as seen by a sealed segment whose files are `has_file`: fields still being
+    /// backfilled that the segment has no files of yet are left out, so the segment reads as
+    /// not holding them (every other field's files must be there).
+    pub(crate) fn for_segment(&self, has_file: impl Fn(&str) -> bool) -> Schema {
+        let mut s = self.clone();
+        for name in &self.backfill {
+            let Some(spec) = self.fields.get(name) else {
+                continue;
+            };
+            if !field_marker(name, spec).is_some_and(|m| has_file(&m)) {
+                s.fields.remove(name);
+            }
+        }
+        s
+    }
+
+    /// Whether field `name` of kind `spec` has files in a sealed segment (dense, multi and text
+    /// fields), and whether segment file `fname` is one of them.
+    pub(crate) fn is_field_file(name: &str, spec: &FieldSpec, fname: &str) -> bool {
+        match spec {
+            FieldSpec::Dense { .. } => {
+                fname == format!("vec.{name}.f32")
+                    || fname == format!("hnsw.{name}.bin")
+                    || fname == format!("rot.{name}.bin")
+                    || fname
+                        .strip_prefix(&format!("codes.{name}."))
+                        .and_then(|rest| rest.strip_suffix(".bin"))
+                        .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
+            }
+            FieldSpec::Multi(_) => {
+                fname == format!("multi.{name}.f32")
+                    || fname == format!("multi.{name}.idx")
+                    || fname == format!("fde.{name}.f32")
+                    || fname == format!("hnsw.fde.{name}.bin")
+            }
+            FieldSpec::Text { .. } => fname.starts_with(&format!("text.{name}/")),
+            _ => false,
+        }
+    }
+
+    /// Whether a field of this kind has files in sealed segments (dense, multi, text).
+    pub fn has_segment_files(spec: &FieldSpec) -> bool {
+        matches!(
+            spec,
+            FieldSpec::Dense { .. } | FieldSpec::Multi(_) | FieldSpec::Text { .. }
+        )
     }
 
     /// Dense fields in name order.
@@ -411,6 +479,17 @@ impl Schema {
     /// JSON form (as stored in the collection directory).
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// The file whose presence in a sealed segment means it holds field `name` (`None`: payload
+/// fields, which live in `payload.bin`).
+fn field_marker(name: &str, spec: &FieldSpec) -> Option<String> {
+    match spec {
+        FieldSpec::Dense { .. } => Some(format!("vec.{name}.f32")),
+        FieldSpec::Multi(_) => Some(format!("multi.{name}.idx")),
+        FieldSpec::Text { .. } => Some(format!("text.{name}/meta.json")),
+        _ => None,
     }
 }
 

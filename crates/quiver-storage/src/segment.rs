@@ -195,6 +195,8 @@ impl Segment {
                 format!("{rows} rows cannot fit in ids.bin of {ids_len} bytes"),
             ));
         }
+        // Fields still being backfilled that this segment was written without.
+        let schema = &schema.for_segment(|f| meta.files.contains_key(f));
         let files = Arc::new(SegmentFiles {
             dir,
             files: meta.files,
@@ -438,6 +440,22 @@ impl Segment {
             .as_ref()
             .ok()?
             .get(field)
+    }
+
+    /// Whether the segment holds field `name` of the schema it was opened under (`false` for a
+    /// field added since it was written, until the backfill installs its files).
+    pub fn has_field(&self, name: &str) -> bool {
+        self.schema.fields.contains_key(name)
+    }
+
+    /// The segment's files as listed in its `meta.json` (lengths and checksums).
+    pub(crate) fn file_meta(&self) -> &BTreeMap<String, crate::segment_write::FileMeta> {
+        &self.files.files
+    }
+
+    /// The segment's directory.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.files.dir
     }
 
     /// Bytes held in RAM for `field`: codes, graph, and the vectors when their tier is `ram`

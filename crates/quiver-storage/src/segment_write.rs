@@ -5,7 +5,7 @@
 //! into place (see `segment.rs` for the layout and the reader).
 
 use crate::doc::DocId;
-use crate::schema::Schema;
+use crate::schema::{DenseField, Schema};
 use crate::{io_err, StorageError};
 use quiver_index::{Hnsw, Vectors};
 use rayon::prelude::*;
@@ -19,7 +19,7 @@ use std::path::Path;
 /// Segment directory format this version writes: 2 adds `ids.off` and `ids.sorted`.
 pub(crate) const SEGMENT_FORMAT: u32 = 2;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct FileMeta {
     pub(crate) bytes: u64,
     pub(crate) xxh3: String,
@@ -154,15 +154,8 @@ pub(crate) fn write_dir(
     }
     std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
     let mut files = BTreeMap::new();
-    let seed = 0x5157_4552 ^ rows as u64;
-    let build = |f: &crate::schema::DenseField, v: &[f32], params| {
-        progress.start(&format!("HNSW {} ({rows} vectors)", f.name), rows as u64);
-        let g = Hnsw::build_with_progress(Vectors::new(v, f.dim), f.metric, params, seed, &|n| {
-            progress.inc(n)
-        });
-        progress.finish();
-        g
-    };
+    let seed = segment_seed(rows);
+    let build = |f: &DenseField, v: &[f32], params| build_graph(f, v, params, seed, progress);
     // The base graph's rows keep their links; the rest are inserted into it, in parallel.
     let extend = |mut g: Hnsw, f: &crate::schema::DenseField, v: &[f32]| {
         let have = g.capacity();
@@ -244,36 +237,76 @@ pub(crate) fn write_dir(
             .get(&f.name)
             .map(|v| v.as_slice())
             .unwrap_or(&[]);
-        if v.len() != rows * f.dim {
-            return Err(StorageError::Corrupt {
-                file: tmp.display().to_string(),
-                msg: format!("field {}: {} floats for {rows} rows", f.name, v.len()),
-            });
-        }
-        write_file(
-            &tmp,
-            &format!("vec.{}.f32", f.name),
-            &f32_bytes(v),
-            &mut files,
-        )?;
-        if let Some(params) = f.index.hnsw_params() {
-            let g = match graphs.remove(&f.name) {
-                Some(g) => g,
-                None => build(&f, v, params),
-            };
-            write_file(
-                &tmp,
-                &format!("hnsw.{}.bin", f.name),
-                &g.to_bytes(),
-                &mut files,
-            )?;
-        }
-        crate::codes::write(&tmp, &f, v, rows, seed, &mut files)?;
+        let graph = graphs.remove(&f.name);
+        write_dense_field(&tmp, &f, v, rows, graph, progress, &mut files)?;
     }
     crate::multi_store::write_segment_files(schema, &tmp, rows, &data.multi, &mut files, progress)?;
     for (fname, bytes, xxh3) in crate::text::write_text_indexes(schema, &tmp, &data.payloads)? {
         files.insert(fname, FileMeta { bytes, xxh3 });
     }
+    finish_dir(segments_dir, name, rows, files)
+}
+
+/// The seed of a segment's graphs and codecs (a function of its row count, so a rewrite of the
+/// same rows builds the same structures).
+fn segment_seed(rows: usize) -> u64 {
+    0x5157_4552 ^ rows as u64
+}
+
+fn build_graph(
+    f: &DenseField,
+    v: &[f32],
+    params: quiver_index::HnswParams,
+    seed: u64,
+    progress: &dyn Progress,
+) -> Hnsw {
+    let rows = v.len() / f.dim.max(1);
+    progress.start(&format!("HNSW {} ({rows} vectors)", f.name), rows as u64);
+    let g = Hnsw::build_with_progress(Vectors::new(v, f.dim), f.metric, params, seed, &|n| {
+        progress.inc(n)
+    });
+    progress.finish();
+    g
+}
+
+/// Writes dense field `f`'s files into segment directory `dir`: the vectors of `rows` rows,
+/// the HNSW graph (`graph` if one was built over them already) and the codes.
+pub(crate) fn write_dense_field(
+    dir: &Path,
+    f: &DenseField,
+    v: &[f32],
+    rows: usize,
+    graph: Option<Hnsw>,
+    progress: &dyn Progress,
+    files: &mut BTreeMap<String, FileMeta>,
+) -> Result<(), StorageError> {
+    if v.len() != rows * f.dim {
+        return Err(StorageError::Corrupt {
+            file: dir.display().to_string(),
+            msg: format!("field {}: {} floats for {rows} rows", f.name, v.len()),
+        });
+    }
+    let seed = segment_seed(rows);
+    write_file(dir, &format!("vec.{}.f32", f.name), &f32_bytes(v), files)?;
+    if let Some(params) = f.index.hnsw_params() {
+        let g = match graph {
+            Some(g) => g,
+            None => build_graph(f, v, params, seed, progress),
+        };
+        write_file(dir, &format!("hnsw.{}.bin", f.name), &g.to_bytes(), files)?;
+    }
+    crate::codes::write(dir, f, v, rows, seed, files)
+}
+
+/// Completes segment `name` written in `segments_dir/name.tmp`: writes `meta.json` listing
+/// `files`, fsyncs, and renames the directory into place.
+pub(crate) fn finish_dir(
+    segments_dir: &Path,
+    name: &str,
+    rows: usize,
+    files: BTreeMap<String, FileMeta>,
+) -> Result<(), StorageError> {
+    let tmp = segments_dir.join(format!("{name}.tmp"));
     let meta = SegmentMeta {
         format: SEGMENT_FORMAT,
         rows,

@@ -95,6 +95,25 @@ impl Snapshot {
         &self.schema
     }
 
+    /// Visible documents that field `name` does not reach yet: those in sealed segments
+    /// written before the field was added and not backfilled since (0 for a field not being
+    /// backfilled). Queries on the field skip them.
+    pub fn pending(&self, name: &str) -> usize {
+        if !self.schema.backfill.contains(name) {
+            return 0;
+        }
+        self.version
+            .segments
+            .iter()
+            .filter(|s| !s.has_field(name))
+            .map(|s| {
+                (0..s.rows() as u32)
+                    .filter(|&r| s.visible(r, self.seq))
+                    .count()
+            })
+            .sum()
+    }
+
     /// Segments to read: the sealed ones, oldest first, then the one being sealed (if any),
     /// then the mutable one.
     pub fn segments(&self) -> usize {
@@ -147,11 +166,8 @@ impl Snapshot {
         self.segment(s).allowed(filter, self.seq)
     }
 
-    pub(crate) fn for_each_visible_loc(
-        &self,
-        filter: Option<&Filter>,
-        mut f: impl FnMut(&DocId, Loc),
-    ) {
+    /// Calls `f(id, loc)` for every visible document matching `filter`.
+    pub fn for_each_visible_loc(&self, filter: Option<&Filter>, mut f: impl FnMut(&DocId, Loc)) {
         for s in 0..self.segments() {
             let seg = self.segment(s);
             for r in self.allowed(s, filter).iter() {

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 impl Collection {
     /// Documents, segments (rows, live), graph bytes, disk use, per-field sizes, index tiers,
-    /// text-field statistics and the schema, as one JSON object.
+    /// text-field statistics, the schema and the progress of backfills, as one JSON object.
     pub fn describe(&self) -> Result<Value> {
         let info = self.info();
         let schema = self.schema();
@@ -47,6 +47,7 @@ impl Collection {
             "multi_fields": info.multi,
             "schema": to_value(serde_json::to_value(schema.as_ref()))?,
             "text_fields": text,
+            "backfill": to_value(serde_json::to_value(&info.backfill))?,
         }))
     }
 }

@@ -182,8 +182,8 @@ impl Collection {
         self.inner.name()
     }
 
-    /// The schema.
-    pub fn schema(&self) -> &Arc<Schema> {
+    /// The current schema (fields added or dropped since the collection was opened included).
+    pub fn schema(&self) -> Arc<Schema> {
         self.inner.schema()
     }
 
@@ -220,7 +220,25 @@ impl Collection {
         *self.progress.write() = p;
     }
 
-    fn writable(&self) -> Result<()> {
+    /// Where long work of this collection reports progress.
+    pub(crate) fn progress_sink(&self) -> Arc<dyn Progress> {
+        self.progress.read().clone()
+    }
+
+    /// Computes the vectors of `schema`'s model-backed fields for `docs` (see
+    /// [`Collection::embed`], which uses the collection's own schema).
+    pub(crate) fn embed_with(&self, schema: &Schema, docs: &mut [Document]) -> Result<()> {
+        #[cfg(feature = "embed")]
+        {
+            crate::embedding::embed_documents(schema, docs, &self.pool, &NoProgress)
+        }
+        #[cfg(not(feature = "embed"))]
+        {
+            crate::embedding_off::check_supplied(schema, docs)
+        }
+    }
+
+    pub(crate) fn writable(&self) -> Result<()> {
         if self.read_only {
             return Err(EngineError::ReadOnly(format!(
                 "collection {:?}",
@@ -237,11 +255,11 @@ impl Collection {
         #[cfg(feature = "embed")]
         {
             let progress = self.progress.read().clone();
-            crate::embedding::embed_documents(self.schema(), docs, &self.pool, progress.as_ref())
+            crate::embedding::embed_documents(&self.schema(), docs, &self.pool, progress.as_ref())
         }
         #[cfg(not(feature = "embed"))]
         {
-            crate::embedding_off::check_supplied(self.schema(), docs)
+            crate::embedding_off::check_supplied(&self.schema(), docs)
         }
     }
 
@@ -314,7 +332,7 @@ impl Collection {
     /// rescore stage on a field no source searches still embeds where it runs.)
     pub fn prepare(&self, q: &Query) -> Result<(Mode, Plan)> {
         #[allow(unused_mut)]
-        let (mode, mut plan) = q.to_plan(self.schema())?;
+        let (mode, mut plan) = q.to_plan(&self.schema())?;
         #[cfg(feature = "embed")]
         self.embed_sources(&mut plan)?;
         Ok((mode, plan))

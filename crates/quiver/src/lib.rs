@@ -50,12 +50,14 @@ pub mod document;
 pub mod embedding;
 mod engine;
 pub mod error;
+mod evolve;
 #[cfg(feature = "embed")]
 pub mod models;
 pub mod request;
 
 pub use engine::{Collection, Database, IdLookup, OpenOptions};
 pub use error::{EngineError, Result};
+pub use evolve::{BackfillOptions, BackfillReport};
 #[cfg(feature = "embed")]
 pub use models::{EmbeddedTexts, ModelPool, PoolOptions};
 pub use request::{Mode, Query, QueryResult};

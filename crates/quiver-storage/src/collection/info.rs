@@ -80,6 +80,7 @@ impl Collection {
             seq: snap.seq,
             wal_bytes: wal_disk_bytes(&self.dir),
             segment_bytes: snap.version.segments.iter().map(|s| s.disk_bytes()).sum(),
+            backfill: self.backfill_info(),
             disk_bytes,
             disk_bytes_per_document: match documents {
                 0 => 0.0,

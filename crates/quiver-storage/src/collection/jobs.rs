@@ -22,8 +22,9 @@ impl Collection {
     /// Whether `m` reaches `halves`/2 of the seal trigger (2: the trigger, 3: the hard bound):
     /// live rows, bytes, or all rows (twice the live-row bound, for ids rewritten over and over).
     fn reaches(&self, m: &MutableSegment, halves: usize) -> bool {
-        let max = self.schema.mutable_max_rows;
-        let bytes = self.schema.mutable_max_bytes * halves / 2;
+        let schema = self.schema();
+        let max = schema.mutable_max_rows;
+        let bytes = schema.mutable_max_bytes * halves / 2;
         m.live_rows() >= max * halves / 2 || m.rows() >= max * halves || m.bytes() >= bytes
     }
 
@@ -92,7 +93,7 @@ impl Collection {
     ) -> Result<Arc<Segment>, StorageError> {
         let progress = self.progress.read().clone();
         let dir = self.dir.join("segments");
-        Segment::write(&self.schema, &dir, name, data, progress.as_ref()).map(Arc::new)
+        Segment::write(&self.schema(), &dir, name, data, progress.as_ref()).map(Arc::new)
     }
 
     /// Freezes the mutable segment for sealing (writer lock held; no-op when it is empty or one
@@ -168,7 +169,7 @@ impl Collection {
             mailbox: &self.sealer,
         };
         let dir = self.dir.join("segments");
-        Segment::write(&self.schema, &dir, &name, data, &counted).map(|s| Some(Arc::new(s)))
+        Segment::write(&self.schema(), &dir, &name, data, &counted).map(|s| Some(Arc::new(s)))
     }
 
     /// Seals the segment being sealed with the writer lock held throughout (when no sealer
@@ -320,7 +321,7 @@ impl Collection {
         // The largest input with every row visible keeps its graph: its rows go first, and the
         // merged segment's graph is that graph with the other inputs' rows inserted.
         let hnsw = self
-            .schema
+            .schema()
             .dense_fields()
             .into_iter()
             .find(|f| f.index.hnsw_params().is_some());
@@ -484,18 +485,27 @@ impl Collection {
         let _job = self.merger.job.lock();
         while !self.merger.stopping() && self.check_live().is_ok() {
             let snap = self.snapshot();
-            let sizes: Vec<SegmentSize> = snap
-                .version
-                .segments
-                .iter()
-                .map(|s| SegmentSize {
-                    rows: s.rows(),
-                    live: s.rows() - s.deleted_rows().count(),
+            // Segments still lacking a field being backfilled wait for the backfill.
+            let eligible: Vec<usize> = (0..snap.version.segments.len())
+                .filter(|&i| {
+                    let s = &snap.version.segments[i];
+                    snap.schema.backfill.iter().all(|f| s.has_field(f))
                 })
                 .collect();
-            let Some(inputs) = plan_merge(&sizes) else {
+            let sizes: Vec<SegmentSize> = eligible
+                .iter()
+                .map(|&i| {
+                    let s = &snap.version.segments[i];
+                    SegmentSize {
+                        rows: s.rows(),
+                        live: s.rows() - s.deleted_rows().count(),
+                    }
+                })
+                .collect();
+            let Some(picked) = plan_merge(&sizes) else {
                 break;
             };
+            let inputs: Vec<usize> = picked.iter().map(|&i| eligible[i]).collect();
             let merged = self.merge(&snap, &inputs, background);
             if let Err(e) = merged {
                 if self.check_live().is_ok() {

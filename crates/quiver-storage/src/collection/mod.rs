@@ -28,8 +28,13 @@
 //! open and never changes a file.
 
 mod bulk;
+mod evolve;
 mod info;
 mod jobs;
+
+#[doc(hidden)]
+pub use self::test_event as emit_test_event;
+pub use evolve::{AlterReport, BackfillInfo, BackfillTask, FieldColumn};
 
 use crate::db::Readers;
 use crate::doc::{DocId, Document, StoredDoc};
@@ -57,7 +62,8 @@ const MAX_BACKPRESSURE: Duration = Duration::from_secs(30);
 /// Test hook: with `QUIVER_TEST_EVENTS=1` set, the automatic seal and compaction print
 /// `quiver-event: seal-start|seal-end|seal-failed|compact-start|compact-end` on stderr, so crash
 /// tests can prove where a SIGKILL landed. Otherwise one cached environment lookup, no output.
-fn test_event(what: &str) {
+#[doc(hidden)]
+pub fn test_event(what: &str) {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     if *ON.get_or_init(|| std::env::var_os("QUIVER_TEST_EVENTS").is_some_and(|v| v == "1")) {
         eprintln!("quiver-event: {what}");
@@ -68,6 +74,8 @@ fn test_event(what: &str) {
 struct Published {
     version: Arc<Version>,
     seq: u64,
+    /// The schema the version is read under (changed only by `evolve.rs`, with the writer lock).
+    schema: Arc<Schema>,
 }
 
 struct Writer {
@@ -143,6 +151,9 @@ pub struct CollectionInfo {
     pub multi: Vec<crate::multi::MultiInfo>,
     /// Memory and disk use per dense field.
     pub dense: Vec<crate::tiers::DenseTierInfo>,
+    /// Fields being backfilled and how far each is (empty when none is).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub backfill: Vec<BackfillInfo>,
 }
 
 /// An open collection. All methods take `&self`; writes serialise on an internal lock, reads take
@@ -150,7 +161,6 @@ pub struct CollectionInfo {
 pub struct Collection {
     name: String,
     dir: PathBuf,
-    schema: Arc<Schema>,
     current: ArcSwap<Published>,
     /// `None`: opened read-only.
     writer: Option<Mutex<Writer>>,
@@ -228,10 +238,10 @@ impl Collection {
         let c = Collection {
             name: name.to_string(),
             dir: dir.to_path_buf(),
-            schema: Arc::new(schema),
             current: ArcSwap::from_pointee(Published {
                 version,
                 seq: rec.last_seq,
+                schema: Arc::new(schema),
             }),
             writer,
             readers,
@@ -242,7 +252,10 @@ impl Collection {
         };
         if let Some(w) = &c.writer {
             let _ = std::fs::remove_file(dir.join("manifest.json.tmp"));
+            let _ = std::fs::remove_file(dir.join("schema.json.tmp"));
             c.collect_garbage(&w.lock())?;
+            // A drop a crash interrupted.
+            c.finish_drops()?;
         }
         Ok(c)
     }
@@ -252,9 +265,9 @@ impl Collection {
         &self.name
     }
 
-    /// Schema.
-    pub fn schema(&self) -> &Arc<Schema> {
-        &self.schema
+    /// The current schema (fields added or dropped since the collection was opened included).
+    pub fn schema(&self) -> Arc<Schema> {
+        self.current.load().schema.clone()
     }
 
     /// Whether this handle refuses writes.
@@ -301,11 +314,16 @@ impl Collection {
     /// A consistent read view of everything committed so far (one atomic load).
     pub fn snapshot(&self) -> Snapshot {
         let cur = self.current.load();
-        Snapshot::new(cur.version.clone(), cur.seq, self.schema.clone())
+        Snapshot::new(cur.version.clone(), cur.seq, cur.schema.clone())
     }
 
     fn publish(&self, version: Arc<Version>, seq: u64) {
-        self.current.store(Arc::new(Published { version, seq }));
+        let schema = self.current.load().schema.clone();
+        self.current.store(Arc::new(Published {
+            version,
+            seq,
+            schema,
+        }));
     }
 
     fn supersede(version: &Version, loc: Loc, seq: u64) {
@@ -324,8 +342,9 @@ impl Collection {
     fn prepare(&self, docs: Vec<Document>) -> Result<Vec<(DocId, Document)>, StorageError> {
         let mut prepared = Vec::with_capacity(docs.len());
         let mut seen: HashMap<DocId, usize> = HashMap::with_capacity(docs.len());
+        let schema = self.schema();
         for (i, d) in docs.into_iter().enumerate() {
-            let (id, doc) = self.schema.prepare(d).map_err(|e| StorageError::InBatch {
+            let (id, doc) = schema.prepare(d).map_err(|e| StorageError::InBatch {
                 index: i,
                 source: Box::new(e),
             })?;
@@ -340,7 +359,7 @@ impl Collection {
             }
             prepared.push((id, doc));
         }
-        crate::multi::prune_batch(&self.schema, &mut prepared)?;
+        crate::multi::prune_batch(&schema, &mut prepared)?;
         Ok(prepared)
     }
 
@@ -357,13 +376,15 @@ impl Collection {
                 ..WriteReport::plain(0, w.next_seq - 1)
             });
         }
+        // Fixed while the writer lock is held (a schema change takes it).
+        let schema = self.schema();
         let seq0 = w.next_seq;
         let last = seq0 + prepared.len() as u64 - 1;
         let record = Record::Upsert(
             prepared
                 .iter()
                 .enumerate()
-                .map(|(i, (id, doc))| (id.to_key(), self.schema.encode(seq0 + i as u64, doc)))
+                .map(|(i, (id, doc))| (id.to_key(), schema.encode(seq0 + i as u64, doc)))
                 .collect(),
         );
         w.log.append(&record)?;
@@ -391,14 +412,13 @@ impl Collection {
         let base = match snap.version.segments.last() {
             Some(seg) if m.rows() == 0 && m.borrowed().is_none() => {
                 fresh = MutableSegment::with_codes(crate::mutable::BorrowedCodes::from_segment(
-                    &self.schema,
-                    seg,
+                    &schema, seg,
                 ));
                 &fresh
             }
             _ => m.as_ref(),
         };
-        let (mutable, _) = base.append(&self.schema, rows);
+        let (mutable, _) = base.append(&schema, rows);
         let version = Version {
             segments: snap.version.segments.clone(),
             sealing: snap.version.sealing.clone(),
@@ -532,23 +552,30 @@ impl Collection {
         drop(self.writer()?);
         let _job = self.merger.job.lock();
         let snap = self.snapshot();
+        if let Some(f) = snap.schema.backfill.iter().next() {
+            return Err(StorageError::Maintenance(format!(
+                "field {f:?} is being backfilled: compaction waits until it is done \
+                 (`quiver collection backfill {}`)",
+                self.name
+            )));
+        }
         let all: Vec<usize> = (0..snap.version.segments.len()).collect();
         self.merge(&snap, &all, false)
     }
 
     /// Empty columns of a new segment of this collection's fields.
     fn empty_data(&self) -> SegmentData {
+        let schema = self.schema();
         SegmentData {
             ids: Vec::new(),
             seqs: Vec::new(),
             payloads: Vec::new(),
-            vectors: self
-                .schema
+            vectors: schema
                 .dense_fields()
                 .iter()
                 .map(|f| (f.name.clone(), Vec::new()))
                 .collect(),
-            multi: crate::multi::columns(&self.schema),
+            multi: crate::multi::columns(&schema),
             base_graph: None,
         }
     }

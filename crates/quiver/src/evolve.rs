@@ -1,0 +1,276 @@
+//! Schema evolution in the engine: fields added to a collection that holds documents are
+//! *backfilled* from the stored payload text (storage's side: `quiver_storage`'s `evolve.rs`).
+//!
+//! [`Collection::backfill`] takes the segments still lacking a field one at a time, computes the
+//! field's vectors for their rows in batches with the field's model (the same text rule and
+//! normalisation as an upsert: [`crate::document::document_text`], `embed_documents`), appends
+//! each batch durably to the segment's partial file, and installs the segment's copy with the
+//! field when all its rows are done. A killed backfill resumes at the last durable batch. Text
+//! fields need no model: storage builds them from the payloads. Between batches the backfill
+//! sleeps so that it is busy at most `duty` of the time, which keeps searches' latency.
+
+use crate::engine::Collection;
+use crate::error::{EngineError, Result};
+use quiver_storage::{AlterReport, BackfillInfo, FieldColumn, FieldSpec, Schema};
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How a backfill runs.
+#[derive(Debug, Clone)]
+pub struct BackfillOptions {
+    /// Rows embedded per batch (each batch is one durable append).
+    pub batch: usize,
+    /// Fraction of wall time the backfill may be busy, in (0, 1]: after a batch that took `t`
+    /// it sleeps `t · (1 − duty) / duty`.
+    pub duty: f64,
+    /// Set to stop after the current batch (the work done so far stays).
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+impl Default for BackfillOptions {
+    fn default() -> Self {
+        BackfillOptions {
+            batch: 64,
+            duty: 0.5,
+            stop: None,
+        }
+    }
+}
+
+/// What a backfill did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BackfillReport {
+    /// Fields whose backfill completed.
+    pub completed: Vec<String>,
+    /// Segments installed with a new field.
+    pub segments: usize,
+    /// Rows computed (this run; resumed rows not counted).
+    pub rows: usize,
+    /// Wall time.
+    pub seconds: f64,
+    /// Time spent computing (the rest is throttling and installs' waits).
+    pub busy_seconds: f64,
+    /// Stopped before the end (`BackfillOptions::stop`).
+    pub stopped: bool,
+}
+
+impl Collection {
+    /// Adds field `name` (see `quiver_storage::Collection::add_field`). A model-backed field's
+    /// model is loaded and its dimension checked first, and every stored document must have
+    /// text for it; on any error nothing changes. The backfill itself is
+    /// [`Collection::backfill`].
+    pub fn add_field(&self, name: &str, spec: FieldSpec) -> Result<AlterReport> {
+        self.writable()?;
+        if let FieldSpec::Dense { .. } = &spec {
+            let probe = Schema {
+                fields: [(name.to_string(), spec.clone())].into(),
+                ..Schema::clone(&self.schema())
+            };
+            if let Some(f) = probe.dense(name) {
+                if let Some(model) = &f.embedding.model {
+                    self.check_model(name, model, f.dim)?;
+                    let snap = self.snapshot();
+                    let mut bad = None;
+                    snap.for_each_visible_loc(None, |id, loc| {
+                        if bad.is_none() {
+                            let (s, row) = snap.place(loc);
+                            let p = snap.segment(s).payload(row);
+                            if let Err(m) = crate::document::document_text(&f.embedding, &p) {
+                                bad = Some(format!("document {id}: {m}"));
+                            }
+                        }
+                    });
+                    if let Some(m) = bad {
+                        return Err(EngineError::BadRequest(format!(
+                            "field {name:?} cannot be computed for a stored document: {m}"
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(self.storage().add_field(name, spec)?)
+    }
+
+    #[cfg(feature = "embed")]
+    fn check_model(&self, field: &str, model: &str, dim: usize) -> Result<()> {
+        let m = self.pool().get(model)?;
+        let got = m.info().dim;
+        if got != dim {
+            return Err(EngineError::BadRequest(format!(
+                "field {field:?} has dim {dim} but model {model:?} gives {got}-dimensional vectors"
+            )));
+        }
+        Ok(())
+    }
+
+    #[cfg(not(feature = "embed"))]
+    fn check_model(&self, field: &str, _model: &str, _dim: usize) -> Result<()> {
+        Err(EngineError::BadRequest(format!(
+            "field {field:?} needs a model, and this build has no embedding (feature `embed`)"
+        )))
+    }
+
+    /// Drops field `name` (see `quiver_storage::Collection::drop_field`).
+    pub fn drop_field(&self, name: &str) -> Result<AlterReport> {
+        self.writable()?;
+        Ok(self.storage().drop_field(name)?)
+    }
+
+    /// How far each field's backfill is (empty: nothing pending).
+    pub fn backfill_info(&self) -> Vec<BackfillInfo> {
+        self.storage().backfill_info()
+    }
+
+    /// Computes and installs every pending field in every segment that lacks it, then takes
+    /// the finished fields off the backfill list. Progress (rows) goes to the collection's
+    /// progress sink. Safe beside searches and writes; resumable after a crash.
+    pub fn backfill(&self, opts: &BackfillOptions) -> Result<BackfillReport> {
+        self.writable()?;
+        if !(opts.duty > 0.0 && opts.duty <= 1.0) || opts.batch == 0 {
+            return Err(EngineError::BadRequest(format!(
+                "backfill: duty must be in (0, 1] and batch >= 1 (got {} and {})",
+                opts.duty, opts.batch
+            )));
+        }
+        let t0 = Instant::now();
+        let mut report = BackfillReport::default();
+        let progress = self.progress_sink();
+        let tasks = self.storage().backfill_tasks();
+        let total: usize = tasks.iter().map(|t| t.rows).sum();
+        progress.start("backfill", total as u64);
+        let mut skipped = std::collections::HashSet::new();
+        loop {
+            let stopped = opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
+            if stopped {
+                report.stopped = true;
+                break;
+            }
+            let Some(task) = self
+                .storage()
+                .backfill_tasks()
+                .into_iter()
+                .find(|t| !skipped.contains(&(t.field.clone(), t.segment.clone())))
+            else {
+                break;
+            };
+            let schema = self.schema();
+            let column = match schema.fields.get(&task.field) {
+                Some(FieldSpec::Text { .. }) => {
+                    progress.inc(task.rows as u64);
+                    Some(FieldColumn::Text)
+                }
+                Some(FieldSpec::Dense { .. }) => {
+                    match self.dense_column(&task.field, &task.segment, opts, &mut report)? {
+                        Some(v) => Some(FieldColumn::Dense(v)),
+                        None => {
+                            report.stopped = true;
+                            break;
+                        }
+                    }
+                }
+                _ => None,
+            };
+            let installed = match column {
+                Some(c) => self
+                    .storage()
+                    .install_field(&task.field, &task.segment, c)?,
+                None => false,
+            };
+            if installed {
+                report.segments += 1;
+                quiver_storage::test_event("backfill-segment");
+            } else {
+                skipped.insert((task.field.clone(), task.segment.clone()));
+            }
+        }
+        progress.finish();
+        report.completed = self.storage().finish_backfill()?;
+        report.seconds = t0.elapsed().as_secs_f64();
+        Ok(report)
+    }
+
+    /// The vectors of dense field `field` for every row of `segment` (resumed from its
+    /// partial file); `None` when stopped first.
+    fn dense_column(
+        &self,
+        field: &str,
+        segment: &str,
+        opts: &BackfillOptions,
+        report: &mut BackfillReport,
+    ) -> Result<Option<Vec<f32>>> {
+        let snap = self.snapshot();
+        let schema = snap.schema().clone();
+        let f = schema
+            .dense(field)
+            .ok_or_else(|| EngineError::BadRequest(format!("no dense field {field:?}")))?;
+        let only = Schema {
+            fields: schema
+                .fields
+                .iter()
+                .filter(|(n, _)| n.as_str() == field)
+                .map(|(n, s)| (n.clone(), s.clone()))
+                .collect(),
+            ..Schema::clone(&schema)
+        };
+        let Some(s) = (0..snap.segments()).find(|&s| snap.segment(s).name() == segment) else {
+            return Ok(Some(Vec::new()));
+        };
+        let seg = snap.segment(s);
+        let rows = seg.rows();
+        let mut out = self.storage().backfill_partial(field, segment)?;
+        let progress = self.progress_sink();
+        progress.inc((out.len() / f.dim) as u64);
+        while out.len() / f.dim < rows {
+            if opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+                return Ok(None);
+            }
+            let start = out.len() / f.dim;
+            let end = (start + opts.batch).min(rows);
+            let t = Instant::now();
+            let mut docs = Vec::new();
+            let mut which = Vec::new();
+            for r in start..end {
+                let r = r as u32;
+                if seg.visible(r, snap.seq()) {
+                    which.push(r);
+                    docs.push(quiver_storage::Document {
+                        id: Some(seg.id(r)),
+                        payload: seg.payload(r),
+                        ..Default::default()
+                    });
+                }
+            }
+            self.embed_with(&only, &mut docs)?;
+            let mut batch = vec![0f32; (end - start) * f.dim];
+            for (d, &r) in docs.iter_mut().zip(&which) {
+                let mut v = d.vectors.remove(field).unwrap_or_default();
+                if v.len() != f.dim || v.iter().any(|x| !x.is_finite()) {
+                    return Err(EngineError::BadRequest(format!(
+                        "field {field:?}: the model gave an unusable vector for document {}",
+                        seg.id(r)
+                    )));
+                }
+                if f.metric.normalizes() {
+                    quiver_linalg::normalize(&mut v);
+                }
+                let at = (r as usize - start) * f.dim;
+                batch[at..at + f.dim].copy_from_slice(&v);
+            }
+            self.storage().backfill_append(field, segment, &batch)?;
+            quiver_storage::test_event("backfill-batch");
+            out.extend_from_slice(&batch);
+            report.rows += end - start;
+            progress.inc((end - start) as u64);
+            let busy = t.elapsed();
+            report.busy_seconds += busy.as_secs_f64();
+            if opts.duty < 1.0 {
+                std::thread::sleep(Duration::from_secs_f64(
+                    busy.as_secs_f64() * (1.0 - opts.duty) / opts.duty,
+                ));
+            }
+        }
+        Ok(Some(out))
+    }
+}
