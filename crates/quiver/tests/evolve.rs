@@ -68,10 +68,10 @@ fn spec(v: Value) -> FieldSpec {
     serde_json::from_value(v).unwrap()
 }
 
-/// The same writes to both collections: batches of 50 (several seals), deletes, a replacement.
+/// The same writes to both collections: batches of 30 (several seals), deletes, a replacement.
 fn write_all(c: &quiver::Collection) {
     let docs = scifact_docs();
-    for chunk in docs.chunks(50) {
+    for chunk in docs.chunks(30) {
         c.upsert(chunk.to_vec()).unwrap();
     }
     let gone: Vec<DocId> = docs
@@ -195,11 +195,12 @@ fn added_fields_backfill_to_what_a_fresh_ingest_computes() {
             n
         })
     };
-    // Interrupted after 96 rows, then resumed from the partial file.
+    // Interrupted inside a segment (about 60 rows each, batches of 32), then resumed from the
+    // segment's partial file.
     let stop = Arc::new(AtomicBool::new(false));
     a.set_progress(Arc::new(StopAfter {
         rows: AtomicU64::new(0),
-        after: 96,
+        after: 80,
         stop: stop.clone(),
     }));
     let first = a
@@ -213,6 +214,7 @@ fn added_fields_backfill_to_what_a_fresh_ingest_computes() {
     let info = a.backfill_info();
     println!("after the stop: {info:?}");
     assert!(info[0].pending_documents > 0);
+    assert!(info[0].partial_rows > 0, "the stop should land inside a segment: {info:?}");
     a.set_progress(Arc::new(quiver::NoProgress));
     let rest = a
         .backfill(&BackfillOptions {
