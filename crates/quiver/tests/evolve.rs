@@ -214,7 +214,10 @@ fn added_fields_backfill_to_what_a_fresh_ingest_computes() {
     let info = a.backfill_info();
     println!("after the stop: {info:?}");
     assert!(info[0].pending_documents > 0);
-    assert!(info[0].partial_rows > 0, "the stop should land inside a segment: {info:?}");
+    assert!(
+        info[0].partial_rows > 0,
+        "the stop should land inside a segment: {info:?}"
+    );
     a.set_progress(Arc::new(quiver::NoProgress));
     let rest = a
         .backfill(&BackfillOptions {
