@@ -89,21 +89,30 @@ fn write_all(c: &quiver::Collection) {
     c.flush().unwrap();
 }
 
-/// Sets `stop` once `after` rows were reported.
+/// Sets `stop` once `after` rows of the backfill phase were reported (the index builds of the
+/// segments it installs report to the same sink, in phases of their own).
 struct StopAfter {
     rows: AtomicU64,
     after: u64,
     stop: Arc<AtomicBool>,
+    phases: std::sync::Mutex<Vec<String>>,
 }
 
 impl Progress for StopAfter {
-    fn start(&self, _: &str, _: u64) {}
+    fn start(&self, label: &str, _: u64) {
+        self.phases.lock().unwrap().push(label.to_string());
+    }
     fn inc(&self, n: u64) {
+        if self.phases.lock().unwrap().last().map(String::as_str) != Some("backfill") {
+            return;
+        }
         if self.rows.fetch_add(n, Ordering::SeqCst) + n >= self.after {
             self.stop.store(true, Ordering::SeqCst);
         }
     }
-    fn finish(&self) {}
+    fn finish(&self) {
+        self.phases.lock().unwrap().pop();
+    }
 }
 
 #[test]
@@ -195,13 +204,18 @@ fn added_fields_backfill_to_what_a_fresh_ingest_computes() {
             n
         })
     };
-    // Interrupted inside a segment (about 60 rows each, batches of 32), then resumed from the
-    // segment's partial file.
+    // Interrupted inside a segment (after the first batch of 32 rows of the second one), then
+    // resumed from that segment's partial file.
+    let tasks = a.storage().backfill_tasks();
+    println!("backfill tasks: {tasks:?}");
+    assert!(tasks.len() >= 2 && tasks[1].rows > 32, "{tasks:?}");
     let stop = Arc::new(AtomicBool::new(false));
     a.set_progress(Arc::new(StopAfter {
         rows: AtomicU64::new(0),
-        after: 80,
+        // The first batch of the second segment.
+        after: tasks[0].rows as u64 + 1,
         stop: stop.clone(),
+        phases: Default::default(),
     }));
     let first = a
         .backfill(&BackfillOptions {
