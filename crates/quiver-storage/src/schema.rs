@@ -363,6 +363,19 @@ impl Schema {
         Ok(())
     }
 
+    /// A schema of the one field `name` (default segment bounds): what the field-wise helpers
+    /// (`dense`, `text`, payload checks, index writers, embedding) need to work on that field
+    /// alone.
+    pub fn single(name: &str, spec: FieldSpec) -> Schema {
+        Schema {
+            fields: BTreeMap::from([(name.to_string(), spec)]),
+            mutable_max_rows: default_segment_rows(),
+            mutable_max_bytes: default_segment_bytes(),
+            backfill: BTreeSet::new(),
+            dropping: BTreeMap::new(),
+        }
+    }
+
     /// This schema as seen by a sealed segment whose files are `has_file`: fields still being
     /// backfilled that the segment has no files of yet are left out, so the segment reads as
     /// not holding them (every other field's files must be there).

@@ -442,6 +442,13 @@ impl Segment {
             .get(field)
     }
 
+    /// Rows visible in a snapshot taken at sequence number `at`.
+    pub fn visible_rows(&self, at: u64) -> usize {
+        (0..self.rows as u32)
+            .filter(|&r| self.visible(r, at))
+            .count()
+    }
+
     /// Whether the segment holds field `name` of the schema it was opened under (`false` for a
     /// field added since it was written, until the backfill installs its files).
     pub fn has_field(&self, name: &str) -> bool {

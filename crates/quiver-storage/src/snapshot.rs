@@ -106,11 +106,7 @@ impl Snapshot {
             .segments
             .iter()
             .filter(|s| !s.has_field(name))
-            .map(|s| {
-                (0..s.rows() as u32)
-                    .filter(|&r| s.visible(r, self.seq))
-                    .count()
-            })
+            .map(|s| s.visible_rows(self.seq))
             .sum()
     }
 

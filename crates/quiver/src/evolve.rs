@@ -64,11 +64,7 @@ impl Collection {
     pub fn add_field(&self, name: &str, spec: FieldSpec) -> Result<AlterReport> {
         self.writable()?;
         if let FieldSpec::Dense { .. } = &spec {
-            let probe = Schema {
-                fields: [(name.to_string(), spec.clone())].into(),
-                ..Schema::clone(&self.schema())
-            };
-            if let Some(f) = probe.dense(name) {
+            if let Some(f) = Schema::single(name, spec.clone()).dense(name) {
                 if let Some(model) = &f.embedding.model {
                     self.check_model(name, model, f.dim)?;
                     let snap = self.snapshot();
@@ -202,18 +198,10 @@ impl Collection {
     ) -> Result<Option<Vec<f32>>> {
         let snap = self.snapshot();
         let schema = snap.schema().clone();
-        let f = schema
-            .dense(field)
-            .ok_or_else(|| EngineError::BadRequest(format!("no dense field {field:?}")))?;
-        let only = Schema {
-            fields: schema
-                .fields
-                .iter()
-                .filter(|(n, _)| n.as_str() == field)
-                .map(|(n, s)| (n.clone(), s.clone()))
-                .collect(),
-            ..Schema::clone(&schema)
+        let (Some(f), Some(spec)) = (schema.dense(field), schema.fields.get(field)) else {
+            return Err(EngineError::BadRequest(format!("no dense field {field:?}")));
         };
+        let only = Schema::single(field, spec.clone());
         let Some(s) = (0..snap.segments()).find(|&s| snap.segment(s).name() == segment) else {
             return Ok(Some(Vec::new()));
         };

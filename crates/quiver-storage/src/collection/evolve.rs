@@ -171,11 +171,7 @@ impl Collection {
         self.with_quiesced(|w| {
             let snap = self.snapshot();
             // Existing documents must fit the new field.
-            let check = Schema {
-                fields: BTreeMap::from([(name.to_string(), spec.clone())]),
-                ..Schema::clone(&new)
-            };
-            check_existing(&snap, name, &spec, &check)?;
+            check_existing(&snap, name, &spec, &Schema::single(name, spec.clone()))?;
             let held = snap
                 .version
                 .segments
@@ -283,9 +279,7 @@ impl Collection {
                         field: field.clone(),
                         segment: seg.name.clone(),
                         rows: seg.rows(),
-                        live: (0..seg.rows() as u32)
-                            .filter(|&r| seg.visible(r, snap.seq))
-                            .count(),
+                        live: seg.visible_rows(snap.seq),
                     });
                 }
             }
@@ -401,15 +395,10 @@ impl Collection {
             return Ok(false);
         }
         let rows = old.rows();
-        let only = Schema {
-            fields: schema
-                .fields
-                .iter()
-                .filter(|(n, _)| n.as_str() == field)
-                .map(|(n, f)| (n.clone(), f.clone()))
-                .collect(),
-            ..Schema::clone(&schema)
+        let Some(spec) = schema.fields.get(field).cloned() else {
+            return Ok(false);
         };
+        let only = Schema::single(field, spec);
         let progress = self.progress.read().clone();
         let name = self.rewrite_segment(&old, &|_| false, |dir, files| match column {
             FieldColumn::Dense(v) => {
@@ -554,19 +543,7 @@ impl Collection {
         }
         let mut segments = cur.version.segments.clone();
         segments[i] = Arc::new(seg);
-        let mut manifest = w.manifest.clone();
-        manifest.segments = segments.iter().map(|s| s.name.clone()).collect();
-        self.write_manifest(&mut w, manifest, &segments)?;
-        w.retired.retain(|(_, seg)| seg.strong_count() > 0);
-        w.retired.push((old.name.clone(), Arc::downgrade(old)));
-        let version = Version {
-            segments,
-            sealing: cur.version.sealing.clone(),
-            mutable: cur.version.mutable.clone(),
-        };
-        self.publish(Arc::new(version), cur.seq);
-        self.collect_garbage(&w)?;
-        Ok(())
+        self.install_segments(&mut w, &cur, segments, std::slice::from_ref(old))
     }
 }
 

@@ -47,15 +47,7 @@ impl Collection {
             .version
             .segments
             .iter()
-            .map(|s| {
-                (
-                    s.name.clone(),
-                    s.rows(),
-                    (0..s.rows() as u32)
-                        .filter(|&r| s.visible(r, snap.seq))
-                        .count(),
-                )
-            })
+            .map(|s| (s.name.clone(), s.rows(), s.visible_rows(snap.seq)))
             .collect::<Vec<_>>();
         let mutable_rows = snap
             .version

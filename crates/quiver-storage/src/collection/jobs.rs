@@ -410,22 +410,34 @@ impl Collection {
                 segments.push(c.clone());
             }
         }
+        self.install_segments(&mut w, &cur, segments, &old)?;
+        Ok((rows.len(), reused))
+    }
+
+    /// Makes `segments` the sealed segments (writer lock held, `cur` taken under it): the
+    /// manifest lists them, `replaced` are retired, the version is published, garbage collected.
+    /// Snapshots taken before may still read the replaced segments (sections load lazily, by
+    /// path): their directories stay until the last reference is gone.
+    pub(super) fn install_segments(
+        &self,
+        w: &mut Writer,
+        cur: &Snapshot,
+        segments: Vec<Arc<Segment>>,
+        replaced: &[Arc<Segment>],
+    ) -> Result<(), StorageError> {
         let mut manifest = w.manifest.clone();
         manifest.segments = segments.iter().map(|s| s.name.clone()).collect();
-        self.write_manifest(&mut w, manifest, &segments)?;
-        // Snapshots taken before this merge may still read the inputs (sections load lazily,
-        // by path): their directories stay until the last reference is gone.
+        self.write_manifest(w, manifest, &segments)?;
         w.retired.retain(|(_, seg)| seg.strong_count() > 0);
         w.retired
-            .extend(old.iter().map(|o| (o.name.clone(), Arc::downgrade(o))));
+            .extend(replaced.iter().map(|o| (o.name.clone(), Arc::downgrade(o))));
         let version = Version {
             segments,
             sealing: cur.version.sealing.clone(),
             mutable: cur.version.mutable.clone(),
         };
         self.publish(Arc::new(version), cur.seq);
-        self.collect_garbage(&w)?;
-        Ok((rows.len(), reused))
+        self.collect_garbage(w)
     }
 
     /// Starts the background sealer and merger (writable collections; called once the
