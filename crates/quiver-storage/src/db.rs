@@ -99,8 +99,9 @@ fn valid_name(name: &str) -> Result<(), StorageError> {
 }
 
 impl Drop for Database {
-    /// Stops every open collection's background seals and merges (after the job each is doing)
-    /// before the lock is released, so no other writer can open the directory while they run.
+    /// Stops every open collection's background seals and merges (after the job each is doing,
+    /// and a seal already asked for) before the lock is released, so no other writer can open
+    /// the directory while they run.
     fn drop(&mut self) {
         for c in self.open.lock().values() {
             c.stop_maintenance();

@@ -261,14 +261,15 @@ impl Maintenance {
         })
     }
 
-    /// Waits for work; `false` when the collection is closing.
-    pub(crate) fn wait_for_work(&self) -> bool {
+    /// Waits for work; `false` when the collection is closing, unless work was asked for before
+    /// and `finish_pending` (the sealer: a frozen segment is sealed before the thread stops).
+    pub(crate) fn wait_for_work(&self, finish_pending: bool) -> bool {
         let mut s = self.state.lock();
         while !s.pending && !s.shutdown {
             self.cv.wait(&mut s);
         }
-        s.pending = false;
-        !s.shutdown
+        let pending = std::mem::take(&mut s.pending);
+        !s.shutdown || (pending && finish_pending)
     }
 
     /// Waits while `blocked()` holds and `until` has not passed (checked again at each wake-up,

@@ -453,7 +453,9 @@ impl Collection {
             let spawned = std::thread::Builder::new()
                 .name(format!("quiver-{kind}"))
                 .spawn(move || {
-                    while mailbox.wait_for_work() {
+                    // A seal asked for before the stop still runs (its segment is frozen
+                    // already); merges asked for are left to a later open.
+                    while mailbox.wait_for_work(kind == "seal") {
                         let Some(c) = weak.upgrade() else {
                             return;
                         };
