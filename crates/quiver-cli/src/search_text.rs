@@ -169,12 +169,18 @@ pub fn print_result(res: &QueryResult, as_json: bool, explain: bool) -> Result<(
         if explain {
             v["explain"] = serde_json::to_value(&res.explain)?;
         }
+        if !res.pending.is_empty() {
+            v["pending"] = json!(res.pending);
+        }
         println!("{v}");
         return Ok(());
     }
     print_hits(&res.hits);
     if explain {
         print_explain(&res.explain);
+    }
+    for (field, n) in &res.pending {
+        eprintln!("field {field}: {n} documents not backfilled yet (not searchable through it)");
     }
     eprintln!(
         "{} hits in {:.2} ms ({})",

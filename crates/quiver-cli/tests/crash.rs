@@ -9,15 +9,15 @@
 //! and merges were running when the kill hit. Its `--ack` lines say how far the ingest had got (a
 //! kill mid-ingest has `0 < acked < lines`).
 
+mod common;
+
+use common::kill::{spawn_then_kill, KillAt, Killed};
+use common::BIN;
 use quiver::{Database, DocId};
 use rand::{Rng, SeedableRng};
-use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_quiver");
+use serde_json::json;
+use std::io::Write;
+use std::process::Command;
 const N: usize = 6_000;
 const DIM: usize = 8;
 
@@ -36,37 +36,22 @@ fn quiver(db: &std::path::Path, args: &[&str]) -> std::process::Output {
         .expect("run quiver")
 }
 
-/// When to send the SIGKILL.
-#[derive(Debug, Clone, Copy)]
-enum KillAt {
-    /// After this many milliseconds.
-    Delay(u64),
-    /// As soon as the child prints its `nth` (1-based) `quiver-event: <event>` line; if that
-    /// never comes, when the child ends on its own.
-    Event(&'static str, usize),
-}
-
-/// What one killed run left behind.
+/// A killed ingest: what the child left behind, and how many lines its part had.
 #[derive(Debug)]
-struct Killed {
-    /// Lines of the part acknowledged (`--ack`).
-    acked: usize,
+struct IngestKill {
+    killed: Killed,
     /// Lines in the part.
     lines: usize,
-    /// Every `quiver-event:` the child printed before it died, in order.
-    events: Vec<String>,
-    /// The child had already exited when the kill was due (the kill hit nothing).
-    exited_first: bool,
 }
 
-impl Killed {
-    /// Whether a job of `kind` (`seal` or `compact`) had started and not ended when the child
-    /// died (the sealer and merger run at once, so their events interleave).
-    fn running(&self, kind: &str) -> bool {
-        let started = self.count(&format!("{kind}-start"));
-        started > self.count(&format!("{kind}-end")) + self.count(&format!("{kind}-failed"))
+impl std::ops::Deref for IngestKill {
+    type Target = Killed;
+    fn deref(&self) -> &Killed {
+        &self.killed
     }
+}
 
+impl IngestKill {
     /// Where the kill landed, from the events the child printed.
     fn phase(&self) -> &'static str {
         if self.exited_first {
@@ -84,10 +69,6 @@ impl Killed {
     fn mid_ingest(&self) -> bool {
         !self.exited_first && 0 < self.acked && self.acked < self.lines
     }
-
-    fn count(&self, event: &str) -> usize {
-        self.events.iter().filter(|e| *e == event).count()
-    }
 }
 
 /// Writes the lines of `input` from `start_line` on to `part`, starts `quiver ingest c part --ack`
@@ -99,7 +80,7 @@ fn ingest_then_kill(
     start_line: usize,
     part: &std::path::Path,
     at: KillAt,
-) -> Killed {
+) -> IngestKill {
     ingest_then_kill_with(
         db,
         input,
@@ -118,74 +99,19 @@ fn ingest_then_kill_with(
     part: &std::path::Path,
     at: KillAt,
     args: &[&str],
-) -> Killed {
+) -> IngestKill {
     let text = std::fs::read_to_string(input).expect("read");
     let lines: Vec<&str> = text.lines().skip(start_line).collect();
     std::fs::write(part, lines.join("\n") + "\n").expect("write part");
-    let mut child = Command::new(BIN)
-        .arg("--db")
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--db")
         .arg(db)
         .args(["ingest", "c"])
         .arg(part)
-        .args(args)
-        .env("QUIVER_TEST_EVENTS", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let stderr = child.stderr.take().expect("stderr");
-    let acks = std::thread::spawn(move || {
-        let mut last = 0usize;
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                if let Some(n) = v["acked"].as_u64() {
-                    last = n as usize;
-                }
-            }
-        }
-        last
-    });
-    let (tx, rx) = mpsc::channel::<String>();
-    let events = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if let Some(e) = line.strip_prefix("quiver-event: ") {
-                all.push(e.to_string());
-                let _ = tx.send(e.to_string());
-            }
-        }
-        all
-    });
-    match at {
-        KillAt::Delay(ms) => std::thread::sleep(Duration::from_millis(ms)),
-        KillAt::Event(want, nth) => {
-            let mut seen = 0;
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while Instant::now() < deadline {
-                match rx.recv_timeout(Duration::from_millis(100)) {
-                    Ok(e) if e == want => {
-                        seen += 1;
-                        if seen == nth {
-                            break;
-                        }
-                    }
-                    Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break, // the child ended
-                }
-            }
-        }
-    }
-    let exited_first = matches!(child.try_wait(), Ok(Some(_)));
-    let _ = child.kill(); // SIGKILL
-    let _ = child.wait();
-    Killed {
-        acked: acks.join().expect("ack reader"),
+        .args(args);
+    IngestKill {
+        killed: spawn_then_kill(cmd, at),
         lines: lines.len(),
-        events: events.join().expect("event reader"),
-        exited_first,
     }
 }
 

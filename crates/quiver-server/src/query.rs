@@ -164,6 +164,9 @@ fn answer(c: &Collection, q: &Query, shape: &Shape) -> Result<Value, ApiError> {
         })
         .collect();
     let mut out = json!({"points": points, "mode": res.mode.name()});
+    if !res.pending.is_empty() {
+        out["pending"] = json!(res.pending);
+    }
     if shape.explain {
         out["explain"] = serde_json::to_value(&res.explain)
             .map_err(|e| ApiError::internal(format!("explain: {e}")))?;

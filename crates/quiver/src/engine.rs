@@ -323,6 +323,7 @@ impl Collection {
             mode,
             explain: res.explain,
             took_ms: t.elapsed().as_secs_f64() * 1e3,
+            pending: crate::evolve::pending_for(&snap, &plan),
         })
     }
 

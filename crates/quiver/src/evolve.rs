@@ -11,8 +11,10 @@
 
 use crate::engine::Collection;
 use crate::error::{EngineError, Result};
-use quiver_storage::{AlterReport, BackfillInfo, FieldColumn, FieldSpec, Schema};
+use quiver_query::plan::{Plan, Source, Stage};
+use quiver_storage::{AlterReport, BackfillInfo, FieldColumn, FieldSpec, Schema, Snapshot};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,6 +56,48 @@ pub struct BackfillReport {
     pub busy_seconds: f64,
     /// Stopped before the end (`BackfillOptions::stop`).
     pub stopped: bool,
+}
+
+/// For each field `plan` reads that is still being backfilled, the visible documents of `snap`
+/// that do not hold it yet (fields with none pending are left out). A source or stage without a
+/// field name reads the schema's only field of its kind.
+pub(crate) fn pending_for(snap: &Snapshot, plan: &Plan) -> BTreeMap<String, usize> {
+    let schema = snap.schema();
+    let mut out = BTreeMap::new();
+    if schema.backfill.is_empty() {
+        return out;
+    }
+    let only = |names: Vec<String>| (names.len() == 1).then(|| names[0].clone());
+    let dense = |f: &Option<String>| {
+        f.clone()
+            .or_else(|| only(schema.dense_fields().into_iter().map(|f| f.name).collect()))
+    };
+    let mut read = Vec::new();
+    for p in &plan.prefetch {
+        read.push(match &p.source {
+            Source::Dense(d) => dense(&d.field),
+            Source::Multi(m) => Some(m.field.clone()),
+            Source::Bm25(b) => b
+                .field
+                .clone()
+                .or_else(|| only(schema.text_fields().into_iter().map(|f| f.name).collect())),
+        });
+    }
+    for r in &plan.rescore {
+        read.push(match &r.stage {
+            Stage::Dense(d) => dense(&d.field),
+            Stage::Maxsim(m) => Some(m.field.clone()),
+        });
+    }
+    for name in read.into_iter().flatten() {
+        if !out.contains_key(&name) {
+            let n = snap.pending(&name);
+            if n > 0 {
+                out.insert(name, n);
+            }
+        }
+    }
+    out
 }
 
 impl Collection {
@@ -248,6 +292,7 @@ impl Collection {
             }
             self.storage().backfill_append(field, segment, &batch)?;
             quiver_storage::test_event("backfill-batch");
+            quiver_storage::test_event(&format!("backfill-rows {}", end - start));
             out.extend_from_slice(&batch);
             report.rows += end - start;
             progress.inc((end - start) as u64);

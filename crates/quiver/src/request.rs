@@ -523,6 +523,10 @@ pub struct QueryResult {
     pub explain: Vec<quiver_query::plan::StageReport>,
     /// Milliseconds spent (embedding included).
     pub took_ms: f64,
+    /// For each field the query read whose backfill is not finished: how many visible
+    /// documents do not hold it yet (they cannot be found through it). Empty otherwise.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub pending: std::collections::BTreeMap<String, usize>,
 }
 
 #[cfg(test)]

@@ -400,6 +400,7 @@ impl Collection {
         };
         let only = Schema::single(field, spec);
         let progress = self.progress.read().clone();
+        test_event("install-start");
         let name = self.rewrite_segment(&old, &|_| false, |dir, files| match column {
             FieldColumn::Dense(v) => {
                 let f = only.dense(field).ok_or_else(|| {
@@ -429,6 +430,7 @@ impl Collection {
                 Ok(())
             }
         })?;
+        test_event("install-written");
         self.install_rewritten(&old, &name)?;
         let _ = std::fs::remove_file(self.partial_path(field, segment));
         Ok(true)
