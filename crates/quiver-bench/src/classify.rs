@@ -4,8 +4,9 @@
 //! majority-class baseline.
 //!
 //! A data folder holds `test.jsonl` (`{"id", "text", "label"}` a line) and `labels.json` (a list
-//! of `{"label", "description", "keywords"?}`). A label's text is `"{label}: {description}"`,
-//! followed by its keywords when given. Document vectors are cached like `quiver eval`'s.
+//! of `{"label", "description", "keywords"?}`, read as `quiver::Label`s, whose text is embedded:
+//! `"{label}: {description}"`, followed by its keywords when given; `quiver classify` labels a
+//! collection the same way). Document vectors are cached like `quiver eval`'s.
 
 use crate::error::{data_err, invalid, Context, Result};
 use crate::eval::cache;
@@ -46,15 +47,6 @@ pub struct ClassifyOptions {
 }
 
 #[derive(Deserialize)]
-struct LabelSpec {
-    label: String,
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    keywords: Vec<String>,
-}
-
-#[derive(Deserialize)]
 struct Doc {
     #[serde(deserialize_with = "id_string")]
     id: String,
@@ -81,7 +73,7 @@ struct LabelledSet {
 
 fn read_set(dir: &Path, limit: Option<usize>) -> Result<LabelledSet> {
     let lp = dir.join("labels.json");
-    let specs: Vec<LabelSpec> = serde_json::from_slice(
+    let specs: Vec<quiver::Label> = serde_json::from_slice(
         &std::fs::read(&lp).with_context(|| format!("reading {}", lp.display()))?,
     )
     .with_context(|| format!("parsing {}", lp.display()))?;
@@ -124,16 +116,7 @@ fn read_set(dir: &Path, limit: Option<usize>) -> Result<LabelledSet> {
     if ids.is_empty() {
         return invalid!("{}: no documents", tp.display());
     }
-    let label_texts = specs
-        .iter()
-        .map(|s| {
-            let mut t = format!("{}: {}", s.label, s.description);
-            if !s.keywords.is_empty() {
-                t.push_str(&format!(" ({})", s.keywords.join(", ")));
-            }
-            t
-        })
-        .collect();
+    let label_texts = specs.iter().map(quiver::Label::text).collect();
     Ok(LabelledSet {
         name: dir.file_name().map_or_else(
             || dir.display().to_string(),

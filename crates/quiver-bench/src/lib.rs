@@ -10,6 +10,7 @@
 //! | [`codecs`]      | int8, binary, PQ codes, HNSW over codes, Matryoshka/PCA funnels       |
 //! | [`multivector`] | MUVERA + MaxSim rerank against brute-force MaxSim; SciFact, LIMIT    |
 //! | [`embed`]       | embedding throughput on SciFact documents and queries               |
+//! | [`backfill`]    | a field added to a populated collection: backfill rows/s, and search latency beside it |
 //! | [`eval`]        | nDCG / recall / MAP / MRR / P of each retrieval mode on a BEIR dataset, through `Collection::upsert` and `Collection::query` |
 //!
 //! Datasets are read with `quiver_eval::beir` and scored with `quiver_eval::metrics` (one BEIR
@@ -35,6 +36,7 @@
 
 pub mod ann;
 mod ann_engine;
+pub mod backfill;
 pub mod classify;
 pub mod codecs;
 pub mod data;

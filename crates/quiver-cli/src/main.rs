@@ -6,6 +6,7 @@
 //! their flags are its option structs, forwarded as they are.
 
 mod alter;
+mod classify_cmd;
 mod demo;
 mod embed_cmd;
 mod ingest;
@@ -60,6 +61,8 @@ pub enum Cmd {
     Delete(ops::DeleteArgs),
     /// Count documents (optionally matching a filter).
     Count(ops::CountArgs),
+    /// Label every document by similarity to label descriptions, into a payload keyword field.
+    Classify(classify_cmd::ClassifyArgs),
     /// Embed texts (arguments, --input file, or stdin lines) and print JSON lines.
     Embed(embed_cmd::EmbedArgs),
     /// List, pull and verify embedding models.
@@ -87,6 +90,9 @@ pub enum BenchCmd {
     Ingest(quiver_bench::ingest::IngestOptions),
     /// Zero-shot classification by label similarity: accuracy and macro-F1, plain and refined.
     Classify(quiver_bench::classify::ClassifyOptions),
+    /// Backfill of a field added to a populated collection: rows/s, and the latency of paced
+    /// searches beside it against a baseline, per duty cycle.
+    Backfill(quiver_bench::backfill::BackfillBenchOptions),
 }
 
 fn main() {
@@ -125,12 +131,14 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Get(a) => ops::get(&cli.db, cli.json, a),
         Cmd::Delete(a) => ops::delete(&cli.db, cli.json, a),
         Cmd::Count(a) => ops::count(&cli.db, cli.json, a),
+        Cmd::Classify(a) => classify_cmd::run(&cli.db, cli.json, a),
         Cmd::Bench(BenchCmd::Ann(a)) => Ok(quiver_bench::ann::run(cli.json, a)?),
         Cmd::Bench(BenchCmd::Codecs(a)) => Ok(quiver_bench::codecs::run(cli.json, a)?),
         Cmd::Bench(BenchCmd::Embed(a)) => Ok(quiver_bench::embed::run(cli.json, a)?),
         Cmd::Bench(BenchCmd::Multivector(a)) => Ok(quiver_bench::multivector::run(cli.json, a)?),
         Cmd::Bench(BenchCmd::Ingest(a)) => Ok(quiver_bench::ingest::run(cli.json, a)?),
         Cmd::Bench(BenchCmd::Classify(a)) => Ok(quiver_bench::classify::run(cli.json, a)?),
+        Cmd::Bench(BenchCmd::Backfill(a)) => Ok(quiver_bench::backfill::run(cli.json, a)?),
         Cmd::Embed(a) => embed_cmd::run_embed(a),
         Cmd::Models(a) => embed_cmd::run_models(a, cli.json),
         Cmd::Eval(a) => Ok(quiver_bench::eval::run(&cli.db, cli.json, a)?),

@@ -139,3 +139,171 @@ fn bad_label_files_fail_with_a_reason() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("\"Cooking\" is not in labels.json"), "{err}");
 }
+
+fn quiver(db: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .output()
+        .expect("run quiver")
+}
+
+fn ok(out: Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = String::from_utf8_lossy(&out.stdout).to_string();
+    serde_json::from_str(s.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {s}"))
+}
+
+/// `quiver classify`: the stored documents get the label the bench's plain similarity gives
+/// (same model, same texts), written into a keyword field that filters can use; a threshold of
+/// -1 gives every document every label; bad input fails and changes nothing.
+#[test]
+fn classify_command_writes_labels_into_a_filterable_keyword_field() {
+    require_model("all-MiniLM-L6-v2");
+    let work = tempfile::tempdir().expect("tempdir");
+    let labels: Vec<Value> = TOPICS
+        .iter()
+        .map(|(l, d, _)| json!({"label": l, "description": d}))
+        .collect();
+    write_set(work.path(), &Value::Array(labels));
+    let bench = ok(classify(work.path()));
+    let plain = bench["results"][0]["rows"][0]["accuracy"]
+        .as_f64()
+        .expect("f64");
+    let lp = work.path().join("labels.json");
+    let lp = lp.to_str().expect("path");
+    let db = work.path().join("db");
+    let schema = json!({"mutable_max_rows": 10, "fields": {
+        "emb": {"type": "dense", "dim": 384, "metric": "cosine", "model": "all-MiniLM-L6-v2", "embed": ["text"]},
+        "topic": {"type": "keyword"}}});
+    ok(quiver(
+        &db,
+        &[
+            "collection",
+            "create",
+            "c",
+            "--schema-json",
+            &schema.to_string(),
+            "--json",
+        ],
+    ));
+    let mut lines = String::new();
+    let mut n = 0;
+    for (label, _, texts) in TOPICS {
+        for t in texts {
+            let doc = json!({"id": n, "payload": {"text": t, "topic": label, "src": "test"}});
+            lines.push_str(&format!("{doc}\n"));
+            n += 1;
+        }
+    }
+    let docs = work.path().join("docs.jsonl");
+    std::fs::write(&docs, lines).expect("docs");
+    ok(quiver(
+        &db,
+        &["ingest", "c", docs.to_str().expect("path"), "--json"],
+    ));
+    let schema_now =
+        |db: &Path| ok(quiver(db, &["collection", "info", "c", "--json"]))["schema"].clone();
+    let before = schema_now(&db);
+
+    // Bad input: a reason, and nothing changes.
+    let empty = work.path().join("empty.json");
+    std::fs::write(&empty, "[]").expect("write");
+    let twice = work.path().join("twice.json");
+    std::fs::write(&twice, r#"[{"label": "a"}, {"label": "a"}]"#).expect("write");
+    let bad: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--labels", empty.to_str().expect("path")], "empty"),
+        (
+            vec!["--labels", twice.to_str().expect("path")],
+            "listed twice",
+        ),
+        (vec!["--labels", lp, "--into", "text"], "computed from"),
+        (
+            vec!["--labels", lp, "--into", "src"],
+            "already have payload key",
+        ),
+        (vec!["--labels", lp, "--field", "nope"], "nope"),
+        (vec!["--labels", lp, "--threshold", "2"], "threshold"),
+        (vec!["--labels", "/no/such/labels.json"], "reading labels"),
+    ];
+    for (args, want) in bad {
+        let mut a = vec!["classify", "c"];
+        a.extend(args.iter().copied());
+        let out = quiver(&db, &a);
+        let err = String::from_utf8_lossy(&out.stderr);
+        println!("{args:?}: {}", err.trim());
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(schema_now(&db), before, "{args:?} changed the schema");
+    }
+
+    let r = ok(quiver(
+        &db,
+        &[
+            "classify",
+            "c",
+            "--labels",
+            lp,
+            "--iterations",
+            "0",
+            "--json",
+        ],
+    ));
+    println!("{r}");
+    assert_eq!(r["documents"], 24);
+    assert_eq!(r["written"], 24);
+    assert_eq!(r["changed"], 0);
+    assert_eq!(r["added_field"], true);
+    assert_eq!(schema_now(&db)["fields"]["label"]["type"], "keyword");
+    let d = quiver::Database::open_read_only(&db).expect("open");
+    let c = d.collection("c").expect("collection");
+    let (page, _) = c.scroll(None, 100, None).expect("scroll");
+    assert_eq!(page.len(), 24);
+    let right = page
+        .iter()
+        .filter(|doc| doc.payload["label"] == doc.payload["topic"])
+        .count();
+    let acc = right as f64 / 24.0;
+    println!("classify accuracy {acc}, bench plain accuracy {plain}");
+    assert!((acc - plain).abs() < 1e-9, "{acc} vs {plain}");
+    assert!(
+        acc >= 0.75,
+        "accuracy {acc}: not 0.5 above the majority class"
+    );
+    // The vectors were carried over, not recomputed or lost.
+    assert!(page.iter().all(|doc| doc.vectors["emb"].len() == 384));
+    drop((c, d));
+    for (label, _, _) in TOPICS {
+        let filter = json!({"field": "label", "eq": label}).to_string();
+        let n = ok(quiver(&db, &["count", "c", "--filter", &filter, "--json"]));
+        assert_eq!(n["count"], r["counts"][label], "{label}: {n}");
+    }
+
+    // Multi-label: with threshold -1 every label is at least that similar.
+    let r = ok(quiver(
+        &db,
+        &[
+            "classify",
+            "c",
+            "--labels",
+            lp,
+            "--into",
+            "tags",
+            "--threshold",
+            "-1",
+            "--json",
+        ],
+    ));
+    for (label, _, _) in TOPICS {
+        assert_eq!(r["counts"][label], 24, "{r}");
+        let filter = json!({"field": "tags", "eq": label}).to_string();
+        let n = ok(quiver(&db, &["count", "c", "--filter", &filter, "--json"]));
+        assert_eq!(n["count"], 24, "{label}: {n}");
+    }
+    assert_eq!(r["unlabelled"], 0);
+}

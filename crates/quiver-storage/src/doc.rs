@@ -106,7 +106,8 @@ pub struct Document {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub multi: BTreeMap<String, Vec<Vec<f32>>>,
     /// Per multi field, how many vectors the document had before index-time pruning (set by the
-    /// collection at upsert; not part of the input).
+    /// collection at upsert; not part of the JSON input). A field listed here is taken as
+    /// pruned already and is not pruned again (a stored document written back).
     #[serde(skip)]
     pub multi_raw: BTreeMap<String, u32>,
 }
@@ -129,6 +130,18 @@ pub struct StoredDoc {
 }
 
 impl StoredDoc {
+    /// The document to upsert to store this one again (possibly edited): its payload, its
+    /// vectors and its vector sets as stored, already pruned, so nothing is recomputed.
+    pub fn into_document(self) -> Document {
+        Document {
+            id: Some(self.id),
+            payload: self.payload,
+            vectors: self.vectors,
+            multi: self.multi,
+            multi_raw: self.multi_raw,
+        }
+    }
+
     /// JSON form: `{"id", "payload", "vectors"}`.
     pub fn to_json(&self, with_vectors: bool) -> Value {
         let mut o = Map::new();

@@ -403,12 +403,17 @@ pub(crate) fn prepare_multi(schema: &Schema, doc: &mut Document) -> Result<(), S
     Ok(())
 }
 
-/// Applies index-time pruning to a prepared document and records each field's raw count.
+/// Applies index-time pruning to a prepared document and records each field's raw count. A set
+/// whose raw count is given already (a stored document written back,
+/// [`crate::StoredDoc::into_document`]) was pruned when first written and is kept as it is.
 pub(crate) fn prune_multi(schema: &Schema, doc: &mut Document) -> Result<(), StorageError> {
     for f in schema.multi_fields() {
         let Some(set) = doc.multi.get_mut(&f.name) else {
             continue;
         };
+        if doc.multi_raw.contains_key(&f.name) {
+            continue;
+        }
         doc.multi_raw.insert(f.name.clone(), set.len() as u32);
         if let Some(p) = &f.spec.prune {
             let target = p.target(set.len());

@@ -44,6 +44,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod classify;
 mod describe;
 pub mod document;
 #[cfg(feature = "embed")]
@@ -55,6 +56,7 @@ mod evolve;
 pub mod models;
 pub mod request;
 
+pub use classify::{ClassifyOptions, ClassifyReport, Label};
 pub use engine::{Collection, Database, IdLookup, OpenOptions};
 pub use error::{EngineError, Result};
 pub use evolve::{BackfillOptions, BackfillReport};

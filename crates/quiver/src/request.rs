@@ -479,7 +479,7 @@ impl Query {
 
 /// The dense field a query runs on: the named one; else the only one; else, for a text query,
 /// the only one with a model.
-fn dense_field(
+pub(crate) fn dense_field(
     schema: &Schema,
     name: Option<&str>,
     text: bool,

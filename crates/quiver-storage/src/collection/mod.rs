@@ -369,6 +369,51 @@ impl Collection {
     pub fn upsert(&self, docs: Vec<Document>) -> Result<WriteReport, StorageError> {
         let waited = self.make_room(docs.len());
         let mut w = self.writer()?;
+        self.upsert_locked(&mut w, docs, waited)
+    }
+
+    /// Upserts those of `docs` whose visible version was written at or before sequence number
+    /// `since` — unchanged since a snapshot at `since` was read — and returns the ids of the
+    /// others (rewritten or deleted since), which are left alone. The check and the write
+    /// happen under the writer lock, so no write in between is overwritten: a read-modify-write
+    /// of stored documents (`quiver classify` writing labels) loses no concurrent update. Every
+    /// document needs an id.
+    pub fn upsert_unchanged(
+        &self,
+        docs: Vec<Document>,
+        since: u64,
+    ) -> Result<(WriteReport, Vec<DocId>), StorageError> {
+        if let Some(i) = docs.iter().position(|d| d.id.is_none()) {
+            return Err(StorageError::InBatch {
+                index: i,
+                source: Box::new(StorageError::InvalidDocument {
+                    id: "(none)".into(),
+                    field: "id".into(),
+                    msg: "a conditional upsert needs the document's id".into(),
+                }),
+            });
+        }
+        let waited = self.make_room(docs.len());
+        let mut w = self.writer()?;
+        let snap = self.snapshot();
+        let (keep, changed): (Vec<Document>, Vec<Document>) = docs.into_iter().partition(|d| {
+            d.id.as_ref()
+                .and_then(|id| snap.find(id))
+                .is_some_and(|loc| {
+                    let (s, r) = snap.place(loc);
+                    snap.segment(s).seq(r) <= since
+                })
+        });
+        let report = self.upsert_locked(&mut w, keep, waited)?;
+        Ok((report, changed.into_iter().filter_map(|d| d.id).collect()))
+    }
+
+    fn upsert_locked(
+        &self,
+        w: &mut Writer,
+        docs: Vec<Document>,
+        waited: Duration,
+    ) -> Result<WriteReport, StorageError> {
         let prepared = self.prepare(docs)?;
         if prepared.is_empty() {
             return Ok(WriteReport {
@@ -437,7 +482,7 @@ impl Collection {
             .take_error()
             .or_else(|| self.merger.take_error());
         if full {
-            if let Err(e) = self.seal_in_background(&mut w) {
+            if let Err(e) = self.seal_in_background(w) {
                 maintenance_error = Some(e.to_string());
             }
         }
