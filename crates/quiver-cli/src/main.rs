@@ -5,6 +5,7 @@
 //! Benchmarks and evaluation (`quiver bench ...`, `quiver eval`) are the `quiver-bench` library's;
 //! their flags are its option structs, forwarded as they are.
 
+mod adapt_cmd;
 mod alter;
 mod classify_cmd;
 mod demo;
@@ -63,6 +64,9 @@ pub enum Cmd {
     Count(ops::CountArgs),
     /// Label every document by similarity to label descriptions, into a payload keyword field.
     Classify(classify_cmd::ClassifyArgs),
+    /// Fit and store a query adapter: text queries on a field embedded by a new model and mapped
+    /// onto the vectors the old one stored.
+    Adapt(adapt_cmd::AdaptArgs),
     /// Embed texts (arguments, --input file, or stdin lines) and print JSON lines.
     Embed(embed_cmd::EmbedArgs),
     /// List, pull and verify embedding models.
@@ -132,6 +136,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Delete(a) => ops::delete(&cli.db, cli.json, a),
         Cmd::Count(a) => ops::count(&cli.db, cli.json, a),
         Cmd::Classify(a) => classify_cmd::run(&cli.db, cli.json, a),
+        Cmd::Adapt(a) => adapt_cmd::run(&cli.db, cli.json, a),
         Cmd::Bench(BenchCmd::Ann(a)) => Ok(quiver_bench::ann::run(cli.json, a)?),
         Cmd::Bench(BenchCmd::Codecs(a)) => Ok(quiver_bench::codecs::run(cli.json, a)?),
         Cmd::Bench(BenchCmd::Embed(a)) => Ok(quiver_bench::embed::run(cli.json, a)?),

@@ -132,3 +132,146 @@ fn bad_input_fails_with_a_reason() {
         "nothing is written to --db"
     );
 }
+
+fn quiver(db: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .output()
+        .expect("run quiver")
+}
+
+/// `quiver adapt`: an ADI collection embedded by all-MiniLM-L6-v2 gets a potion-base-8M query
+/// adapter (384 vs 256 dimensions: ridge by default, Procrustes when asked); `collection info`
+/// lists it, text searches go through it (their scores differ from the field's own model's),
+/// `--remove` takes it away; bad methods fail and store nothing.
+#[test]
+fn adapt_command_stores_an_adapter_that_text_searches_use() {
+    require_model("all-MiniLM-L6-v2");
+    require_model("potion-base-8M");
+    let work = tempfile::tempdir().expect("tempdir");
+    let db = work.path().join("db");
+    let schema = r#"{"fields": {"emb": {"type": "dense", "dim": 384, "metric": "cosine",
+        "model": "all-MiniLM-L6-v2", "embed": ["title", "text"]}}}"#;
+    json(&quiver(
+        &db,
+        &[
+            "collection",
+            "create",
+            "c",
+            "--schema-json",
+            schema,
+            "--json",
+        ],
+    ));
+    let corpus = std::fs::read_to_string(adi().join("corpus.jsonl")).expect("corpus");
+    let docs: String = corpus
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("line");
+            let d = serde_json::json!({"id": v["_id"], "payload": {"title": v["title"], "text": v["text"]}});
+            format!("{d}\n")
+        })
+        .collect();
+    let path = work.path().join("docs.jsonl");
+    std::fs::write(&path, docs).expect("write");
+    json(&quiver(
+        &db,
+        &["ingest", "c", path.to_str().expect("path"), "--json"],
+    ));
+    let search = |db: &Path| {
+        json(&quiver(
+            db,
+            &["search", "c", "computer indexing", "-k", "5", "--json"],
+        ))
+    };
+    let own = search(&db);
+
+    for (method, want) in [("relative", "relative"), ("bogus", "bogus")] {
+        let out = quiver(
+            &db,
+            &[
+                "adapt",
+                "c",
+                "--field",
+                "emb",
+                "--from-model",
+                "potion-base-8M",
+                "--method",
+                method,
+            ],
+        );
+        assert!(!out.status.success(), "--method {method} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{err}");
+    }
+    let info = json(&quiver(&db, &["collection", "info", "c", "--json"]));
+    assert_eq!(info["adapters"], serde_json::json!([]), "{info}");
+
+    let a = json(&quiver(
+        &db,
+        &[
+            "adapt",
+            "c",
+            "--field",
+            "emb",
+            "--from-model",
+            "potion-base-8M",
+            "--json",
+        ],
+    ));
+    println!("{a}");
+    assert_eq!(a["kind"], "ridge");
+    assert_eq!(
+        (a["d_in"].as_u64(), a["d_out"].as_u64()),
+        (Some(256), Some(384))
+    );
+    assert_eq!(a["sample"], 82);
+    let p = json(&quiver(
+        &db,
+        &[
+            "adapt",
+            "c",
+            "--field",
+            "emb",
+            "--from-model",
+            "potion-base-8M",
+            "--method",
+            "procrustes",
+            "--json",
+        ],
+    ));
+    println!("{p}");
+    assert_eq!(p["kind"], "procrustes");
+    let info = json(&quiver(&db, &["collection", "info", "c", "--json"]));
+    assert_eq!(
+        info["adapters"][0]["kind"], "procrustes",
+        "the second fit replaces the first"
+    );
+    let mapped = search(&db);
+    let ids = |v: &Value| -> Vec<Value> {
+        v["hits"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|h| h["id"].clone())
+            .collect()
+    };
+    println!(
+        "own model: {:?}\nthrough the adapter: {:?}",
+        ids(&own),
+        ids(&mapped)
+    );
+    assert_eq!(mapped["hits"].as_array().map(Vec::len), Some(5));
+    assert_ne!(
+        mapped["hits"][0]["score"], own["hits"][0]["score"],
+        "the query was not embedded by the adapter's model"
+    );
+    let r = json(&quiver(
+        &db,
+        &["adapt", "c", "--field", "emb", "--remove", "--json"],
+    ));
+    assert_eq!(r["removed"], true);
+    assert_eq!(search(&db)["hits"], own["hits"]);
+}

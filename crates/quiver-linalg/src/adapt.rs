@@ -278,6 +278,38 @@ impl Adapter {
         }
     }
 
+    /// A linear adapter (`Procrustes` or `Ridge`) from its `d_in x d_out` row-major map, as
+    /// [`Adapter::matrix`] returned it (an adapter stored and read back).
+    pub fn linear(
+        kind: AdapterKind,
+        d_in: usize,
+        d_out: usize,
+        w: Vec<f32>,
+        lambda: f64,
+    ) -> Result<Adapter, LinalgError> {
+        if kind == AdapterKind::Relative {
+            return Err(LinalgError::InvalidInput(
+                "a relative adapter is not a linear map".into(),
+            ));
+        }
+        if d_in == 0 || d_out == 0 || w.len() != d_in * d_out || w.iter().any(|x| !x.is_finite()) {
+            return Err(LinalgError::InvalidInput(format!(
+                "a {d_in} x {d_out} map needs {} finite values, got {}",
+                d_in * d_out,
+                w.len()
+            )));
+        }
+        Ok(Adapter {
+            kind,
+            d_in,
+            d_out,
+            w,
+            anchors_out: Vec::new(),
+            centers: Default::default(),
+            lambda,
+        })
+    }
+
     /// The kind.
     pub fn kind(&self) -> AdapterKind {
         self.kind

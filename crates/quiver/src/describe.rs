@@ -48,6 +48,7 @@ impl Collection {
             "schema": to_value(serde_json::to_value(schema.as_ref()))?,
             "text_fields": text,
             "backfill": to_value(serde_json::to_value(&info.backfill))?,
+            "adapters": to_value(serde_json::to_value(self.adapters()))?,
         }))
     }
 }

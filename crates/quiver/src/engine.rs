@@ -115,13 +115,13 @@ impl Database {
     pub fn create_collection(&self, name: &str, schema: &Schema) -> Result<Collection> {
         self.writable()?;
         let c = self.inner.create_collection(name, schema)?;
-        Ok(self.wrap(c))
+        self.wrap(c)
     }
 
     /// Opens a collection.
     pub fn collection(&self, name: &str) -> Result<Collection> {
         let c = self.inner.collection(name)?;
-        Ok(self.wrap(c))
+        self.wrap(c)
     }
 
     /// Names of all collections, sorted.
@@ -135,14 +135,16 @@ impl Database {
         Ok(self.inner.drop_collection(name)?)
     }
 
-    fn wrap(&self, inner: Arc<storage::Collection>) -> Collection {
-        Collection {
+    fn wrap(&self, inner: Arc<storage::Collection>) -> Result<Collection> {
+        let adapters = crate::adapt::load_adapters(inner.dir())?;
+        Ok(Collection {
+            adapters: Arc::new(RwLock::new(adapters)),
             inner,
             read_only: self.read_only,
             progress: Arc::new(RwLock::new(Arc::new(NoProgress))),
             #[cfg(feature = "embed")]
             pool: self.pool.clone(),
-        }
+        })
     }
 }
 
@@ -150,6 +152,8 @@ impl Database {
 #[derive(Clone)]
 pub struct Collection {
     inner: Arc<storage::Collection>,
+    /// Query adapters by field (`adapt.rs`), loaded at open.
+    pub(crate) adapters: Arc<RwLock<crate::adapt::Adapters>>,
     read_only: bool,
     progress: Arc<RwLock<Arc<dyn Progress>>>,
     #[cfg(feature = "embed")]
@@ -316,7 +320,8 @@ impl Collection {
     pub fn query(&self, q: &Query) -> Result<QueryResult> {
         let t = Instant::now();
         let snap = self.snapshot();
-        let (mode, plan) = q.to_plan(snap.schema())?;
+        let (mode, mut plan) = q.to_plan(snap.schema())?;
+        self.apply_adapters(snap.schema(), &mut plan)?;
         let res = self.execute_on(&snap, &plan)?;
         Ok(QueryResult {
             hits: res.hits,
@@ -332,8 +337,9 @@ impl Collection {
     /// sends that plan to its shards, so a query is embedded once, not once per shard. (A
     /// rescore stage on a field no source searches still embeds where it runs.)
     pub fn prepare(&self, q: &Query) -> Result<(Mode, Plan)> {
-        #[allow(unused_mut)]
-        let (mode, mut plan) = q.to_plan(&self.schema())?;
+        let schema = self.schema();
+        let (mode, mut plan) = q.to_plan(&schema)?;
+        self.apply_adapters(&schema, &mut plan)?;
         #[cfg(feature = "embed")]
         self.embed_sources(&mut plan)?;
         Ok((mode, plan))
@@ -387,7 +393,13 @@ impl Collection {
 
     /// Runs a plan on a fresh snapshot.
     pub fn execute(&self, plan: &Plan) -> Result<PlanResult> {
-        self.execute_on(&self.snapshot(), plan)
+        let snap = self.snapshot();
+        if self.adapters.read().is_empty() {
+            return self.execute_on(&snap, plan);
+        }
+        let mut plan = plan.clone();
+        self.apply_adapters(snap.schema(), &mut plan)?;
+        self.execute_on(&snap, &plan)
     }
 
     fn execute_on(&self, snap: &Snapshot, plan: &Plan) -> Result<PlanResult> {

@@ -90,11 +90,9 @@ pub(crate) fn pending_for(snap: &Snapshot, plan: &Plan) -> BTreeMap<String, usiz
         });
     }
     for name in read.into_iter().flatten() {
-        if !out.contains_key(&name) {
-            let n = snap.pending(&name);
-            if n > 0 {
-                out.insert(name, n);
-            }
+        let n = snap.pending(&name);
+        if n > 0 {
+            out.insert(name, n);
         }
     }
     out

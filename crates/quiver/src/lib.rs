@@ -44,6 +44,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod adapt;
 pub mod classify;
 mod describe;
 pub mod document;
@@ -56,6 +57,7 @@ mod evolve;
 pub mod models;
 pub mod request;
 
+pub use adapt::{AdaptOptions, AdapterInfo};
 pub use classify::{ClassifyOptions, ClassifyReport, Label};
 pub use engine::{Collection, Database, IdLookup, OpenOptions};
 pub use error::{EngineError, Result};

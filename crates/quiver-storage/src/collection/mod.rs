@@ -260,6 +260,12 @@ impl Collection {
         Ok(c)
     }
 
+    /// The collection's directory (files the engine keeps beside the storage's, such as
+    /// fitted query adapters, live under it).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Name.
     pub fn name(&self) -> &str {
         &self.name
