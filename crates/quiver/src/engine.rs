@@ -256,14 +256,19 @@ impl Collection {
     /// not already carry; one forward pass per (model, text). Errors name the document's
     /// position in `docs` and the field; on error nothing is changed.
     pub fn embed(&self, docs: &mut [Document]) -> Result<()> {
+        self.embed_under(&self.schema(), docs)
+    }
+
+    /// [`Collection::embed`] for `schema`, reporting to the collection's progress sink.
+    fn embed_under(&self, schema: &Schema, docs: &mut [Document]) -> Result<()> {
         #[cfg(feature = "embed")]
         {
             let progress = self.progress.read().clone();
-            crate::embedding::embed_documents(&self.schema(), docs, &self.pool, progress.as_ref())
+            crate::embedding::embed_documents(schema, docs, &self.pool, progress.as_ref())
         }
         #[cfg(not(feature = "embed"))]
         {
-            crate::embedding_off::check_supplied(&self.schema(), docs)
+            crate::embedding_off::check_supplied(schema, docs)
         }
     }
 
@@ -291,13 +296,24 @@ impl Collection {
     /// Inserts or replaces documents, atomically and durably: vectors of model-backed fields are
     /// computed first ([`Collection::embed`]), then the whole batch is validated and committed,
     /// or nothing is written.
+    ///
+    /// A field added while the vectors were computed (`add_field` from another thread) does
+    /// not fail the write: the documents come back unwritten, the new field's vectors are
+    /// computed, and the write is tried again under the new schema.
     pub fn upsert(&self, mut docs: Vec<Document>) -> Result<WriteReport> {
         self.writable()?;
-        self.embed(&mut docs)?;
-        self.inner.upsert(docs).map_err(|e| match e {
-            StorageError::InBatch { index, source } => in_batch(index, *source),
-            e => e.into(),
-        })
+        loop {
+            let schema = self.schema();
+            self.embed_under(&schema, &mut docs)?;
+            match self.inner.upsert_under(docs, &schema) {
+                Ok(Ok(report)) => return Ok(report),
+                Ok(Err(back)) => docs = back,
+                Err(StorageError::InBatch { index, source }) => {
+                    return Err(in_batch(index, *source))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Loads documents straight into sealed segments of up to `segment_rows` rows (see

@@ -105,26 +105,30 @@ impl Collection {
     /// [`Collection::backfill`].
     pub fn add_field(&self, name: &str, spec: FieldSpec) -> Result<AlterReport> {
         self.writable()?;
-        if let FieldSpec::Dense { .. } = &spec {
-            if let Some(f) = Schema::single(name, spec.clone()).dense(name) {
-                if let Some(model) = &f.embedding.model {
-                    self.check_model(name, model, f.dim)?;
-                    let snap = self.snapshot();
-                    let mut bad = None;
-                    snap.for_each_visible_loc(None, |id, loc| {
-                        if bad.is_none() {
-                            let (s, row) = snap.place(loc);
-                            let p = snap.segment(s).payload(row);
-                            if let Err(m) = crate::document::document_text(&f.embedding, &p) {
-                                bad = Some(format!("document {id}: {m}"));
-                            }
+        let only = Schema::single(name, spec.clone());
+        let computed = match &spec {
+            FieldSpec::Dense { .. } => only.dense(name).map(|f| (f.embedding, f.dim)),
+            FieldSpec::Multi(_) => only.multi(name).map(|f| (f.embedding, f.dim)),
+            _ => None,
+        };
+        if let Some((embedding, dim)) = computed {
+            if let Some(model) = &embedding.model {
+                self.check_model(name, model, dim)?;
+                let snap = self.snapshot();
+                let mut bad = None;
+                snap.for_each_visible_loc(None, |id, loc| {
+                    if bad.is_none() {
+                        let (s, row) = snap.place(loc);
+                        let p = snap.segment(s).payload(row);
+                        if let Err(m) = crate::document::document_text(&embedding, &p) {
+                            bad = Some(format!("document {id}: {m}"));
                         }
-                    });
-                    if let Some(m) = bad {
-                        return Err(EngineError::BadRequest(format!(
-                            "field {name:?} cannot be computed for a stored document: {m}"
-                        )));
                     }
+                });
+                if let Some(m) = bad {
+                    return Err(EngineError::BadRequest(format!(
+                        "field {name:?} cannot be computed for a stored document: {m}"
+                    )));
                 }
             }
         }
@@ -208,6 +212,15 @@ impl Collection {
                         }
                     }
                 }
+                Some(FieldSpec::Multi(_)) => {
+                    match self.multi_column(&task.field, &task.segment, opts, &mut report)? {
+                        Some(v) => Some(FieldColumn::Multi(v)),
+                        None => {
+                            report.stopped = true;
+                            break;
+                        }
+                    }
+                }
                 _ => None,
             };
             let installed = match column {
@@ -259,19 +272,7 @@ impl Collection {
             let start = out.len() / f.dim;
             let end = (start + opts.batch).min(rows);
             let t = Instant::now();
-            let mut docs = Vec::new();
-            let mut which = Vec::new();
-            for r in start..end {
-                let r = r as u32;
-                if seg.visible(r, snap.seq()) {
-                    which.push(r);
-                    docs.push(quiver_storage::Document {
-                        id: Some(seg.id(r)),
-                        payload: seg.payload(r),
-                        ..Default::default()
-                    });
-                }
-            }
+            let (mut docs, which) = visible_docs(seg, start..end, snap.seq());
             self.embed_with(&only, &mut docs)?;
             let mut batch = vec![0f32; (end - start) * f.dim];
             for (d, &r) in docs.iter_mut().zip(&which) {
@@ -294,14 +295,85 @@ impl Collection {
             out.extend_from_slice(&batch);
             report.rows += end - start;
             progress.inc((end - start) as u64);
-            let busy = t.elapsed();
-            report.busy_seconds += busy.as_secs_f64();
-            if opts.duty < 1.0 {
-                std::thread::sleep(Duration::from_secs_f64(
-                    busy.as_secs_f64() * (1.0 - opts.duty) / opts.duty,
-                ));
-            }
+            throttle(t.elapsed(), opts.duty, report);
         }
         Ok(Some(out))
+    }
+
+    /// The vector sets of multi field `field` for every row of `segment`, computed in batches
+    /// (throttled like the dense ones); `None` when stopped first. Sets are not kept in a
+    /// partial file: a killed backfill of a multi field resumes at the last installed segment.
+    fn multi_column(
+        &self,
+        field: &str,
+        segment: &str,
+        opts: &BackfillOptions,
+        report: &mut BackfillReport,
+    ) -> Result<Option<Vec<Vec<Vec<f32>>>>> {
+        let snap = self.snapshot();
+        let schema = snap.schema().clone();
+        let Some(spec) = schema.fields.get(field) else {
+            return Err(EngineError::BadRequest(format!("no multi field {field:?}")));
+        };
+        let only = Schema::single(field, spec.clone());
+        let Some(s) = (0..snap.segments()).find(|&s| snap.segment(s).name() == segment) else {
+            return Ok(Some(Vec::new()));
+        };
+        let seg = snap.segment(s);
+        let rows = seg.rows();
+        let progress = self.progress_sink();
+        let mut out: Vec<Vec<Vec<f32>>> = Vec::with_capacity(rows);
+        while out.len() < rows {
+            if opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+                return Ok(None);
+            }
+            let (start, end) = (out.len(), (out.len() + opts.batch).min(rows));
+            let t = Instant::now();
+            let (docs, which) = visible_docs(seg, start..end, snap.seq());
+            let mut docs = docs;
+            self.embed_with(&only, &mut docs)?;
+            let mut batch = vec![Vec::new(); end - start];
+            for (d, &r) in docs.iter_mut().zip(&which) {
+                batch[r as usize - start] = d.multi.remove(field).unwrap_or_default();
+            }
+            out.extend(batch);
+            quiver_storage::test_event("backfill-batch");
+            report.rows += end - start;
+            progress.inc((end - start) as u64);
+            throttle(t.elapsed(), opts.duty, report);
+        }
+        Ok(Some(out))
+    }
+}
+
+/// The visible rows of `range` in `seg` as documents to embed (id and payload), and their rows.
+fn visible_docs(
+    seg: &dyn quiver_storage::SegmentReader,
+    range: std::ops::Range<usize>,
+    at: u64,
+) -> (Vec<quiver_storage::Document>, Vec<u32>) {
+    let mut docs = Vec::new();
+    let mut which = Vec::new();
+    for r in range {
+        let r = r as u32;
+        if seg.visible(r, at) {
+            which.push(r);
+            docs.push(quiver_storage::Document {
+                id: Some(seg.id(r)),
+                payload: seg.payload(r),
+                ..Default::default()
+            });
+        }
+    }
+    (docs, which)
+}
+
+/// Counts `busy` and sleeps so that the backfill is busy at most `duty` of the time.
+fn throttle(busy: Duration, duty: f64, report: &mut BackfillReport) {
+    report.busy_seconds += busy.as_secs_f64();
+    if duty < 1.0 {
+        std::thread::sleep(Duration::from_secs_f64(
+            busy.as_secs_f64() * (1.0 - duty) / duty,
+        ));
     }
 }

@@ -325,3 +325,178 @@ fn added_fields_backfill_to_what_a_fresh_ingest_computes() {
     }
     assert!(a.verify().is_empty(), "{:?}", a.verify());
 }
+
+/// A multi field (all-MiniLM-L6-v2 token vectors, pruned to half, MUVERA with an HNSW over the
+/// encodings) added to 60 stored SciFact documents in three segments: the backfill, stopped
+/// after its first segment and resumed, ends with the vector sets a fresh ingest stored (same
+/// lengths, same raw counts, values within 1e-4: the transformer's batches differ) and the same
+/// exact MaxSim ranking; queries report the pending documents until then.
+#[test]
+fn an_added_multi_field_backfills_to_what_a_fresh_ingest_computes() {
+    const M: usize = 60;
+    const MINILM: &str = "all-MiniLM-L6-v2";
+    if let Err(e) = quiver::embed::fetch::cached_model(MINILM) {
+        panic!("model {MINILM} is not in the cache ({e}): run `./x setup` first");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open_with(
+        dir.path(),
+        quiver::OpenOptions {
+            pool: Some(pool()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let tok = json!({"type": "multi", "dim": 384, "metric": "cosine", "model": MINILM,
+                     "embed": ["title", "text"], "prune": {"fraction": 0.5},
+                     "muvera": {"k_sim": 3, "d_proj": 8, "r_reps": 4},
+                     "index": {"type": "hnsw", "m": 8, "ef_construction": 40}});
+    let a = db
+        .create_collection(
+            "a",
+            &Schema::parse(r#"{"fields": {"year": {"type": "integer"}}, "mutable_max_rows": 20}"#)
+                .unwrap(),
+        )
+        .unwrap();
+    let full = json!({"fields": {"year": {"type": "integer"}, "tok": tok}, "mutable_max_rows": 20});
+    let b = db
+        .create_collection("b", &Schema::parse(&full.to_string()).unwrap())
+        .unwrap();
+    let docs: Vec<Document> = scifact_docs().into_iter().take(M).collect();
+    for chunk in docs.chunks(20) {
+        a.upsert(chunk.to_vec()).unwrap();
+        b.upsert(chunk.to_vec()).unwrap();
+    }
+    a.flush().unwrap();
+    a.add_field("tok", spec(tok.clone())).unwrap();
+    let q = Query {
+        exact: true,
+        ..Query::text("cancer cells").with_mode(Mode::Multi)
+    }
+    .with_limit(10);
+    let res = a.query(&q).unwrap();
+    assert_eq!(res.pending.get("tok"), Some(&M), "{:?}", res.pending);
+    assert!(res.hits.is_empty());
+    let tasks = a.storage().backfill_tasks();
+    println!("multi backfill tasks: {tasks:?}");
+    assert!(tasks.len() >= 3, "{tasks:?}");
+    let stop = Arc::new(AtomicBool::new(false));
+    a.set_progress(Arc::new(StopAfter {
+        rows: AtomicU64::new(0),
+        after: tasks[0].rows as u64 + 1,
+        stop: stop.clone(),
+        phases: Default::default(),
+    }));
+    let first = a
+        .backfill(&BackfillOptions {
+            batch: 8,
+            duty: 1.0,
+            stop: Some(stop),
+        })
+        .unwrap();
+    println!("first run {first:?}");
+    assert!(first.stopped && first.segments >= 1, "{first:?}");
+    let pending = a.query(&q).unwrap().pending["tok"];
+    assert!(pending > 0 && pending < M, "pending {pending}");
+    a.set_progress(Arc::new(quiver::NoProgress));
+    let rest = a.backfill(&BackfillOptions::default()).unwrap();
+    println!("second run {rest:?}");
+    assert_eq!(rest.completed, vec!["tok".to_string()]);
+    for d in &docs {
+        let id = d.id.as_ref().unwrap();
+        let (x, y) = (a.get(id).unwrap().unwrap(), b.get(id).unwrap().unwrap());
+        assert_eq!(x.multi_raw["tok"], y.multi_raw["tok"], "{id}");
+        assert_eq!(x.multi["tok"].len(), y.multi["tok"].len(), "{id}");
+        for (u, v) in x.multi["tok"].iter().zip(&y.multi["tok"]) {
+            let worst = u
+                .iter()
+                .zip(v)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 1e-4, "{id}: a token vector differs by {worst}");
+        }
+    }
+    let (x, y) = (a.query(&q).unwrap(), b.query(&q).unwrap());
+    assert!(x.pending.is_empty());
+    let ids = |h: &[quiver::Hit]| h.iter().map(|h| h.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&x.hits), ids(&y.hits));
+    // MUVERA (the HNSW over the encodings, then MaxSim rerank) finds the same best document.
+    let fast = Query::text("cancer cells")
+        .with_mode(Mode::Multi)
+        .with_limit(3);
+    assert_eq!(
+        a.query(&fast).unwrap().hits[0].id,
+        b.query(&fast).unwrap().hits[0].id
+    );
+    assert!(a.verify().is_empty(), "{:?}", a.verify());
+}
+
+/// Upserts from another thread while a dense field is added and backfilled: none fails (a write
+/// whose vectors were computed before the field existed is completed and written again), and
+/// every document — stored before, written during, written after — ends with the vector a fresh
+/// ingest computes.
+#[test]
+fn upserts_racing_an_added_field_never_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open_with(
+        dir.path(),
+        quiver::OpenOptions {
+            pool: Some(pool()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let base = r#"{"fields": {"year": {"type": "integer"}}, "mutable_max_rows": 50}"#;
+    let a = db
+        .create_collection("a", &Schema::parse(base).unwrap())
+        .unwrap();
+    let full = json!({"fields": {"year": {"type": "integer"}, "emb": emb_spec()}});
+    let oracle = db
+        .create_collection("oracle", &Schema::parse(&full.to_string()).unwrap())
+        .unwrap();
+    let docs = scifact_docs();
+    oracle.upsert(docs.clone()).unwrap();
+    a.upsert(docs[..100].to_vec()).unwrap();
+    let written = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (a, rest, written) = (a.clone(), docs[100..].to_vec(), written.clone());
+        std::thread::spawn(move || {
+            for chunk in rest.chunks(4) {
+                a.upsert(chunk.to_vec())
+                    .expect("an upsert beside add_field failed");
+                written.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        })
+    };
+    while written.load(Ordering::SeqCst) < 40 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let stale = a.schema();
+    a.add_field("emb", spec(emb_spec())).unwrap();
+    let during = written.load(Ordering::SeqCst);
+    // A write prepared under the schema before the change comes back unwritten.
+    let back = a
+        .storage()
+        .upsert_under(vec![docs[0].clone()], &stale)
+        .unwrap()
+        .expect_err("a write under a stale schema went through");
+    assert_eq!(back.len(), 1);
+    writer.join().unwrap();
+    let r = a.backfill(&BackfillOptions::default()).unwrap();
+    println!("{during} of 200 written when the field was added; {r:?}");
+    assert!(
+        during < 200,
+        "the writer had finished before the field was added"
+    );
+    assert!(r.rows < N, "no write carried the new field: {r:?}");
+    assert_eq!(a.count(None).unwrap(), N);
+    for d in &docs {
+        let id = d.id.as_ref().unwrap();
+        assert_eq!(
+            a.get(id).unwrap().unwrap().vectors["emb"],
+            oracle.get(id).unwrap().unwrap().vectors["emb"],
+            "{id}"
+        );
+    }
+}

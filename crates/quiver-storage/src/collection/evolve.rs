@@ -18,9 +18,12 @@
 //! vectors; text fields are built here from the payloads) and installs a copy of the segment
 //! with the field's files: every other file is hard-linked, the rows keep their order, so the
 //! deletes carry over row for row, and the copy replaces the original in one manifest write.
-//! Progress is therefore durable segment by segment; within a segment, computed vectors are
-//! appended to `backfill/<field>@<segment>.f32` (fdatasync per call), so a restart resumes
-//! where the last append ended. Segments still lacking a field are never merged.
+//! Progress is therefore durable segment by segment; within a segment, computed dense vectors
+//! are appended to `backfill/<field>@<segment>.f32` (fdatasync per call), so a restart resumes
+//! where the last append ended (a multi field's vector sets are held in memory until their
+//! segment is installed, so it resumes at the last installed segment; they are checked,
+//! normalised and pruned here as a write's are). Segments still lacking a field are never
+//! merged.
 
 use super::*;
 use crate::schema::FieldSpec;
@@ -62,6 +65,9 @@ pub enum FieldColumn {
     Dense(Vec<f32>),
     /// A text field: built here from the segment's payloads.
     Text,
+    /// The vector sets of a multi field, one per row of the segment (rows that are deleted may
+    /// hold empty sets), as the model gave them: they are pruned here as a write prunes them.
+    Multi(Vec<Vec<Vec<f32>>>),
 }
 
 /// What a schema change did.
@@ -186,12 +192,6 @@ impl Collection {
                 return Err(StorageError::Schema(format!(
                     "field {name:?} has no model: its vectors cannot be computed for the \
                      documents already stored (give it `model` and `embed`)"
-                )));
-            }
-            if matches!(spec, FieldSpec::Multi(_)) && held {
-                return Err(StorageError::Schema(format!(
-                    "field {name:?}: adding a multi field to a collection that holds documents \
-                     is not supported yet (dense and text fields are)"
                 )));
             }
             let mut pending = 0;
@@ -414,6 +414,43 @@ impl Collection {
                     None,
                     progress.as_ref(),
                     files,
+                )
+            }
+            FieldColumn::Multi(sets) => {
+                let Some(f) = only.multi(field) else {
+                    return Err(StorageError::Schema(format!(
+                        "field {field:?} is not a multi field"
+                    )));
+                };
+                if sets.len() != rows {
+                    return Err(StorageError::Schema(format!(
+                        "field {field:?}: {} vector sets for the {rows} rows of segment {segment}",
+                        sets.len()
+                    )));
+                }
+                let mut col = crate::multi::MultiColumn::new(f.dim);
+                for (row, set) in sets.into_iter().enumerate() {
+                    let mut doc = Document::default();
+                    let empty = set.is_empty();
+                    doc.multi.insert(field.to_string(), set);
+                    // Checked and normalised as a write's sets are (a deleted row's is empty).
+                    if !empty {
+                        crate::multi::prepare_multi(&only, &mut doc).map_err(|e| {
+                            StorageError::Schema(format!("segment {segment}, row {row}: {e}"))
+                        })?;
+                    }
+                    only.prune_multi(&mut doc)?;
+                    let raw = doc.multi_raw.get(field).copied().unwrap_or(0);
+                    col.push(doc.multi.get(field).map_or(&[][..], Vec::as_slice), raw);
+                }
+                let cols = BTreeMap::from([(field.to_string(), col)]);
+                crate::multi_store::write_segment_files(
+                    &only,
+                    dir,
+                    rows,
+                    &cols,
+                    files,
+                    progress.as_ref(),
                 )
             }
             FieldColumn::Text => {

@@ -378,6 +378,23 @@ impl Collection {
         self.upsert_locked(&mut w, docs, waited)
     }
 
+    /// [`Collection::upsert`], if the schema is still `expected` (the one the caller computed
+    /// the documents' vectors under): otherwise nothing is written and the documents come back
+    /// (`Ok(Err(docs))`), to be completed for the current schema and written again. The check
+    /// and the write happen under the writer lock, which a schema change also takes.
+    pub fn upsert_under(
+        &self,
+        docs: Vec<Document>,
+        expected: &Arc<Schema>,
+    ) -> Result<Result<WriteReport, Vec<Document>>, StorageError> {
+        let waited = self.make_room(docs.len());
+        let mut w = self.writer()?;
+        if !Arc::ptr_eq(&self.schema(), expected) {
+            return Ok(Err(docs));
+        }
+        self.upsert_locked(&mut w, docs, waited).map(Ok)
+    }
+
     /// Upserts those of `docs` whose visible version was written at or before sequence number
     /// `since` — unchanged since a snapshot at `since` was read — and returns the ids of the
     /// others (rewritten or deleted since), which are left alone. The check and the write
