@@ -1,4 +1,6 @@
-"""`bench/compare ann`: Quiver HNSW against hnswlib and FAISS IndexHNSWFlat.
+"""`bench/compare ann`: Quiver HNSW against hnswlib and FAISS IndexHNSWFlat, on GloVe-6B-50d
+or (`--dataset random384`) clustered random 384-d unit vectors, so a gain is not specific to
+50 dimensions.
 
 One invocation:
   1. `quiver bench ann --prepare-only --json` fetches/caches GloVe-6B-50d and
@@ -39,6 +41,8 @@ QUICK_EF = [16, 32, 64, 128, 256]
 LEVELS = ("0.90", "0.95", "0.99")
 TARGET_LEVEL, TARGET_RATIO = "0.95", 1.3
 DEFAULT_M, DEFAULT_EF_CONSTRUCTION, DEFAULT_REPS = 16, 200, 3
+DATASETS = ("glove50", "random384")
+DEFAULT_RANDOM_COUNT = 101_000
 
 
 log = logger("ann")
@@ -326,6 +330,12 @@ def build_parser():
                     help="skip `quiver bench ann` (quiver still prepares the data); no ratios")
     ap.add_argument("--check", action="store_true",
                     help="exit 1 when the target (>= 1.3x at 0.95, build no slower) is not met")
+    ap.add_argument("--dataset", choices=DATASETS, default="glove50",
+                    help="glove50 (GloVe-6B-50d, 400k) or random384 (clustered, normalised "
+                         "MiniLM-like 384-d vectors from `quiver bench ingest --prepare-only`)")
+    ap.add_argument("--count", type=int, default=DEFAULT_RANDOM_COUNT,
+                    help=f"random384: vectors generated (queries are split off them; default "
+                         f"{DEFAULT_RANDOM_COUNT})")
     return ap
 
 
@@ -369,8 +379,18 @@ def run(args, peers, efs, reps):
     # Peers first checked/installed, so a broken venv fails before the long runs.
     py = ensure_venv() if peers else None
     qbin = quiver_bin(log)
-    prep = run_json([qbin, "bench", "ann", "--prepare-only", "--json"], "quiver data preparation",
-                    log, cwd=REPO)
+    data_arg = []
+    if args.dataset == "random384":
+        # The vectors of `quiver bench ingest`'s random source; `quiver bench ann --data` splits
+        # its queries off them and computes the exact ground truth, as for GloVe.
+        gen = run_json([qbin, "bench", "ingest", "--prepare-only", "--source", "random",
+                        "--dim", "384", "--count", str(args.count), "--queries", "10", "--json"],
+                       "generating random 384-d vectors", log, cwd=REPO)
+        if not gen.get("base") or not os.path.exists(gen["base"]):
+            raise CompareError(f"quiver bench ingest --prepare-only gave no base: {gen}")
+        data_arg = ["--data", gen["base"]]
+    prep = run_json([qbin, "bench", "ann", "--prepare-only", "--json", *data_arg],
+                    "quiver data preparation", log, cwd=REPO)
     for key in ("base", "queries", "gt"):
         if not prep.get(key) or not os.path.exists(prep[key]):
             raise CompareError(f"quiver --prepare-only gave no usable {key!r}: {prep.get(key)!r}")
@@ -380,7 +400,7 @@ def run(args, peers, efs, reps):
     quiver_extra = {}
     if not args.peers_only:
         cmd = [qbin, "bench", "ann", "--json", "--m", str(args.m),
-               "--ef-construction", str(args.ef_construction), "--ef", ef_csv]
+               "--ef-construction", str(args.ef_construction), "--ef", ef_csv, *data_arg]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
         q = run_json(cmd, "quiver bench ann", log, cwd=REPO)
@@ -408,7 +428,8 @@ def run(args, peers, efs, reps):
                          "qps": r["qps"], "build_s": res["build_s"]})
     ratios, best_peer, build_ratio, build_peer, at, target = summarise(results)
     data = {k: v for k, v in prep.items()}
-    data.setdefault("dataset", "glove-6b-50d")
+    data["dataset"] = ("glove-6b-50d" if args.dataset == "glove50"
+                       else f"random-384d-clustered-{args.count}")
     data.update({"m": args.m, "ef_construction": args.ef_construction, "ef": efs,
                  "reps": reps, "query_threads": 1, "cpus": os.cpu_count(),
                  "loadavg_1m": {"start": load_start, "end": _loadavg()}})

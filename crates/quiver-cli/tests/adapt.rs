@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::require_model;
+use common::{quiver, require_model};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -131,15 +131,6 @@ fn bad_input_fails_with_a_reason() {
         std::fs::read_dir(db.path()).expect("db").next().is_none(),
         "nothing is written to --db"
     );
-}
-
-fn quiver(db: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .output()
-        .expect("run quiver")
 }
 
 /// `quiver adapt`: an ADI collection embedded by all-MiniLM-L6-v2 gets a potion-base-8M query

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::require_model;
+use common::{quiver, require_model};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -138,15 +138,6 @@ fn bad_label_files_fail_with_a_reason() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("\"Cooking\" is not in labels.json"), "{err}");
-}
-
-fn quiver(db: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .output()
-        .expect("run quiver")
 }
 
 fn ok(out: Output) -> Value {

@@ -12,7 +12,7 @@
 mod common;
 
 use common::kill::{spawn_then_kill, KillAt, Killed};
-use common::BIN;
+use common::{quiver, BIN};
 use quiver::{Database, DocId};
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -25,15 +25,6 @@ fn vector(i: usize) -> Vec<f32> {
     (0..DIM)
         .map(|j| ((i * 31 + j * 17) % 1000) as f32 / 7.0 - 50.0)
         .collect()
-}
-
-fn quiver(db: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .output()
-        .expect("run quiver")
 }
 
 /// A killed ingest: what the child left behind, and how many lines its part had.

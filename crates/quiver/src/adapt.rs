@@ -230,7 +230,7 @@ impl Collection {
                 texts.len()
             )));
         }
-        let x = self.embed_for_adapter(model, &texts, true)?;
+        let x = self.embed_texts_by(model, &texts, true)?;
         let (d_in, d_out) = (x.len() / texts.len(), f.dim);
         let kind = opts.kind.unwrap_or(if d_in == d_out {
             AdapterKind::Procrustes
@@ -294,8 +294,15 @@ impl Collection {
         Ok(info)
     }
 
+    /// `texts` embedded by `model` as they are (no prefix), row-major; with `bar`, progress
+    /// goes to the collection's sink.
     #[cfg(feature = "embed")]
-    fn embed_for_adapter(&self, model: &str, texts: &[String], bar: bool) -> Result<Vec<f32>> {
+    pub(crate) fn embed_texts_by(
+        &self,
+        model: &str,
+        texts: &[String],
+        bar: bool,
+    ) -> Result<Vec<f32>> {
         let m = self.pool().get(model)?;
         let progress = match bar {
             true => self.progress_sink(),
@@ -319,9 +326,14 @@ impl Collection {
     }
 
     #[cfg(not(feature = "embed"))]
-    fn embed_for_adapter(&self, model: &str, _texts: &[String], _bar: bool) -> Result<Vec<f32>> {
+    pub(crate) fn embed_texts_by(
+        &self,
+        model: &str,
+        _texts: &[String],
+        _bar: bool,
+    ) -> Result<Vec<f32>> {
         Err(EngineError::BadRequest(format!(
-            "adapt: model {model:?} cannot run: this build has no embedding (feature `embed`)"
+            "model {model:?} cannot run: this build has no embedding (feature `embed`)"
         )))
     }
 
@@ -343,7 +355,7 @@ impl Collection {
                 _ => continue,
             };
             if let (Some(text), Some(a), None) = (&d.text, adapters.get(&name), &d.vector) {
-                let v = self.embed_for_adapter(&a.info.model, std::slice::from_ref(text), false)?;
+                let v = self.embed_texts_by(&a.info.model, std::slice::from_ref(text), false)?;
                 let mapped = a
                     .map
                     .map_query(&v)

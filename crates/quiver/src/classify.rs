@@ -316,30 +316,13 @@ impl Collection {
         Ok(())
     }
 
-    #[cfg(feature = "embed")]
     fn embed_label_texts(&self, model: &str, texts: &[String], dim: usize) -> Result<Vec<f32>> {
-        let m = self.pool().get(model)?;
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let out = m
-            .embed(&refs, &quiver_embed::EmbedOptions::default())
-            .map_err(|e| EngineError::Model {
-                name: model.to_string(),
-                message: e.to_string(),
-            })?;
-        let flat = out.as_flat().to_vec();
+        let flat = self.embed_texts_by(model, texts, false)?;
         if flat.len() != texts.len() * dim {
             return Err(EngineError::BadRequest(format!(
                 "classify: model {model:?} gives vectors of another dimension than the field's {dim}"
             )));
         }
         Ok(flat)
-    }
-
-    #[cfg(not(feature = "embed"))]
-    fn embed_label_texts(&self, model: &str, _texts: &[String], _dim: usize) -> Result<Vec<f32>> {
-        Err(EngineError::BadRequest(format!(
-            "classify: embedding the labels needs model {model:?}, and this build has no \
-             embedding (feature `embed`)"
-        )))
     }
 }

@@ -9,46 +9,19 @@
 //!
 //! Needs potion-base-8M in the model cache (`./x setup`).
 
-use quiver::{AdaptOptions, Database, DocId, Document, ModelPool, PoolOptions, Query, Schema};
+mod common;
+
+use quiver::{AdaptOptions, Database, Document, Query, Schema};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use std::sync::Arc;
 
 const MODEL: &str = "potion-base-8M";
 const N: usize = 300;
 const D: usize = 256;
 const LOW: usize = 64;
 
-fn pool() -> Arc<ModelPool> {
-    if let Err(e) = quiver::embed::fetch::cached_model(MODEL) {
-        panic!("model {MODEL} is not in the cache ({e}): run `./x setup` first");
-    }
-    Arc::new(ModelPool::new(PoolOptions {
-        auto_pull: false,
-        threads: Some(2),
-        ..Default::default()
-    }))
-}
-
 fn scifact() -> Vec<Document> {
-    let p = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/scifact/corpus.jsonl"
-    );
-    let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{p}: {e}"));
-    text.lines()
-        .take(N)
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            let mut d = Document {
-                id: Some(DocId::Str(v["_id"].as_str().unwrap().to_string())),
-                ..Default::default()
-            };
-            d.payload.insert("title".into(), v["title"].clone());
-            d.payload.insert("text".into(), v["text"].clone());
-            d
-        })
-        .collect()
+    common::scifact_docs(N)
 }
 
 /// A random orthogonal D x D matrix (row-major): the product of 8 Householder reflections.
@@ -94,7 +67,7 @@ fn adapters_recover_planted_maps_and_serve_text_queries() {
         .unwrap_or(17);
     println!("seed {seed} (QUIVER_TEST_SEED={seed} repeats this run)");
     let dir = tempfile::tempdir().unwrap();
-    let pool = pool();
+    let pool = common::pool(&[MODEL]);
     let open = || {
         Database::open_with(
             dir.path(),

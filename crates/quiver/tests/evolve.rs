@@ -8,9 +8,10 @@
 //!
 //! Needs potion-base-8M in the model cache (`./x setup`).
 
+mod common;
+
 use quiver::{
-    BackfillOptions, Database, DocId, Document, FieldSpec, Mode, ModelPool, PoolOptions, Progress,
-    Query, Schema,
+    BackfillOptions, Database, DocId, Document, FieldSpec, Mode, ModelPool, Progress, Query, Schema,
 };
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,39 +21,11 @@ const MODEL: &str = "potion-base-8M";
 const N: usize = 300;
 
 fn pool() -> Arc<ModelPool> {
-    if let Err(e) = quiver::embed::fetch::cached_model(MODEL) {
-        panic!("model {MODEL} is not in the cache ({e}): run `./x setup` first");
-    }
-    Arc::new(ModelPool::new(PoolOptions {
-        auto_pull: false,
-        threads: Some(2),
-        ..Default::default()
-    }))
+    common::pool(&[MODEL])
 }
 
 fn scifact_docs() -> Vec<Document> {
-    let p = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/scifact/corpus.jsonl"
-    );
-    let text = std::fs::read_to_string(p)
-        .unwrap_or_else(|e| panic!("{p}: {e} (../shared/data must lie beside the repository)"));
-    text.lines()
-        .take(N)
-        .enumerate()
-        .map(|(i, l)| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            let mut d = Document {
-                id: Some(DocId::Str(v["_id"].as_str().unwrap().to_string())),
-                ..Default::default()
-            };
-            d.payload.insert("title".into(), v["title"].clone());
-            d.payload.insert("text".into(), v["text"].clone());
-            d.payload
-                .insert("year".into(), json!(2015 + (i % 10) as i64));
-            d
-        })
-        .collect()
+    common::scifact_docs(N)
 }
 
 fn emb_spec() -> Value {
@@ -335,14 +308,11 @@ fn added_fields_backfill_to_what_a_fresh_ingest_computes() {
 fn an_added_multi_field_backfills_to_what_a_fresh_ingest_computes() {
     const M: usize = 60;
     const MINILM: &str = "all-MiniLM-L6-v2";
-    if let Err(e) = quiver::embed::fetch::cached_model(MINILM) {
-        panic!("model {MINILM} is not in the cache ({e}): run `./x setup` first");
-    }
     let dir = tempfile::tempdir().unwrap();
     let db = Database::open_with(
         dir.path(),
         quiver::OpenOptions {
-            pool: Some(pool()),
+            pool: Some(common::pool(&[MINILM])),
             ..Default::default()
         },
     )

@@ -11,6 +11,16 @@ use std::process::Command;
 /// The `quiver` binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_quiver");
 
+/// Runs `quiver --db db args...` and returns its output.
+pub fn quiver(db: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .output()
+        .expect("run quiver")
+}
+
 /// Runs `quiver --db db args...`: (success, stdout, stderr).
 pub fn run(db: &Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(BIN)
