@@ -129,6 +129,12 @@ class Hits:
     def explain(self) -> list:
         return self._h.explain
 
+    @property
+    def pending(self) -> dict:
+        """For each field the query read that is still being backfilled: the documents it could
+        not reach yet (empty when none)."""
+        return self._h.pending
+
     def to_list(self) -> list[dict]:
         return self._h.to_list()
 
@@ -276,6 +282,48 @@ class Collection:
     def compact(self) -> None:
         """Merges every sealed segment into one, dropping deleted rows."""
         self._c.compact()
+
+    # -- embedding evolution ----------------------------------------------------------------
+
+    def add_field(
+        self, name: str, spec: Mapping[str, Any], backfill: bool = True, batch: int = 64, duty: float = 1.0
+    ) -> dict:
+        """Adds field `name` (`spec` as in a schema). A dense, multi or text field added to a
+        collection that holds documents is computed from their stored text by a backfill, run
+        to the end here unless `backfill=False` (then call `backfill()`); `duty` is the fraction
+        of the time it may be busy. Returns `{"alter": {...}, "backfill": {...} | None}`."""
+        return self._c.add_field(name, dict(spec), backfill, batch, duty)
+
+    def drop_field(self, name: str) -> dict:
+        """Drops field `name`; its files leave the sealed segments."""
+        return self._c.drop_field(name)
+
+    def backfill(self, batch: int = 64, duty: float = 1.0) -> dict:
+        """Runs the pending backfills to the end (resuming an interrupted one)."""
+        return self._c.backfill(batch, duty)
+
+    def classify(
+        self,
+        labels: Sequence[Mapping[str, Any]],
+        field: str | None = None,
+        into: str = "label",
+        iterations: int = 1,
+        threshold: float | None = None,
+        top_docs: int | None = None,
+    ) -> dict:
+        """Labels every document by similarity to `labels` (`{"label", "description",
+        "keywords"}` each) on dense field `field`, written into payload keyword field `into`
+        (see `quiver classify`); `threshold` makes it multi-label."""
+        return self._c.classify([dict(l) for l in labels], field, into, iterations, threshold, top_docs)
+
+    def adapt(self, field: str, model: str, sample: int = 2000, method: str | None = None, seed: int = 42) -> dict:
+        """Fits and stores a query adapter: text queries on `field` are then embedded by `model`
+        and mapped onto the stored vectors (`method`: "procrustes" or "ridge")."""
+        return self._c.adapt(field, model, sample, method, seed)
+
+    def remove_adapter(self, field: str) -> bool:
+        """Removes the query adapter of `field`; `False` when it had none."""
+        return self._c.remove_adapter(field)
 
     # -- reads ----------------------------------------------------------------------------
 

@@ -278,6 +278,118 @@ impl Collection {
         py.detach(|| self.c.compact()).map_err(to_py)
     }
 
+    /// Adds field `name` (`spec`: a field spec dict, as in a schema) to the collection. A
+    /// dense, multi or text field added to a collection that holds documents is computed from
+    /// their stored text by a backfill, run here to the end unless `backfill=False` (then call
+    /// `backfill()`). Returns `{"alter": {...}, "backfill": {...} | None}`.
+    #[pyo3(signature = (name, spec, backfill = true, batch = 64, duty = 1.0))]
+    fn add_field<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        spec: &Bound<'py, PyAny>,
+        backfill: bool,
+        batch: usize,
+        duty: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let spec: quiver::FieldSpec = serde_json::from_value(to_json(spec, "spec")?)
+            .map_err(|e| invalid(format!("field {name:?}: spec: {e}")))?;
+        let (alter, filled) = py
+            .detach(|| {
+                let r = self.c.add_field(name, spec)?;
+                let b = match backfill && r.pending_documents > 0 {
+                    true => Some(self.c.backfill(&backfill_options(batch, duty))?),
+                    false => None,
+                };
+                Ok::<_, quiver::EngineError>((r, b))
+            })
+            .map_err(to_py)?;
+        to_py_obj(py, &serde_json::json!({"alter": alter, "backfill": filled}))
+    }
+
+    /// Drops field `name` (its files are removed from the sealed segments).
+    fn drop_field<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        let r = py.detach(|| self.c.drop_field(name)).map_err(to_py)?;
+        to_py_obj(py, &ser(&r)?)
+    }
+
+    /// Runs the pending backfills to the end (resumes an interrupted one); `duty` is the
+    /// fraction of the time it may be busy.
+    #[pyo3(signature = (batch = 64, duty = 1.0))]
+    fn backfill<'py>(
+        &self,
+        py: Python<'py>,
+        batch: usize,
+        duty: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let r = py
+            .detach(|| self.c.backfill(&backfill_options(batch, duty)))
+            .map_err(to_py)?;
+        to_py_obj(py, &ser(&r)?)
+    }
+
+    /// Labels every document by similarity to `labels` (a list of `{"label", "description",
+    /// "keywords"}`) on dense field `field`, into payload keyword field `into` (see `quiver
+    /// classify`). Returns the report (`counts`, `written`, `changed`, ...).
+    #[pyo3(signature = (labels, field = None, into = "label", iterations = 1, threshold = None, top_docs = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn classify<'py>(
+        &self,
+        py: Python<'py>,
+        labels: &Bound<'py, PyAny>,
+        field: Option<String>,
+        into: &str,
+        iterations: usize,
+        threshold: Option<f32>,
+        top_docs: Option<usize>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let text = to_json(labels, "labels")?.to_string();
+        let labels = quiver::Label::parse_list(&text).map_err(to_py)?;
+        let opts = quiver::ClassifyOptions {
+            field,
+            into: into.to_string(),
+            labels,
+            iterations,
+            top_docs,
+            threshold,
+            ..Default::default()
+        };
+        let r = py.detach(|| self.c.classify(&opts)).map_err(to_py)?;
+        to_py_obj(py, &ser(&r)?)
+    }
+
+    /// Fits and stores a query adapter: text queries on dense field `field` are then embedded
+    /// by `model` and mapped onto the stored vectors (`method`: "procrustes" or "ridge"; default
+    /// by the dimensions). Returns the adapter's figures (`holdout_cosine`, ...).
+    #[pyo3(signature = (field, model, sample = 2000, method = None, seed = 42))]
+    fn adapt<'py>(
+        &self,
+        py: Python<'py>,
+        field: &str,
+        model: &str,
+        sample: usize,
+        method: Option<&str>,
+        seed: u64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let kind = match method {
+            None => None,
+            Some(m) => Some(
+                quiver::linalg::AdapterKind::parse(m)
+                    .ok_or_else(|| invalid(format!("method: {m:?} is not procrustes or ridge")))?,
+            ),
+        };
+        let opts = quiver::AdaptOptions { sample, kind, seed };
+        let r = py
+            .detach(|| self.c.adapt(field, model, &opts))
+            .map_err(to_py)?;
+        to_py_obj(py, &ser(&r)?)
+    }
+
+    /// Removes the query adapter of `field`; `False` when it had none.
+    fn remove_adapter(&self, py: Python<'_>, field: &str) -> PyResult<bool> {
+        py.detach(|| self.c.remove_adapter(field)).map_err(to_py)
+    }
+
     fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
         self.count(py, None)
     }
@@ -285,6 +397,19 @@ impl Collection {
     fn __repr__(&self) -> String {
         format!("quiver.Collection({:?})", self.c.name())
     }
+}
+
+fn backfill_options(batch: usize, duty: f64) -> quiver::BackfillOptions {
+    quiver::BackfillOptions {
+        batch,
+        duty,
+        stop: None,
+    }
+}
+
+/// A report as JSON.
+fn ser(v: &impl serde::Serialize) -> PyResult<serde_json::Value> {
+    serde_json::to_value(v).map_err(|e| invalid(e.to_string()))
 }
 
 /// Documents from parallel `ids`, `payloads` and `vectors` (field -> array of one row per id).

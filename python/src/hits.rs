@@ -16,6 +16,7 @@ pub(crate) struct Hits {
     mode: String,
     took_ms: f64,
     explain: Value,
+    pending: Value,
 }
 
 impl Hits {
@@ -25,6 +26,7 @@ impl Hits {
             hits: r.hits,
             mode: r.mode.name().to_string(),
             took_ms: r.took_ms,
+            pending: serde_json::to_value(&r.pending).unwrap_or(Value::Null),
         }
     }
 
@@ -114,6 +116,13 @@ impl Hits {
     #[getter]
     fn explain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         to_py_obj(py, &self.explain)
+    }
+
+    /// For each field the query read that is still being backfilled: the documents it could
+    /// not reach yet (empty when none).
+    #[getter]
+    fn pending<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py_obj(py, &self.pending)
     }
 
     fn __repr__(&self) -> String {
