@@ -134,7 +134,8 @@ fn bad_input_fails_with_a_reason() {
 }
 
 /// `quiver adapt`: an ADI collection embedded by all-MiniLM-L6-v2 gets a potion-base-8M query
-/// adapter (384 vs 256 dimensions: ridge by default, Procrustes when asked); `collection info`
+/// adapter (384 vs 256 dimensions: ridge by default; Procrustes refused with fewer documents than
+/// dimensions); `collection info`
 /// lists it, text searches go through it (their scores differ from the field's own model's),
 /// `--remove` takes it away; bad methods fail and store nothing.
 #[test]
@@ -219,7 +220,8 @@ fn adapt_command_stores_an_adapter_that_text_searches_use() {
         (Some(256), Some(384))
     );
     assert_eq!(a["sample"], 82);
-    let p = json(&quiver(
+    // 74 training documents are fewer than potion's 256 dimensions: no orthogonal map.
+    let out = quiver(
         &db,
         &[
             "adapt",
@@ -230,14 +232,30 @@ fn adapt_command_stores_an_adapter_that_text_searches_use() {
             "potion-base-8M",
             "--method",
             "procrustes",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("at least 256 documents"), "{err}");
+    let p = json(&quiver(
+        &db,
+        &[
+            "adapt",
+            "c",
+            "--field",
+            "emb",
+            "--from-model",
+            "potion-base-8M",
+            "--sample",
+            "60",
             "--json",
         ],
     ));
     println!("{p}");
-    assert_eq!(p["kind"], "procrustes");
+    assert_eq!(p["sample"], 60);
     let info = json(&quiver(&db, &["collection", "info", "c", "--json"]));
     assert_eq!(
-        info["adapters"][0]["kind"], "procrustes",
+        info["adapters"][0]["sample"], 60,
         "the second fit replaces the first"
     );
     let mapped = search(&db);

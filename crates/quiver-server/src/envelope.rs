@@ -119,6 +119,11 @@ impl From<EngineError> for ApiError {
                 StatusCode::BAD_REQUEST
             }
             EngineError::ReadOnly(_) => StatusCode::FORBIDDEN,
+            // A model the registry does not know is the request's fault (as Python's NotFound);
+            // one that fails to load or run is the server's.
+            EngineError::Model { message, .. } if message.contains("unknown model") => {
+                StatusCode::NOT_FOUND
+            }
             EngineError::Model { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.to_string())

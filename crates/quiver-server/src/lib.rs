@@ -46,6 +46,7 @@ mod collections;
 mod config;
 mod embeddings;
 pub mod envelope;
+mod evolve;
 mod guard;
 mod metrics;
 mod ops;
@@ -105,6 +106,7 @@ struct Inner {
     shutting_down: AtomicBool,
     ready: RwLock<Readiness>,
     openapi: RwLock<Value>,
+    backfills: Arc<evolve::Backfills>,
 }
 
 impl AppState {
@@ -119,6 +121,7 @@ impl AppState {
             shutting_down: AtomicBool::new(false),
             ready: RwLock::new(Readiness::Loading),
             openapi: RwLock::new(Value::Null),
+            backfills: Arc::default(),
         }))
     }
 
@@ -129,6 +132,11 @@ impl AppState {
 
     pub(crate) fn config(&self) -> &ServerConfig {
         &self.0.config
+    }
+
+    /// The background backfills, per collection.
+    pub(crate) fn backfills(&self) -> &Arc<evolve::Backfills> {
+        &self.0.backfills
     }
 
     /// Runs `f` on the blocking pool and wraps its answer in the envelope, timed from
@@ -178,6 +186,7 @@ impl AppState {
 
     fn begin_shutdown(&self) {
         self.0.shutting_down.store(true, Ordering::SeqCst);
+        self.0.backfills.stop_all();
     }
 }
 
@@ -202,6 +211,10 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             collections::info,
             collections::drop
         ))
+        .routes(routes!(evolve::add_field, evolve::drop_field))
+        .routes(routes!(evolve::start_backfill, evolve::backfill_status))
+        .routes(routes!(evolve::classify))
+        .routes(routes!(evolve::adapt, evolve::remove_adapter))
         .routes(routes!(points::upsert, points::get_many))
         .routes(routes!(points::get_one))
         .routes(routes!(points::delete))

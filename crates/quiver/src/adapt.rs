@@ -6,7 +6,8 @@
 //! [`Collection::adapt`] draws a seeded sample of stored documents, embeds their text (the
 //! field's `embed` payload fields, the ingest's rule) with the new model, pairs each with its
 //! stored vector and fits `quiver_linalg::Adapter`: orthogonal Procrustes when the dimensions
-//! match (semi-orthogonal otherwise), or ridge least squares. A tenth of the sample is held out
+//! match and the sample has at least as many documents as the new model has dimensions
+//! (semi-orthogonal when the dimensions differ), else ridge least squares. A tenth of the sample is held out
 //! first to report how well the map fits (mean cosine of mapped held-out documents to their
 //! stored vectors), then the map is fitted on the whole sample and stored in
 //! `<collection>/adapters/<field>.json` (written to a temporary file, synced, renamed). From then
@@ -31,7 +32,8 @@ use std::sync::Arc;
 pub struct AdaptOptions {
     /// Documents embedded by the new model (at most; fewer when the collection is smaller).
     pub sample: usize,
-    /// `Procrustes` or `Ridge`; `None`: Procrustes when the dimensions match, else ridge.
+    /// `Procrustes` or `Ridge`; `None`: Procrustes when the dimensions match and there are at
+    /// least as many training documents as dimensions, else ridge.
     pub kind: Option<AdapterKind>,
     /// Seed of the sample draw.
     pub seed: u64,
@@ -232,11 +234,21 @@ impl Collection {
         }
         let x = self.embed_texts_by(model, &texts, true)?;
         let (d_in, d_out) = (x.len() / texts.len(), f.dim);
-        let kind = opts.kind.unwrap_or(if d_in == d_out {
+        // Fewer pairs than dimensions leave an orthogonal map free on the rest of the space
+        // (held-out documents then map badly); ridge shrinks it towards zero there instead.
+        let train = texts.len() - texts.len() / 10;
+        let kind = opts.kind.unwrap_or(if d_in == d_out && train >= d_in {
             AdapterKind::Procrustes
         } else {
             AdapterKind::Ridge
         });
+        if kind == AdapterKind::Procrustes && train < d_in {
+            return Err(EngineError::BadRequest(format!(
+                "adapt: procrustes needs at least {d_in} documents to fit on (the new model's \
+                 dimension), {train} are available after holding out a tenth; use ridge, or a \
+                 larger sample"
+            )));
+        }
         let fit = |x: &[f32], y: &[f32]| {
             Adapter::fit(kind, x, y, d_in, d_out)
                 .map_err(|e| EngineError::BadRequest(format!("adapt: {e}")))
