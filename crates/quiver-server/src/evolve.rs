@@ -1,8 +1,9 @@
 //! Embedding evolution over HTTP (issue 17): fields added to and dropped from a collection, the
 //! backfill that computes an added field from the stored text (run in the background: a
 //! request only starts it; `GET .../backfill` and `GET /collections/{name}` show how far it
-//! is, and a server that shuts down stops it after its current batch, to be resumed by the next
-//! `POST .../backfill`), zero-shot labels written into a payload field, and query adapters.
+//! is; a server that shuts down asks it to stop after its current batch — what it computed is
+//! durable either way — and the next `POST .../backfill` resumes it), zero-shot labels written
+//! into a payload field, and query adapters.
 
 use crate::envelope::{ApiError, Body, Envelope, ErrorBody};
 use crate::AppState;
@@ -17,9 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The backfill running (or last run) per collection.
+/// The backfill running (or last run) per collection; `closed` once the server shuts down.
 #[derive(Default)]
-pub(crate) struct Backfills(Mutex<HashMap<String, Job>>);
+pub(crate) struct Backfills(Mutex<HashMap<String, Job>>, AtomicBool);
 
 struct Job {
     stop: Arc<AtomicBool>,
@@ -35,7 +36,9 @@ enum JobState {
 impl Backfills {
     /// Asks every running backfill to stop after its current batch.
     pub(crate) fn stop_all(&self) {
-        for j in self.0.lock().values() {
+        let all = self.0.lock();
+        self.1.store(true, Ordering::SeqCst);
+        for j in all.values() {
             j.stop.store(true, Ordering::SeqCst);
         }
     }
@@ -146,6 +149,9 @@ pub(crate) async fn start_backfill(
             let c = db.collection(&name)?;
             let pending = c.backfill_info();
             let mut all = jobs.0.lock();
+            if jobs.1.load(Ordering::SeqCst) {
+                return Err(ApiError::unavailable("the server is shutting down"));
+            }
             let running = all
                 .get(&name)
                 .is_some_and(|j| matches!(*j.state.lock(), JobState::Running));

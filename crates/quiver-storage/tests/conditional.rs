@@ -86,6 +86,20 @@ fn conditional_upserts_skip_documents_written_since_and_keep_pruned_sets() {
         "a deleted document came back"
     );
 
+    // A bad document's position is the caller's, even when a changed one before it is skipped.
+    let since = c.snapshot().seq();
+    c.upsert(vec![doc(1, "later", set(2))]).unwrap();
+    let seq = c.snapshot().seq();
+    let mut bad = doc(3, "bad", set(2));
+    bad.vectors.insert("emb".into(), vec![1.0; 5]);
+    let skipped = doc(1, "skipped", set(2));
+    let err = c.upsert_unchanged(vec![skipped, bad], since).unwrap_err();
+    match &err {
+        quiver_storage::StorageError::InBatch { index, .. } => assert_eq!(*index, 1, "{err}"),
+        e => panic!("not a batch error: {e}"),
+    }
+    assert_eq!(c.snapshot().seq(), seq, "a failed batch wrote something");
+
     // A document without an id is refused, and nothing is written.
     let seq = c.snapshot().seq();
     let err = c

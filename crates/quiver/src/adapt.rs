@@ -90,6 +90,14 @@ pub(crate) struct QueryAdapter {
 /// The adapters of one collection, by field.
 pub(crate) type Adapters = HashMap<String, Arc<QueryAdapter>>;
 
+/// What a collection's handles share: its adapters (loaded once per database and collection)
+/// and the files that did not load.
+#[derive(Default)]
+pub(crate) struct AdapterSet {
+    pub(crate) by_field: Adapters,
+    pub(crate) errors: Vec<String>,
+}
+
 fn dir_of(c: &Collection) -> PathBuf {
     c.storage().dir().join("adapters")
 }
@@ -104,37 +112,59 @@ fn parse_kind(info: &AdapterInfo, path: &Path) -> Result<AdapterKind> {
     })
 }
 
-/// Reads every `adapters/*.json` of the collection in `dir`.
-pub(crate) fn load_adapters(dir: &Path) -> Result<Adapters> {
+/// Reads every `adapters/*.json` of the collection in `dir`. A file that does not read as an
+/// adapter is left out and named in `errors` (queries on its field then use the field's own
+/// model; `remove_adapter` still removes the file).
+pub(crate) fn load_adapters(dir: &Path) -> (Adapters, Vec<String>) {
     let dir = dir.join("adapters");
-    let mut out = HashMap::new();
+    let (mut out, mut errors) = (HashMap::new(), Vec::new());
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(io(&dir, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (out, errors),
+        Err(e) => return (out, vec![format!("{}: {e}", dir.display())]),
     };
-    for e in entries {
-        let path = e.map_err(|e| io(&dir, e))?.path();
+    for path in entries.flatten().map(|e| e.path()) {
         if path.extension().is_none_or(|x| x != "json") {
             continue;
         }
-        let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
-        let s: StoredAdapter = serde_json::from_slice(&bytes).map_err(|e| {
-            EngineError::BadRequest(format!("{}: not a stored adapter: {e}", path.display()))
-        })?;
-        let kind = parse_kind(&s.info, &path)?;
-        let map = Adapter::linear(kind, s.info.d_in, s.info.d_out, s.matrix, s.info.lambda)
-            .map_err(|e| EngineError::BadRequest(format!("{}: {e}", path.display())))?;
-        out.insert(
-            s.info.field.clone(),
-            Arc::new(QueryAdapter { info: s.info, map }),
-        );
+        match read_adapter(&path) {
+            Ok(a) => {
+                out.insert(a.info.field.clone(), Arc::new(a));
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
     }
-    Ok(out)
+    (out, errors)
+}
+
+fn read_adapter(path: &Path) -> Result<QueryAdapter> {
+    let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
+    let s: StoredAdapter = serde_json::from_slice(&bytes).map_err(|e| {
+        EngineError::BadRequest(format!("{}: not a stored adapter: {e}", path.display()))
+    })?;
+    let kind = parse_kind(&s.info, path)?;
+    let map = Adapter::linear(kind, s.info.d_in, s.info.d_out, s.matrix, s.info.lambda)
+        .map_err(|e| EngineError::BadRequest(format!("{}: {e}", path.display())))?;
+    Ok(QueryAdapter { info: s.info, map })
 }
 
 fn io(path: &Path, e: std::io::Error) -> EngineError {
-    EngineError::BadRequest(format!("{}: {e}", path.display()))
+    EngineError::Storage(quiver_storage::StorageError::Io {
+        path: path.display().to_string(),
+        source: e,
+    })
+}
+
+/// The file of `field`'s adapter. A field name that could leave the `adapters` folder (a path
+/// separator, a leading dot, a NUL) is refused.
+fn adapter_path(c: &Collection, field: &str) -> Result<PathBuf> {
+    let ok = !field.is_empty() && !field.starts_with('.') && !field.contains(['/', '\\', '\0']);
+    if !ok {
+        return Err(EngineError::BadRequest(format!(
+            "{field:?} cannot name an adapter (no path separators or leading dots)"
+        )));
+    }
+    Ok(dir_of(c).join(format!("{field}.json")))
 }
 
 /// Writes `bytes` to `path` atomically and durably (temporary file, fsync, rename, fsync dir).
@@ -158,6 +188,7 @@ impl Collection {
         let mut v: Vec<AdapterInfo> = self
             .adapters
             .read()
+            .by_field
             .values()
             .map(|a| a.info.clone())
             .collect();
@@ -165,16 +196,32 @@ impl Collection {
         v
     }
 
-    /// Removes the adapter of `field`; `false` when there was none.
+    /// Stored adapter files that did not load (each message names its file).
+    pub fn adapter_errors(&self) -> Vec<String> {
+        self.adapters.read().errors.clone()
+    }
+
+    /// Removes the adapter of `field` (durably: the folder is synced); `false` when there was
+    /// none.
     pub fn remove_adapter(&self, field: &str) -> Result<bool> {
         self.writable()?;
-        let path = dir_of(self).join(format!("{field}.json"));
-        let had = self.adapters.write().remove(field).is_some();
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(had),
-            Err(e) => Err(io(&path, e)),
+        let path = adapter_path(self, field)?;
+        let removed = match std::fs::remove_file(&path) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(io(&path, e)),
+        };
+        if removed {
+            let dir = dir_of(self);
+            std::fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io(&dir, e))?;
         }
+        let mut set = self.adapters.write();
+        let had = set.by_field.remove(field).is_some();
+        let name = format!("{field}.json");
+        set.errors.retain(|e| !e.contains(&name));
+        Ok(removed || had)
     }
 
     /// Fits an adapter from `model`'s space to dense field `field`'s stored vectors and stores
@@ -295,8 +342,8 @@ impl Collection {
         };
         let bytes = serde_json::to_vec(&stored)
             .map_err(|e| EngineError::BadRequest(format!("adapt: {e}")))?;
-        write_atomic(&dir_of(self).join(format!("{field}.json")), &bytes)?;
-        self.adapters.write().insert(
+        write_atomic(&adapter_path(self, field)?, &bytes)?;
+        self.adapters.write().by_field.insert(
             field.to_string(),
             Arc::new(QueryAdapter {
                 info: info.clone(),
@@ -352,7 +399,7 @@ impl Collection {
     /// Embeds the text of every dense source on a field with an adapter by the adapter's model
     /// and maps it into the field's space (the plan then carries the vector).
     pub(crate) fn apply_adapters(&self, schema: &Schema, plan: &mut Plan) -> Result<()> {
-        let adapters = self.adapters.read().clone();
+        let adapters = self.adapters.read().by_field.clone();
         if adapters.is_empty() {
             return Ok(());
         }
@@ -367,6 +414,14 @@ impl Collection {
                 _ => continue,
             };
             if let (Some(text), Some(a), None) = (&d.text, adapters.get(&name), &d.vector) {
+                let dim = schema.dense(&name).map_or(0, |f| f.dim);
+                if a.info.d_out != dim {
+                    return Err(EngineError::BadRequest(format!(
+                        "the adapter of {name:?} maps into {} dimensions but the field has {dim}; \
+                         fit it again (`quiver adapt`) or remove it",
+                        a.info.d_out
+                    )));
+                }
                 let v = self.embed_texts_by(&a.info.model, std::slice::from_ref(text), false)?;
                 let mapped = a
                     .map

@@ -127,9 +127,9 @@ pub struct ClassifyReport {
     pub written: usize,
     /// Documents rewritten or deleted while the classification ran (left alone).
     pub changed: usize,
-    /// Documents per label (multi-label: a document counts under each of its labels).
+    /// Documents written per label (multi-label: a document counts under each of its labels).
     pub counts: BTreeMap<String, usize>,
-    /// Documents that got no label (only with a threshold).
+    /// Documents written with no label (only with a threshold: the field is removed from them).
     pub unlabelled: usize,
     /// Wall seconds.
     pub seconds: f64,
@@ -158,10 +158,12 @@ impl Collection {
                 field.name
             )));
         };
-        if schema.backfill.contains(&field.name) {
+        if !schema.backfill.is_empty() {
+            // Documents written back must carry every field, and some still lack one.
             return Err(EngineError::BadRequest(format!(
-                "classify: field {:?} is still being backfilled; run `quiver collection backfill {}` first",
-                field.name,
+                "classify: fields {:?} are still being backfilled; run `quiver collection \
+                 backfill {}` first",
+                schema.backfill,
                 self.name()
             )));
         }
@@ -253,10 +255,23 @@ impl Collection {
                     Some(d)
                 })
                 .collect();
-            let read = batch.len();
             let (w, changed) = self.storage().upsert_unchanged(batch, snap.seq())?;
             report.written += w.count;
-            report.changed += changed.len() + (chunk.len() - read);
+            report.changed += changed.len();
+            // The counts are of documents written: take the skipped ones out again.
+            let changed: std::collections::HashSet<&DocId> = changed.iter().collect();
+            for (_, v) in chunk.iter().filter(|(id, _)| changed.contains(id)) {
+                match v {
+                    Value::Null => report.unlabelled -= 1,
+                    Value::String(n) => *report.counts.entry(n.clone()).or_default() -= 1,
+                    Value::Array(ns) => {
+                        for n in ns.iter().filter_map(Value::as_str) {
+                            *report.counts.entry(n.to_string()).or_default() -= 1;
+                        }
+                    }
+                    _ => {}
+                }
+            }
             progress.inc(chunk.len() as u64);
         }
         progress.finish();

@@ -49,6 +49,7 @@ impl Collection {
             "text_fields": text,
             "backfill": to_value(serde_json::to_value(&info.backfill))?,
             "adapters": to_value(serde_json::to_value(self.adapters()))?,
+            "adapter_errors": self.adapter_errors(),
         }))
     }
 }

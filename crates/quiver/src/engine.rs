@@ -35,12 +35,28 @@ pub struct OpenOptions {
 }
 
 /// A database: a directory of collections.
-#[derive(Debug)]
 pub struct Database {
     inner: storage::Database,
     read_only: bool,
     #[cfg(feature = "embed")]
     pool: Arc<ModelPool>,
+    /// Each collection's query adapters, loaded on its first open through this handle and
+    /// shared by every handle after (keyed by the storage collection they belong to).
+    adapters: parking_lot::Mutex<HashMap<String, AdapterEntry>>,
+}
+
+type AdapterEntry = (
+    std::sync::Weak<storage::Collection>,
+    Arc<RwLock<crate::adapt::AdapterSet>>,
+);
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("path", &self.path())
+            .field("read_only", &self.read_only)
+            .finish()
+    }
 }
 
 impl Database {
@@ -80,6 +96,7 @@ impl Database {
             read_only: options.read_only,
             #[cfg(feature = "embed")]
             pool: options.pool.unwrap_or_else(ModelPool::global),
+            adapters: Default::default(),
         })
     }
 
@@ -136,9 +153,25 @@ impl Database {
     }
 
     fn wrap(&self, inner: Arc<storage::Collection>) -> Result<Collection> {
-        let adapters = crate::adapt::load_adapters(inner.dir())?;
+        let adapters = {
+            let mut all = self.adapters.lock();
+            match all.get(inner.name()) {
+                Some((w, set)) if w.upgrade().is_some_and(|c| Arc::ptr_eq(&c, &inner)) => {
+                    set.clone()
+                }
+                _ => {
+                    let (by_field, errors) = crate::adapt::load_adapters(inner.dir());
+                    let set = Arc::new(RwLock::new(crate::adapt::AdapterSet { by_field, errors }));
+                    all.insert(
+                        inner.name().to_string(),
+                        (Arc::downgrade(&inner), set.clone()),
+                    );
+                    set
+                }
+            }
+        };
         Ok(Collection {
-            adapters: Arc::new(RwLock::new(adapters)),
+            adapters,
             inner,
             read_only: self.read_only,
             progress: Arc::new(RwLock::new(Arc::new(NoProgress))),
@@ -152,8 +185,8 @@ impl Database {
 #[derive(Clone)]
 pub struct Collection {
     inner: Arc<storage::Collection>,
-    /// Query adapters by field (`adapt.rs`), loaded at open.
-    pub(crate) adapters: Arc<RwLock<crate::adapt::Adapters>>,
+    /// Query adapters by field (`adapt.rs`), loaded at the first open.
+    pub(crate) adapters: Arc<RwLock<crate::adapt::AdapterSet>>,
     read_only: bool,
     progress: Arc<RwLock<Arc<dyn Progress>>>,
     #[cfg(feature = "embed")]
@@ -302,12 +335,30 @@ impl Collection {
     /// computed, and the write is tried again under the new schema.
     pub fn upsert(&self, mut docs: Vec<Document>) -> Result<WriteReport> {
         self.writable()?;
+        // What the caller supplied: a retry drops what the engine computed under the old
+        // schema (a field may have been dropped, or added again with another model).
+        let supplied: Vec<(Vec<String>, Vec<String>)> = docs
+            .iter()
+            .map(|d| {
+                (
+                    d.vectors.keys().cloned().collect(),
+                    d.multi.keys().cloned().collect(),
+                )
+            })
+            .collect();
         loop {
             let schema = self.schema();
             self.embed_under(&schema, &mut docs)?;
             match self.inner.upsert_under(docs, &schema) {
                 Ok(Ok(report)) => return Ok(report),
-                Ok(Err(back)) => docs = back,
+                Ok(Err(back)) => {
+                    docs = back;
+                    for (d, (v, m)) in docs.iter_mut().zip(&supplied) {
+                        d.vectors.retain(|k, _| v.contains(k));
+                        d.multi.retain(|k, _| m.contains(k));
+                        d.multi_raw.retain(|k, _| m.contains(k));
+                    }
+                }
                 Err(StorageError::InBatch { index, source }) => {
                     return Err(in_batch(index, *source))
                 }
@@ -410,7 +461,7 @@ impl Collection {
     /// Runs a plan on a fresh snapshot.
     pub fn execute(&self, plan: &Plan) -> Result<PlanResult> {
         let snap = self.snapshot();
-        if self.adapters.read().is_empty() {
+        if self.adapters.read().by_field.is_empty() {
             return self.execute_on(&snap, plan);
         }
         let mut plan = plan.clone();

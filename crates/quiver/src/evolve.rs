@@ -154,10 +154,15 @@ impl Collection {
         )))
     }
 
-    /// Drops field `name` (see `quiver_storage::Collection::drop_field`).
+    /// Drops field `name` (see `quiver_storage::Collection::drop_field`), and its query adapter
+    /// if it has one (a field added again under the name starts without).
     pub fn drop_field(&self, name: &str) -> Result<AlterReport> {
         self.writable()?;
-        Ok(self.storage().drop_field(name)?)
+        let r = self.storage().drop_field(name)?;
+        if self.adapters().iter().any(|a| a.field == name) {
+            self.remove_adapter(name)?;
+        }
+        Ok(r)
     }
 
     /// How far each field's backfill is (empty: nothing pending).

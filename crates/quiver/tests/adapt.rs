@@ -219,6 +219,30 @@ fn adapters_recover_planted_maps_and_serve_text_queries() {
     let fields: Vec<String> = c.adapters().into_iter().map(|a| a.field).collect();
     assert_eq!(fields, ["emb", "low"]);
 
+    // An adapter name never leaves the adapters folder.
+    for bad in ["../schema", "../manifest", ".hidden", "a/b"] {
+        let e = c.remove_adapter(bad).unwrap_err().to_string();
+        assert!(e.contains("cannot name an adapter"), "{bad}: {e}");
+    }
+    assert!(c.storage().dir().join("schema.json").exists());
+    // Classification waits for every backfill: written-back documents must hold every field.
+    c.add_field(
+        "body",
+        serde_json::from_value(json!({"type": "text", "source": ["text"]})).unwrap(),
+    )
+    .unwrap();
+    let labels = quiver::Label::parse_list(r#"[{"label": "a"}, {"label": "b"}]"#).unwrap();
+    let e = c
+        .classify(&quiver::ClassifyOptions {
+            field: Some("emb".into()),
+            labels,
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("still being backfilled"), "{e}");
+    c.backfill(&quiver::BackfillOptions::default()).unwrap();
+
     // Durable: a reopened collection has both adapters and answers the same.
     drop(c);
     drop(db);
@@ -232,6 +256,25 @@ fn adapters_recover_planted_maps_and_serve_text_queries() {
             .unwrap()
             > 0.9999
     );
+
+    // A dropped field takes its adapter along.
+    c.drop_field("low").unwrap();
+    assert_eq!(c.adapters().len(), 1);
+    assert!(!c.storage().dir().join("adapters/low.json").exists());
+    // A file that does not read as an adapter is reported, not fatal, and can be removed.
+    std::fs::write(c.storage().dir().join("adapters/junk.json"), "not json").unwrap();
+    drop(c);
+    drop(db);
+    let db = open();
+    let c = db.collection("c").unwrap();
+    assert_eq!(c.adapters().len(), 1);
+    let errors = c.adapter_errors();
+    assert!(
+        errors.len() == 1 && errors[0].contains("junk.json"),
+        "{errors:?}"
+    );
+    assert!(c.remove_adapter("junk").unwrap());
+    assert!(c.adapter_errors().is_empty());
 
     // Removed: text queries embed with the field's own model (potion, unrotated) again.
     assert!(c.remove_adapter("emb").unwrap());

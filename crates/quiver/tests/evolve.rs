@@ -131,6 +131,11 @@ fn added_fields_backfill_to_what_a_fresh_ingest_computes() {
         ),
         ("e4", json!({"type": "dense", "dim": 8})),
         ("title", json!({"type": "integer"})),
+        // A vector field cannot take a name stored payloads use.
+        (
+            "text",
+            json!({"type": "dense", "dim": 256, "model": MODEL, "embed": ["title"]}),
+        ),
         (
             "e5",
             json!({"type": "dense", "dim": 256, "model": MODEL, "embed": ["nothing"]}),

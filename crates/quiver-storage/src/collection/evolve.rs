@@ -596,7 +596,8 @@ fn check_existing(
 ) -> Result<(), StorageError> {
     let kind = check.payload_kind(name);
     let is_text = matches!(spec, FieldSpec::Text { .. });
-    if kind.is_none() && !is_text {
+    let vectors = matches!(spec, FieldSpec::Dense { .. } | FieldSpec::Multi(_));
+    if kind.is_none() && !is_text && !vectors {
         return Ok(());
     }
     let mut err = None;
@@ -606,6 +607,16 @@ fn check_existing(
         }
         let (s, row) = snap.place(loc);
         let payload = snap.segment(s).payload(row);
+        // A write refuses a payload key named like a vector field; so must the field's arrival
+        // (every later rewrite of such a document would fail).
+        if vectors && payload.contains_key(name) {
+            err = Some(StorageError::InvalidDocument {
+                id: id.to_string(),
+                field: name.to_string(),
+                msg: "a stored payload key has this name; a vector field cannot take it".into(),
+            });
+            return;
+        }
         if let Some(kind) = kind {
             if let Some(v) = payload.get(name) {
                 if let Err(m) = crate::doc::check_payload_value(kind, v) {

@@ -419,16 +419,33 @@ impl Collection {
         let waited = self.make_room(docs.len());
         let mut w = self.writer()?;
         let snap = self.snapshot();
-        let (keep, changed): (Vec<Document>, Vec<Document>) = docs.into_iter().partition(|d| {
-            d.id.as_ref()
-                .and_then(|id| snap.find(id))
-                .is_some_and(|loc| {
-                    let (s, r) = snap.place(loc);
-                    snap.segment(s).seq(r) <= since
-                })
-        });
-        let report = self.upsert_locked(&mut w, keep, waited)?;
-        Ok((report, changed.into_iter().filter_map(|d| d.id).collect()))
+        let (mut keep, mut at, mut changed) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, d) in docs.into_iter().enumerate() {
+            let unchanged =
+                d.id.as_ref()
+                    .and_then(|id| snap.find(id))
+                    .is_some_and(|loc| {
+                        let (s, r) = snap.place(loc);
+                        snap.segment(s).seq(r) <= since
+                    });
+            if unchanged {
+                keep.push(d);
+                at.push(i);
+            } else if let Some(id) = d.id {
+                changed.push(id);
+            }
+        }
+        // A batch error names the caller's position, not the position among those kept.
+        let report = self
+            .upsert_locked(&mut w, keep, waited)
+            .map_err(|e| match e {
+                StorageError::InBatch { index, source } => StorageError::InBatch {
+                    index: at.get(index).copied().unwrap_or(index),
+                    source,
+                },
+                e => e,
+            })?;
+        Ok((report, changed))
     }
 
     fn upsert_locked(
