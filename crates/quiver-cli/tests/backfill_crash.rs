@@ -106,6 +106,10 @@ fn backfill_cmd(db: &Path, first: bool) -> Command {
         cmd.args(["backfill", "c"]);
     }
     cmd.args(["--batch", &BATCH.to_string(), "--duty", "1"]);
+    if !first {
+        // One model thread, as a server machine would run a backfill beside searches.
+        cmd.args(["--threads", "1"]);
+    }
     cmd
 }
 
