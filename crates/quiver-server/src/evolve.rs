@@ -20,7 +20,10 @@ use std::time::Instant;
 
 /// The backfill running (or last run) per collection; `closed` once the server shuts down.
 #[derive(Default)]
-pub(crate) struct Backfills(Mutex<HashMap<String, Job>>, AtomicBool);
+pub(crate) struct Backfills {
+    jobs: Mutex<HashMap<String, Job>>,
+    closed: AtomicBool,
+}
 
 struct Job {
     stop: Arc<AtomicBool>,
@@ -36,20 +39,15 @@ enum JobState {
 impl Backfills {
     /// Asks every running backfill to stop after its current batch.
     pub(crate) fn stop_all(&self) {
-        let all = self.0.lock();
-        self.1.store(true, Ordering::SeqCst);
+        let all = self.jobs.lock();
+        self.closed.store(true, Ordering::SeqCst);
         for j in all.values() {
             j.stop.store(true, Ordering::SeqCst);
         }
     }
 
     fn status(&self, name: &str) -> Value {
-        match self
-            .0
-            .lock()
-            .get(name)
-            .map(|j| j.state.lock().clone_value())
-        {
+        match self.jobs.lock().get(name).map(|j| j.state.lock().to_json()) {
             Some(v) => v,
             None => json!({"running": false, "last": null, "error": null}),
         }
@@ -57,7 +55,7 @@ impl Backfills {
 }
 
 impl JobState {
-    fn clone_value(&self) -> Value {
+    fn to_json(&self) -> Value {
         match self {
             JobState::Running => json!({"running": true, "last": null, "error": null}),
             JobState::Done(r) => json!({"running": false, "last": r, "error": null}),
@@ -148,8 +146,8 @@ pub(crate) async fn start_backfill(
             }
             let c = db.collection(&name)?;
             let pending = c.backfill_info();
-            let mut all = jobs.0.lock();
-            if jobs.1.load(Ordering::SeqCst) {
+            let mut all = jobs.jobs.lock();
+            if jobs.closed.load(Ordering::SeqCst) {
                 return Err(ApiError::unavailable("the server is shutting down"));
             }
             let running = all

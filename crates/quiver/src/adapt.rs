@@ -362,22 +362,16 @@ impl Collection {
         texts: &[String],
         bar: bool,
     ) -> Result<Vec<f32>> {
-        let m = self.pool().get(model)?;
         let progress = match bar {
             true => self.progress_sink(),
             false => Arc::new(quiver_storage::NoProgress),
         };
         progress.start("adapt", texts.len() as u64);
-        let mut out = Vec::with_capacity(texts.len() * m.info().dim);
+        let mut out = Vec::new();
         for chunk in texts.chunks(64) {
             let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-            let e = m
-                .embed(&refs, &quiver_embed::EmbedOptions::default())
-                .map_err(|e| EngineError::Model {
-                    name: model.to_string(),
-                    message: e.to_string(),
-                })?;
-            out.extend_from_slice(e.as_flat());
+            let opts = quiver_embed::EmbedOptions::default();
+            out.extend_from_slice(self.pool().embed_with(model, &refs, &opts)?.as_flat());
             progress.inc(chunk.len() as u64);
         }
         progress.finish();
@@ -403,18 +397,16 @@ impl Collection {
         if adapters.is_empty() {
             return Ok(());
         }
-        let only = schema.dense_fields();
         for p in &mut plan.prefetch {
             let Source::Dense(d) = &mut p.source else {
                 continue;
             };
-            let name = match (&d.field, only.as_slice()) {
-                (Some(n), _) => n.clone(),
-                (None, [one]) => one.name.clone(),
-                _ => continue,
+            let Ok(f) = crate::request::dense_field(schema, d.field.as_deref(), d.text.is_some())
+            else {
+                continue; // the executor reports the missing field
             };
+            let (name, dim) = (f.name, f.dim);
             if let (Some(text), Some(a), None) = (&d.text, adapters.get(&name), &d.vector) {
-                let dim = schema.dense(&name).map_or(0, |f| f.dim);
                 if a.info.d_out != dim {
                     return Err(EngineError::BadRequest(format!(
                         "the adapter of {name:?} maps into {} dimensions but the field has {dim}; \

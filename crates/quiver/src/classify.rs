@@ -219,38 +219,27 @@ impl Collection {
         };
         let progress = self.progress_sink();
         progress.start("classify", ids.len() as u64);
-        let pairs: Vec<(DocId, Value)> = ids
+        // The label value written: one name, or (with a threshold) a list; none removes it.
+        let value = |labels: &[usize]| match (opts.threshold, labels) {
+            (None, [one]) => json!(opts.labels[*one].label),
+            (_, []) => Value::Null,
+            _ => json!(labels
+                .iter()
+                .map(|&l| &opts.labels[l].label)
+                .collect::<Vec<_>>()),
+        };
+        let pairs: Vec<(DocId, &[usize])> = ids
             .into_iter()
-            .zip(&assigned)
-            .map(|(id, a)| {
-                let names: Vec<&str> = match opts.threshold {
-                    Some(_) => a
-                        .labels
-                        .iter()
-                        .map(|&l| opts.labels[l].label.as_str())
-                        .collect(),
-                    None => vec![opts.labels[a.best].label.as_str()],
-                };
-                for n in &names {
-                    *report.counts.entry((*n).to_string()).or_default() += 1;
-                }
-                report.unlabelled += names.is_empty() as usize;
-                let v = match (opts.threshold, names.as_slice()) {
-                    (None, [one]) => json!(one),
-                    (_, []) => Value::Null,
-                    _ => json!(names),
-                };
-                (id, v)
-            })
+            .zip(assigned.iter().map(|a| a.labels.as_slice()))
             .collect();
         for chunk in pairs.chunks(opts.batch) {
             let batch: Vec<_> = chunk
                 .iter()
-                .filter_map(|(id, v)| {
+                .filter_map(|(id, labels)| {
                     let mut d = snap.get(id)?.into_document();
-                    match v {
+                    match value(labels) {
                         Value::Null => d.payload.remove(&opts.into),
-                        v => d.payload.insert(opts.into.clone(), v.clone()),
+                        v => d.payload.insert(opts.into.clone(), v),
                     };
                     Some(d)
                 })
@@ -258,19 +247,16 @@ impl Collection {
             let (w, changed) = self.storage().upsert_unchanged(batch, snap.seq())?;
             report.written += w.count;
             report.changed += changed.len();
-            // The counts are of documents written: take the skipped ones out again.
+            // Counted over the documents written (not those rewritten meanwhile).
             let changed: std::collections::HashSet<&DocId> = changed.iter().collect();
-            for (_, v) in chunk.iter().filter(|(id, _)| changed.contains(id)) {
-                match v {
-                    Value::Null => report.unlabelled -= 1,
-                    Value::String(n) => *report.counts.entry(n.clone()).or_default() -= 1,
-                    Value::Array(ns) => {
-                        for n in ns.iter().filter_map(Value::as_str) {
-                            *report.counts.entry(n.to_string()).or_default() -= 1;
-                        }
-                    }
-                    _ => {}
+            for (_, labels) in chunk.iter().filter(|(id, _)| !changed.contains(id)) {
+                for &l in labels.iter() {
+                    *report
+                        .counts
+                        .entry(opts.labels[l].label.clone())
+                        .or_default() += 1;
                 }
+                report.unlabelled += labels.is_empty() as usize;
             }
             progress.inc(chunk.len() as u64);
         }

@@ -262,19 +262,6 @@ impl Collection {
         self.progress.read().clone()
     }
 
-    /// Computes the vectors of `schema`'s model-backed fields for `docs` (see
-    /// [`Collection::embed`], which uses the collection's own schema).
-    pub(crate) fn embed_with(&self, schema: &Schema, docs: &mut [Document]) -> Result<()> {
-        #[cfg(feature = "embed")]
-        {
-            crate::embedding::embed_documents(schema, docs, &self.pool, &NoProgress)
-        }
-        #[cfg(not(feature = "embed"))]
-        {
-            crate::embedding_off::check_supplied(schema, docs)
-        }
-    }
-
     pub(crate) fn writable(&self) -> Result<()> {
         if self.read_only {
             return Err(EngineError::ReadOnly(format!(
@@ -289,15 +276,19 @@ impl Collection {
     /// not already carry; one forward pass per (model, text). Errors name the document's
     /// position in `docs` and the field; on error nothing is changed.
     pub fn embed(&self, docs: &mut [Document]) -> Result<()> {
-        self.embed_under(&self.schema(), docs)
+        self.embed_with(&self.schema(), docs, self.progress_sink().as_ref())
     }
 
-    /// [`Collection::embed`] for `schema`, reporting to the collection's progress sink.
-    fn embed_under(&self, schema: &Schema, docs: &mut [Document]) -> Result<()> {
+    /// [`Collection::embed`] for the model-backed fields of `schema`, reporting to `progress`.
+    pub(crate) fn embed_with(
+        &self,
+        schema: &Schema,
+        docs: &mut [Document],
+        #[allow(unused_variables)] progress: &dyn Progress,
+    ) -> Result<()> {
         #[cfg(feature = "embed")]
         {
-            let progress = self.progress.read().clone();
-            crate::embedding::embed_documents(schema, docs, &self.pool, progress.as_ref())
+            crate::embedding::embed_documents(schema, docs, &self.pool, progress)
         }
         #[cfg(not(feature = "embed"))]
         {
@@ -348,7 +339,7 @@ impl Collection {
             .collect();
         loop {
             let schema = self.schema();
-            self.embed_under(&schema, &mut docs)?;
+            self.embed_with(&schema, &mut docs, self.progress_sink().as_ref())?;
             match self.inner.upsert_under(docs, &schema) {
                 Ok(Ok(report)) => return Ok(report),
                 Ok(Err(back)) => {

@@ -60,7 +60,7 @@ pub struct BackfillReport {
 
 /// For each field `plan` reads that is still being backfilled, the visible documents of `snap`
 /// that do not hold it yet (fields with none pending are left out). A source or stage without a
-/// field name reads the schema's only field of its kind.
+/// field name reads the schema's only field of its kind (`request::dense_field` for dense ones).
 pub(crate) fn pending_for(snap: &Snapshot, plan: &Plan) -> BTreeMap<String, usize> {
     let schema = snap.schema();
     let mut out = BTreeMap::new();
@@ -68,9 +68,11 @@ pub(crate) fn pending_for(snap: &Snapshot, plan: &Plan) -> BTreeMap<String, usiz
         return out;
     }
     let only = |names: Vec<String>| (names.len() == 1).then(|| names[0].clone());
+    // The dense field a source or stage reads, as the query resolved it.
     let dense = |f: &Option<String>| {
-        f.clone()
-            .or_else(|| only(schema.dense_fields().into_iter().map(|f| f.name).collect()))
+        crate::request::dense_field(schema, f.as_deref(), false)
+            .ok()
+            .map(|f| f.name)
     };
     let mut read = Vec::new();
     for p in &plan.prefetch {
@@ -278,7 +280,7 @@ impl Collection {
             let end = (start + opts.batch).min(rows);
             let t = Instant::now();
             let (mut docs, which) = visible_docs(seg, start..end, snap.seq());
-            self.embed_with(&only, &mut docs)?;
+            self.embed_with(&only, &mut docs, &quiver_storage::NoProgress)?;
             let mut batch = vec![0f32; (end - start) * f.dim];
             for (d, &r) in docs.iter_mut().zip(&which) {
                 let mut v = d.vectors.remove(field).unwrap_or_default();
@@ -336,7 +338,7 @@ impl Collection {
             let t = Instant::now();
             let (docs, which) = visible_docs(seg, start..end, snap.seq());
             let mut docs = docs;
-            self.embed_with(&only, &mut docs)?;
+            self.embed_with(&only, &mut docs, &quiver_storage::NoProgress)?;
             let mut batch = vec![Vec::new(); end - start];
             for (d, &r) in docs.iter_mut().zip(&which) {
                 batch[r as usize - start] = d.multi.remove(field).unwrap_or_default();

@@ -116,6 +116,22 @@ impl ModelPool {
         Ok(m)
     }
 
+    /// `texts` embedded by model `name` (loaded on first use) with `opts`, as the model returns
+    /// them; a failure is [`EngineError::Model`] naming it.
+    pub fn embed_with(
+        &self,
+        name: &str,
+        texts: &[&str],
+        opts: &quiver_embed::EmbedOptions,
+    ) -> Result<quiver_embed::Embeddings> {
+        self.get(name)?
+            .embed(texts, opts)
+            .map_err(|e| EngineError::Model {
+                name: name.to_string(),
+                message: e.to_string(),
+            })
+    }
+
     /// Sentence vectors of `texts` from model `name` (loaded on first use), the first `dims`
     /// components of each when given (renormalised when the model normalises: a Matryoshka
     /// prefix), with the number of tokens the model read (special tokens included, after
@@ -151,7 +167,7 @@ impl ModelPool {
             dims,
             ..Default::default()
         };
-        let vectors = model.embed(texts, &opts).map_err(model_err)?.into_vecs();
+        let vectors = self.embed_with(name, texts, &opts)?.into_vecs();
         Ok(EmbeddedTexts {
             vectors,
             tokens: tokens.iter().map(|t| t.len()).collect(),

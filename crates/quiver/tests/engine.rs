@@ -5,51 +5,22 @@
 //!
 //! Needs all-MiniLM-L6-v2 in the model cache (`./x setup`); a missing model fails the test.
 
+mod common;
+
 use quiver::embedding::PoolEncoder;
-use quiver::{
-    Database, DocId, Document, EngineError, IdLookup, Mode, ModelPool, PoolOptions, Query, Schema,
-};
-use serde_json::{json, Value};
+use quiver::{Database, DocId, Document, EngineError, IdLookup, Mode, ModelPool, Query, Schema};
+use serde_json::json;
 use std::sync::Arc;
 
 const MODEL: &str = "all-MiniLM-L6-v2";
 const N: usize = 120;
 
 fn pool() -> Arc<ModelPool> {
-    if let Err(e) = quiver::embed::fetch::cached_model(MODEL) {
-        panic!("model {MODEL} is not in the cache ({e}): run `./x setup` first");
-    }
-    Arc::new(ModelPool::new(PoolOptions {
-        auto_pull: false,
-        threads: Some(2),
-        ..Default::default()
-    }))
+    common::pool(&[MODEL])
 }
 
 fn scifact_docs() -> Vec<Document> {
-    let p = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/scifact/corpus.jsonl"
-    );
-    let text = std::fs::read_to_string(p)
-        .unwrap_or_else(|e| panic!("{p}: {e} (../shared/data must lie beside the repository)"));
-    let docs: Vec<Document> = text
-        .lines()
-        .take(N)
-        .enumerate()
-        .map(|(i, l)| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            let mut d = Document {
-                id: Some(DocId::Str(v["_id"].as_str().unwrap().to_string())),
-                ..Default::default()
-            };
-            d.payload.insert("title".into(), v["title"].clone());
-            d.payload.insert("text".into(), v["text"].clone());
-            d.payload
-                .insert("year".into(), json!(2015 + (i % 10) as i64));
-            d
-        })
-        .collect();
+    let docs = common::scifact_docs(N);
     assert_eq!(docs.len(), N, "SciFact corpus has fewer than {N} documents");
     docs
 }
