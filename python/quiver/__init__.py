@@ -294,6 +294,17 @@ class Collection:
         of the time it may be busy. Returns `{"alter": {...}, "backfill": {...} | None}`."""
         return self._c.add_field(name, dict(spec), backfill, batch, duty)
 
+    def switch_model(
+        self, field: str, model: str, backfill: bool = True, batch: int = 64, duty: float = 1.0
+    ) -> dict:
+        """Switches dense field `field` to `model` without re-importing: its documents are
+        re-embedded from their stored text by a backfill (run to the end here unless
+        `backfill=False`; then `backfill()` finishes it), and when that completes the field holds
+        `model`'s vectors and its adapter is removed. Until then queries read the old vectors,
+        through the field's adapter when there is one (`adapt`). Returns `{"alter": {...},
+        "backfill": {...} | None}`; `backfill["switched"]` lists the fields that switched."""
+        return self._c.switch_model(field, model, backfill, batch, duty)
+
     def drop_field(self, name: str) -> dict:
         """Drops field `name`; its files leave the sealed segments."""
         return self._c.drop_field(name)

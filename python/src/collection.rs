@@ -307,6 +307,34 @@ impl Collection {
         to_py_obj(py, &serde_json::json!({"alter": alter, "backfill": filled}))
     }
 
+    /// Starts switching dense field `field` to `model`: its documents are re-embedded by
+    /// `model` in a backfill (run here to the end unless `backfill=False`), and when that
+    /// completes the field holds `model`'s vectors. Until then queries read the old vectors
+    /// (through the field's adapter when there is one). Returns `{"alter": {...}, "backfill":
+    /// {...} | None}`; `backfill["switched"]` lists the fields that switched.
+    #[pyo3(signature = (field, model, backfill = true, batch = 64, duty = 1.0))]
+    fn switch_model<'py>(
+        &self,
+        py: Python<'py>,
+        field: &str,
+        model: &str,
+        backfill: bool,
+        batch: usize,
+        duty: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (alter, filled) = py
+            .detach(|| {
+                let r = self.c.begin_switch(field, model)?;
+                let b = match backfill {
+                    true => Some(self.c.backfill(&backfill_options(batch, duty))?),
+                    false => None,
+                };
+                Ok::<_, quiver::EngineError>((r, b))
+            })
+            .map_err(to_py)?;
+        to_py_obj(py, &serde_json::json!({"alter": alter, "backfill": filled}))
+    }
+
     /// Drops field `name` (its files are removed from the sealed segments).
     fn drop_field<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
         let r = py.detach(|| self.c.drop_field(name)).map_err(to_py)?;

@@ -102,3 +102,25 @@ def test_adapt_recovers_a_planted_rotation(db, rng):
     assert c.remove_adapter("emb") is True and c.remove_adapter("emb") is False
     with pytest.raises(quiver.InvalidInput, match="relative"):
         c.adapt("emb", MODEL, method="relative")
+
+
+def test_switch_model_reembeds_without_reimport(db):
+    minilm = "all-MiniLM-L6-v2"
+    docs = scifact(40)
+    c = db.create_collection("s", {"mutable_max_rows": 20, "fields": {"emb": emb_spec()}})
+    fresh = db.create_collection("m", {"fields": {"emb": {**emb_spec(384), "model": minilm}}})
+    c.upsert(docs)
+    fresh.upsert(docs)
+    c.flush()
+    with pytest.raises(quiver.QuiverError, match="already"):
+        c.switch_model("emb", MODEL)
+    r = c.switch_model("emb", minilm, backfill=False)
+    assert r["alter"] == {"field": "emb~1", "pending_documents": 40, "rewritten_segments": 0}
+    assert c.info()["switching"] == {"emb": "emb~1"}
+    assert len(c.search("cancer", k=3)) == 3  # still the potion vectors
+    done = c.backfill(batch=16)
+    assert done["switched"] == ["emb"]
+    assert c.schema["fields"]["emb"]["model"] == minilm and c.schema["fields"]["emb"]["dim"] == 384
+    ids = [d["id"] for d in docs]
+    for g, w in zip(c.get(ids, with_vectors=True), fresh.get(ids, with_vectors=True)):
+        np.testing.assert_allclose(g["vectors"]["emb"], w["vectors"]["emb"], atol=1e-4)

@@ -62,7 +62,7 @@ pub fn run_backfill(
     let r = c.backfill(opts)?;
     if !as_json {
         println!(
-            "backfilled {} rows into {} segments in {:.1}s ({:.0} rows/s busy{}); completed: {}",
+            "backfilled {} rows into {} segments in {:.1}s ({:.0} rows/s busy{}); completed: {}{}",
             r.rows,
             r.segments,
             r.seconds,
@@ -72,6 +72,10 @@ pub fn run_backfill(
                 "none".to_string()
             } else {
                 r.completed.join(", ")
+            },
+            match r.switched.as_slice() {
+                [] => String::new(),
+                s => format!("; switched to the new model: {}", s.join(", ")),
             }
         );
     }

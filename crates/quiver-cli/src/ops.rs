@@ -25,7 +25,10 @@ fn open_db_as(db: &Path, read_only: bool) -> Result<Database> {
 
 /// [`open_db`] or [`open_db_read`] with models computing on `threads` threads (default: every
 /// core).
-fn open_db_with(db: &Path, read_only: bool, threads: Option<usize>) -> Result<Database> {
+pub(crate) fn open_db_with(db: &Path, read_only: bool, threads: Option<usize>) -> Result<Database> {
+    if threads == Some(0) {
+        bail!("--threads must be at least 1");
+    }
     let pool = ModelPool::new(PoolOptions {
         progress: crate::progress::enabled(),
         threads,
@@ -115,11 +118,11 @@ pub struct Throttle {
     /// on two cores, one model thread kept search p99 within 2x of idle where two gave 3.7x
     /// (`quiver bench backfill`).
     #[arg(long)]
-    threads: Option<usize>,
+    pub(crate) threads: Option<usize>,
 }
 
 impl Throttle {
-    fn options(&self) -> quiver::BackfillOptions {
+    pub(crate) fn options(&self) -> quiver::BackfillOptions {
         quiver::BackfillOptions {
             batch: self.batch,
             duty: self.duty,
@@ -134,9 +137,6 @@ pub fn collection(db: &Path, as_json: bool, cmd: CollectionCmd) -> Result<()> {
             open_db_read(db)?
         }
         CollectionCmd::Alter { throttle, .. } | CollectionCmd::Backfill { throttle, .. } => {
-            if throttle.threads == Some(0) {
-                bail!("--threads must be at least 1");
-            }
             open_db_with(db, false, throttle.threads)?
         }
         _ => open_db(db)?,

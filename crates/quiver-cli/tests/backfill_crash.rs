@@ -13,12 +13,11 @@
 mod common;
 
 use common::kill::{spawn_then_kill, KillAt, Killed};
-use common::{ok_json, require_model, run, BIN};
+use common::{ok_json, require_model, run, write_scifact, BIN};
 use quiver::{Database, DocId};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
@@ -29,26 +28,6 @@ const BATCH: usize = 16;
 fn emb_spec() -> Value {
     json!({"type": "dense", "dim": 256, "metric": "cosine", "model": MODEL,
            "embed": ["title", "text"], "index": {"type": "hnsw", "m": 8, "ef_construction": 40}})
-}
-
-/// Writes the first `N` SciFact documents as ingest JSONL; returns their ids.
-fn write_corpus(path: &Path) -> Vec<String> {
-    let p = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/scifact/corpus.jsonl"
-    );
-    let text = std::fs::read_to_string(p)
-        .unwrap_or_else(|e| panic!("{p}: {e} (../shared/data must lie beside the repository)"));
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
-    let mut ids = Vec::new();
-    for (i, l) in text.lines().take(N).enumerate() {
-        let v: Value = serde_json::from_str(l).expect("corpus line");
-        let id = v["_id"].as_str().expect("_id").to_string();
-        let line = json!({"id": id, "payload": {"n": i, "title": v["title"], "text": v["text"]}});
-        writeln!(f, "{line}").expect("write");
-        ids.push(id);
-    }
-    ids
 }
 
 fn must(db: &Path, args: &[&str]) {
@@ -118,7 +97,7 @@ fn sigkill_during_a_backfill_loses_no_progress_and_ends_with_fresh_ingest_vector
     require_model(MODEL);
     let work = tempfile::tempdir().expect("tempdir");
     let docs = work.path().join("docs.jsonl");
-    let ids = write_corpus(&docs);
+    let ids = write_scifact(&docs, N);
     let docs_arg = docs.to_str().expect("path");
 
     // The oracle: a collection that had the field from the start.

@@ -210,7 +210,7 @@ pub fn resolve_dense(snap: &Snapshot, name: Option<&str>) -> Result<DenseField, 
             .dense(f)
             .ok_or_else(|| QueryError::UnknownField(f.to_string())),
         None => {
-            let dense = snap.schema().dense_fields();
+            let dense = snap.schema().user_dense_fields();
             match dense.as_slice() {
                 [one] => Ok(one.clone()),
                 [] => Err(QueryError::UnknownField(

@@ -107,6 +107,36 @@ pub(crate) async fn drop_field(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct SwitchBody {
+    model: String,
+}
+
+/// Starts switching a dense field to a new model (`{"model"}`): its documents are re-embedded
+/// by a backfill (start it with `POST .../backfill`), and when that completes the field holds
+/// the new model's vectors and its adapter is removed (`GET .../backfill` reports `switched`).
+/// Until then queries read the old vectors, through the field's adapter when it has one.
+#[utoipa::path(post, path = "/collections/{name}/fields/{field}/switch", tag = "collections",
+    params(("name" = String, Path, description = "Collection name"),
+           ("field" = String, Path, description = "Dense field")),
+    request_body(content = Object, description = "`{\"model\"}`", content_type = "application/json"),
+    responses((status = 200, description = "`{\"alter\": {\"field\": successor, \"pending_documents\", ...}}`", body = Envelope),
+              (status = 400, description = "not a dense field with a model, already switching, or the same model", body = ErrorBody),
+              (status = 404, description = "no such collection or model", body = ErrorBody)))]
+pub(crate) async fn switch_model(
+    State(state): State<AppState>,
+    Path((name, field)): Path<(String, String)>,
+    Body(b): Body,
+) -> Response {
+    state
+        .run_json(b, move |db, body: SwitchBody| {
+            let c = db.collection(&name)?;
+            Ok(json!({"alter": c.begin_switch(&field, &body.model)?}))
+        })
+        .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct BackfillBody {
     #[serde(default = "default_duty")]
     duty: f64,
@@ -123,7 +153,8 @@ fn default_batch() -> usize {
 
 /// Starts the collection's pending backfills in the background (`{"duty": 0.5, "batch": 64}`,
 /// both optional). Answers at once: `started` is false when one is running already or nothing
-/// is pending.
+/// is pending. A backfill that completes a field's successor switches the field over
+/// (`POST .../fields/{field}/switch`; the finished job's `last.switched`).
 #[utoipa::path(post, path = "/collections/{name}/backfill", tag = "collections",
     params(("name" = String, Path, description = "Collection name")),
     request_body(content = Object, description = "`{\"duty\", \"batch\"}`", content_type = "application/json"),
@@ -153,7 +184,9 @@ pub(crate) async fn start_backfill(
             let running = all
                 .get(&name)
                 .is_some_and(|j| matches!(*j.state.lock(), JobState::Running));
-            if running || pending.is_empty() {
+            // A switch whose backfill is done but which has not switched yet still has work.
+            let idle = pending.is_empty() && c.schema().successors.is_empty();
+            if running || idle {
                 return Ok(json!({"started": false, "running": running, "pending": pending}));
             }
             let stop = Arc::new(AtomicBool::new(false));

@@ -212,6 +212,7 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
             collections::drop
         ))
         .routes(routes!(evolve::add_field, evolve::drop_field))
+        .routes(routes!(evolve::switch_model))
         .routes(routes!(evolve::start_backfill, evolve::backfill_status))
         .routes(routes!(evolve::classify))
         .routes(routes!(evolve::adapt, evolve::remove_adapter))

@@ -2,10 +2,10 @@
 //! SciFact documents and backfilled in the background (started by `POST .../backfill`, watched
 //! through `GET .../backfill`), whose vectors must equal those of a collection that had the
 //! field from the start; queries report pending documents until then; zero-shot labels land in
-//! a filterable payload field; a query adapter is stored and removed; bad requests get their
-//! status and change nothing.
+//! a filterable payload field; a query adapter is stored and removed; the field is switched to
+//! all-MiniLM-L6-v2 by a background backfill; bad requests get their status and change nothing.
 //!
-//! Needs potion-base-8M in the model cache (`./x setup`).
+//! Needs potion-base-8M and all-MiniLM-L6-v2 in the model cache (`./x setup`).
 
 mod common;
 
@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 const MODEL: &str = "potion-base-8M";
+const MINILM: &str = "all-MiniLM-L6-v2";
 const N: usize = 60;
 
 fn points() -> Vec<Value> {
@@ -144,18 +145,21 @@ fn fields_backfills_labels_and_adapters_over_http() {
         Some(json!({"duty": 1.0, "batch": 16})),
     );
     assert_eq!(r["started"], true, "{r}");
-    let t = Instant::now();
-    let status = loop {
-        let st = s.ok(Method::GET, "/collections/notes/backfill", None);
-        if st["running"] == false {
-            break st;
+    let wait = || {
+        let t = Instant::now();
+        loop {
+            let st = s.ok(Method::GET, "/collections/notes/backfill", None);
+            if st["running"] == false {
+                break st;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(120),
+                "the backfill did not end: {st}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "the backfill did not end: {st}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
     };
+    let status = wait();
     println!("{status}");
     assert_eq!(status["last"]["completed"], json!(["emb"]), "{status}");
     assert_eq!(status["pending"], json!([]));
@@ -223,6 +227,35 @@ fn fields_backfills_labels_and_adapters_over_http() {
     assert_eq!(info["adapters"][0]["field"], "emb");
     let r = s.ok(Method::DELETE, "/collections/notes/adapters/emb", None);
     assert_eq!(r["removed"], true);
+
+    // Switch the field to all-MiniLM-L6-v2: re-embedded in the background, then switched.
+    let switch = "/collections/notes/fields/emb/switch";
+    let msg = s.err(
+        Method::POST,
+        switch,
+        Some(json!({"model": "no-such-model"})),
+        404,
+    );
+    assert!(msg.contains("no-such-model"), "{msg}");
+    let msg = s.err(Method::POST, switch, Some(json!({"model": MODEL})), 400);
+    assert!(msg.contains("already"), "{msg}");
+    let r = s.ok(Method::POST, switch, Some(json!({"model": MINILM})));
+    assert_eq!(r["alter"]["field"], "emb~1", "{r}");
+    assert_eq!(r["alter"]["pending_documents"], N);
+    let msg = s.err(Method::POST, switch, Some(json!({"model": MINILM})), 400);
+    assert!(msg.contains("already switching"), "{msg}");
+    let r = s.ok(Method::POST, "/collections/notes/backfill", None);
+    assert_eq!(r["started"], true, "{r}");
+    let status = wait();
+    assert_eq!(status["last"]["switched"], json!(["emb"]), "{status}");
+    let emb = &schema()["fields"]["emb"];
+    assert_eq!((&emb["model"], &emb["dim"]), (&json!(MINILM), &json!(384)));
+    let res = s.ok(
+        Method::POST,
+        "/collections/notes/points/query",
+        Some(json!({"query": "cancer cells", "limit": 5})),
+    );
+    assert_eq!(res["points"].as_array().map(Vec::len), Some(5), "{res}");
 
     // Drop the field again.
     let r = s.ok(Method::DELETE, "/collections/notes/fields/emb", None);

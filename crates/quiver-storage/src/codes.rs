@@ -97,16 +97,16 @@ pub(crate) fn write(
     }
     let rotated;
     let vectors = if field.rotation == Rotation::Pca {
-        let rpath = dir.join(rotation_file(&field.name));
+        let rpath = dir.join(rotation_file(&field.stored));
         let pca = Pca::fit(vectors, field.dim, PCA_SAMPLES, seed)
             .map_err(|e| corrupt(&rpath, format!("fitting the PCA rotation: {e}")))?;
-        write_file(dir, &rotation_file(&field.name), &pca.to_bytes(), files)?;
+        write_file(dir, &rotation_file(&field.stored), &pca.to_bytes(), files)?;
         rotated = pca.apply_all(vectors);
         &rotated[..]
     } else {
         vectors
     };
-    let path = |i| dir.join(file_name(&field.name, i));
+    let path = |i| dir.join(file_name(&field.stored, i));
     for (i, c) in field.codecs.iter().enumerate() {
         let dims = c.dims_of(field.dim);
         let quant_err = |e: quiver_quant::QuantError| {
@@ -130,7 +130,7 @@ pub(crate) fn write(
         bytes.extend_from_slice(&(model.len() as u64).to_le_bytes());
         bytes.extend_from_slice(&model);
         bytes.extend_from_slice(&codes);
-        write_file(dir, &file_name(&field.name, i), &bytes, files)?;
+        write_file(dir, &file_name(&field.stored, i), &bytes, files)?;
     }
     Ok(())
 }
@@ -149,12 +149,12 @@ pub(crate) fn open(
         Rotation::None => None,
         // Segments sealed before rotations were fitted for fields without codecs have none.
         Rotation::Pca
-            if field.codecs.is_empty() && !maps.contains_key(&rotation_file(&field.name)) =>
+            if field.codecs.is_empty() && !maps.contains_key(&rotation_file(&field.stored)) =>
         {
             None
         }
         Rotation::Pca => {
-            let name = rotation_file(&field.name);
+            let name = rotation_file(&field.stored);
             let path = dir.join(&name);
             let raw = maps
                 .get(&name)
@@ -175,7 +175,7 @@ pub(crate) fn open(
     };
     let mut out = Vec::with_capacity(field.codecs.len());
     for (i, c) in field.codecs.iter().enumerate() {
-        let name = file_name(&field.name, i);
+        let name = file_name(&field.stored, i);
         let path = dir.join(&name);
         let raw = maps
             .get(&name)

@@ -49,7 +49,7 @@ impl DenseIndex {
         rows: usize,
         files: Arc<SegmentFiles>,
     ) -> Result<DenseIndex, StorageError> {
-        let fname = format!("vec.{}.f32", field.name);
+        let fname = format!("vec.{}.f32", field.stored);
         let len = files.bytes(&fname);
         if len != rows * field.dim * 4 {
             return Err(corrupt(
@@ -89,7 +89,7 @@ impl DenseIndex {
     pub fn graph(&self) -> Option<&Hnsw> {
         let cell = self.graph.as_ref()?;
         cell.get_or_init(|| {
-            let gname = format!("hnsw.{}.bin", self.field.name);
+            let gname = format!("hnsw.{}.bin", self.field.stored);
             let gpath = self.files.dir.join(&gname);
             let load = || -> Result<Hnsw, StorageError> {
                 let raw = self
@@ -114,7 +114,7 @@ impl DenseIndex {
     fn segment_codes(&self) -> Option<&SegmentCodes> {
         self.codes
             .get_or_init(|| {
-                let name = &self.field.name;
+                let name = &self.field.stored;
                 let load = || -> Result<SegmentCodes, StorageError> {
                     let mut maps = self.files.checked_all(&format!("codes.{name}."))?;
                     maps.extend(self.files.checked_all(&format!("rot.{name}."))?);
@@ -139,7 +139,7 @@ impl DenseIndex {
     /// Bytes held in RAM: codes, graph, and the vectors when their tier is `ram` (sections not
     /// read yet count their files' sizes: what reading them will take; reporting never reads).
     pub(crate) fn ram_bytes(&self) -> (usize, usize, usize) {
-        let name = &self.field.name;
+        let name = &self.field.stored;
         let codes = match self.codes.get() {
             Some(Ok(c)) => {
                 c.codecs.iter().map(|c| c.ram_bytes()).sum::<usize>()

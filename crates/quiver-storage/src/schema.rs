@@ -43,8 +43,16 @@ pub struct Schema {
     /// Fields dropped whose files are still being removed from sealed segments
     /// (`Collection::drop_field`; finished on the next writable open after a crash). A name in
     /// this list cannot be added again until that is done.
+    /// Keyed by the name its files carry (see [`FieldSpec::files_name`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub dropping: BTreeMap<String, FieldSpec>,
+    /// Dense fields being switched to a new model (`Collection::begin_switch`): field →
+    /// its *successor*, a field named `<field>~<n>` computed by the new model and backfilled
+    /// like any added field. A successor is hidden from default-field resolution
+    /// ([`Schema::user_dense_fields`]); when its backfill is complete the field takes its
+    /// spec and files in one schema write (`Collection::finish_switch`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub successors: BTreeMap<String, String>,
 }
 
 fn default_segment_rows() -> usize {
@@ -93,6 +101,11 @@ pub enum FieldSpec {
         /// Rotation applied before prefixes are taken for codes (see [`crate::tiers`]).
         #[serde(default, skip_serializing_if = "Rotation::is_none")]
         rotation: Rotation,
+        /// The name the field's segment files carry, when it is not the field's own: set
+        /// when the field switched to a successor's vectors (`<field>~<n>`, see
+        /// [`Schema::successors`]). Not written by users.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stored_as: Option<String>,
     },
     /// Many vectors per document, scored with MaxSim (see the `multi` module).
     Multi(crate::multi::MultiSpec),
@@ -260,6 +273,9 @@ pub struct DenseField {
     pub metric: Metric,
     /// Index for sealed segments.
     pub index: IndexSpec,
+    /// The name its segment files carry (`vec.<stored>.f32`, ...): the field's own name
+    /// unless it switched models (see [`FieldSpec::files_name`]).
+    pub stored: String,
     /// Embedding model, if vectors are computed from text.
     pub embedding: Embedding,
     /// Matryoshka prefix lengths (ascending; may be empty).
@@ -303,11 +319,8 @@ impl Schema {
             ));
         }
         for (name, f) in &self.fields {
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
-            {
+            let successor = self.successors.values().any(|s| s == name);
+            if !successor && !well_formed(name) {
                 return Err(StorageError::Schema(format!(
                     "field name {name:?}: use letters, digits, '_', '-', '.'"
                 )));
@@ -319,9 +332,17 @@ impl Schema {
                 embed,
                 matryoshka,
                 codecs,
+                stored_as,
                 ..
             } = f
             {
+                if let Some(s) = stored_as {
+                    if generation(name, s).is_none() {
+                        return Err(StorageError::Schema(format!(
+                            "field {name:?}: stored_as {s:?} must be {name:?}~<n>"
+                        )));
+                    }
+                }
                 crate::tiers::validate(name, *dim, matryoshka, codecs)?;
                 if model.is_some() == embed.is_empty() {
                     return Err(StorageError::Schema(format!(
@@ -355,10 +376,29 @@ impl Schema {
                 "backfill names {f:?}, which is not a field of the schema"
             )));
         }
-        if let Some(f) = self.dropping.keys().find(|f| self.fields.contains_key(*f)) {
+        let stored: BTreeSet<String> = self
+            .fields
+            .iter()
+            .map(|(n, f)| f.files_name(n).to_string())
+            .collect();
+        if stored.len() != self.fields.len() {
+            return Err(StorageError::Schema(
+                "two fields' files carry the same name".into(),
+            ));
+        }
+        if let Some(f) = self.dropping.keys().find(|f| stored.contains(*f)) {
             return Err(StorageError::Schema(format!(
-                "field {f:?} is both in the schema and being dropped"
+                "field files {f:?} are both in the schema and being dropped"
             )));
+        }
+        for (base, succ) in &self.successors {
+            let dense = |n: &str| matches!(self.fields.get(n), Some(FieldSpec::Dense { .. }));
+            if !dense(base) || !dense(succ) || generation(base, succ).is_none() {
+                return Err(StorageError::Schema(format!(
+                    "successor {succ:?} of {base:?}: both must be dense fields of the schema, \
+                     named {base:?}~<n>"
+                )));
+            }
         }
         Ok(())
     }
@@ -373,7 +413,16 @@ impl Schema {
             mutable_max_bytes: default_segment_bytes(),
             backfill: BTreeSet::new(),
             dropping: BTreeMap::new(),
+            successors: BTreeMap::new(),
         }
+    }
+
+    /// Dense fields a query, document or listing names by default: all but the successors
+    /// of fields switching models (see [`Schema::successors`]), in name order.
+    pub fn user_dense_fields(&self) -> Vec<DenseField> {
+        let mut all = self.dense_fields();
+        all.retain(|f| !self.successors.values().any(|s| s == &f.name));
+        all
     }
 
     /// This schema as seen by a sealed segment whose files are `has_file`: fields still being
@@ -385,7 +434,7 @@ impl Schema {
             let Some(spec) = self.fields.get(name) else {
                 continue;
             };
-            if !field_marker(name, spec).is_some_and(|m| has_file(&m)) {
+            if !field_marker(spec.files_name(name), spec).is_some_and(|m| has_file(&m)) {
                 s.fields.remove(name);
             }
         }
@@ -395,6 +444,7 @@ impl Schema {
     /// Whether field `name` of kind `spec` has files in a sealed segment (dense, multi and text
     /// fields), and whether segment file `fname` is one of them.
     pub(crate) fn is_field_file(name: &str, spec: &FieldSpec, fname: &str) -> bool {
+        let name = spec.files_name(name);
         match spec {
             FieldSpec::Dense { .. } => {
                 fname == format!("vec.{name}.f32")
@@ -441,8 +491,10 @@ impl Schema {
                     codecs,
                     vectors,
                     rotation,
+                    stored_as,
                 } => Some(DenseField {
                     name: name.clone(),
+                    stored: stored_as.clone().unwrap_or_else(|| name.clone()),
                     dim: *dim,
                     metric: (*metric).into(),
                     index: *index,
@@ -495,8 +547,37 @@ impl Schema {
     }
 }
 
-/// The file whose presence in a sealed segment means it holds field `name` (`None`: payload
-/// fields, which live in `payload.bin`).
+/// Field names users write: letters, digits, '_', '-', '.' (a successor's `~<n>` is the
+/// engine's).
+fn well_formed(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+}
+
+/// `n` when `name` is `base~<n>` (n >= 1) and `base` is a well-formed field name.
+pub(crate) fn generation(base: &str, name: &str) -> Option<u32> {
+    let n = name.strip_prefix(base)?.strip_prefix('~')?;
+    let ok = well_formed(base) && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
+    n.parse().ok().filter(|&g| ok && g >= 1)
+}
+
+impl FieldSpec {
+    /// The name field `name`'s segment files carry: `stored_as` of a dense field that switched
+    /// models, else `name`.
+    pub fn files_name<'a>(&'a self, name: &'a str) -> &'a str {
+        match self {
+            FieldSpec::Dense {
+                stored_as: Some(s), ..
+            } => s,
+            _ => name,
+        }
+    }
+}
+
+/// The file whose presence in a sealed segment means it holds the field whose files carry
+/// `name` (`None`: payload fields, which live in `payload.bin`).
 fn field_marker(name: &str, spec: &FieldSpec) -> Option<String> {
     match spec {
         FieldSpec::Dense { .. } => Some(format!("vec.{name}.f32")),

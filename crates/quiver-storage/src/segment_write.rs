@@ -287,13 +287,13 @@ pub(crate) fn write_dense_field(
         });
     }
     let seed = segment_seed(rows);
-    write_file(dir, &format!("vec.{}.f32", f.name), &f32_bytes(v), files)?;
+    write_file(dir, &format!("vec.{}.f32", f.stored), &f32_bytes(v), files)?;
     if let Some(params) = f.index.hnsw_params() {
         let g = match graph {
             Some(g) => g,
             None => build_graph(f, v, params, seed, progress),
         };
-        write_file(dir, &format!("hnsw.{}.bin", f.name), &g.to_bytes(), files)?;
+        write_file(dir, &format!("hnsw.{}.bin", f.stored), &g.to_bytes(), files)?;
     }
     crate::codes::write(dir, f, v, rows, seed, files)
 }

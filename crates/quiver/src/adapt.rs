@@ -65,6 +65,11 @@ pub struct AdapterInfo {
     pub d_out: usize,
     /// Ridge penalty (0 for Procrustes).
     pub lambda: f64,
+    /// The name the field's vector files carried when the map was fitted (`DenseField::stored`;
+    /// absent in older files: the field's name). Once the field switches models
+    /// (`Collection::begin_switch`) its vectors are others and the adapter no longer applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fitted_on: Option<String>,
     /// Documents the map was fitted on.
     pub sample: usize,
     /// Mean cosine of held-out documents, mapped, to their stored vectors (fitted without them).
@@ -180,6 +185,13 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io(dir, e))
+}
+
+impl AdapterInfo {
+    /// Whether the map was fitted on the vectors `field` holds now.
+    pub(crate) fn fits(&self, field: &quiver_storage::DenseField) -> bool {
+        self.fitted_on.as_deref().unwrap_or(&self.field) == field.stored
+    }
 }
 
 impl Collection {
@@ -332,6 +344,7 @@ impl Collection {
             d_in,
             d_out,
             lambda: map.lambda(),
+            fitted_on: Some(f.stored.clone()),
             sample: n,
             holdout_cosine: total / holdout.max(1) as f64,
             holdout,
@@ -405,8 +418,11 @@ impl Collection {
             else {
                 continue; // the executor reports the missing field
             };
-            let (name, dim) = (f.name, f.dim);
-            if let (Some(text), Some(a), None) = (&d.text, adapters.get(&name), &d.vector) {
+            let (name, dim) = (f.name.clone(), f.dim);
+            // An adapter fitted on vectors the field no longer holds (its switch completed and
+            // a crash came before the adapter's removal) is not applied.
+            let adapter = adapters.get(&name).filter(|a| a.info.fits(&f));
+            if let (Some(text), Some(a), None) = (&d.text, adapter, &d.vector) {
                 if a.info.d_out != dim {
                     return Err(EngineError::BadRequest(format!(
                         "the adapter of {name:?} maps into {} dimensions but the field has {dim}; \

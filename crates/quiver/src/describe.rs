@@ -48,6 +48,8 @@ impl Collection {
             "schema": to_value(serde_json::to_value(schema.as_ref()))?,
             "text_fields": text,
             "backfill": to_value(serde_json::to_value(&info.backfill))?,
+            // Dense fields switching models: field -> successor (its backfill is in "backfill").
+            "switching": schema.successors,
             "adapters": to_value(serde_json::to_value(self.adapters()))?,
             "adapter_errors": self.adapter_errors(),
         }))

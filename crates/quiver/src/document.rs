@@ -69,7 +69,7 @@ pub fn document_from_json(v: Value, schema: &Schema) -> Result<Document, Documen
     }
     let mut raw: Vec<(String, Value)> = Vec::new();
     if let Some(v) = o.remove("vector") {
-        match schema.dense_fields().as_slice() {
+        match schema.user_dense_fields().as_slice() {
             [one] => raw.push((one.name.clone(), v)),
             _ => {
                 return Err(err(

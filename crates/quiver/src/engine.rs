@@ -415,7 +415,7 @@ impl Collection {
                 Source::Dense(d) if d.vector.is_none() => {
                     let field = match &d.field {
                         Some(n) => schema.dense(n),
-                        None => only(schema.dense_fields()),
+                        None => only(schema.user_dense_fields()),
                     };
                     if let (Some(text), Some(f)) = (&d.text, field) {
                         if f.embedding.model.is_some() {

@@ -56,6 +56,9 @@ pub struct BackfillReport {
     pub busy_seconds: f64,
     /// Stopped before the end (`BackfillOptions::stop`).
     pub stopped: bool,
+    /// Fields that switched to their successor's model when its backfill completed
+    /// ([`Collection::begin_switch`]).
+    pub switched: Vec<String>,
 }
 
 /// For each field `plan` reads that is still being backfilled, the visible documents of `snap`
@@ -107,6 +110,87 @@ impl Collection {
     /// [`Collection::backfill`].
     pub fn add_field(&self, name: &str, spec: FieldSpec) -> Result<AlterReport> {
         self.writable()?;
+        self.check_computable(name, &spec)?;
+        Ok(self.storage().add_field(name, spec)?)
+    }
+
+    /// Starts switching dense field `field` to model `model` (issue 17's model migration): the
+    /// field as `model` would compute it (the same spec with `model` and its dimension) is
+    /// added as the hidden successor `<field>~<n>` and backfilled from the stored text by
+    /// [`Collection::backfill`], which switches the field over when that completes (one
+    /// schema write; the old vectors are dropped and the field's query adapter removed).
+    /// Until then queries read the old vectors — through the field's adapter when there is
+    /// one (`quiver adapt`). A field with no model (vectors supplied) cannot switch; on any
+    /// error nothing changes.
+    pub fn begin_switch(&self, field: &str, model: &str) -> Result<AlterReport> {
+        self.writable()?;
+        let schema = self.schema();
+        let Some(mut spec) = schema.fields.get(field).cloned() else {
+            return Err(EngineError::BadRequest(format!(
+                "no field {field:?} to switch"
+            )));
+        };
+        let new_dim = self.model_dim(model)?;
+        match &mut spec {
+            FieldSpec::Dense {
+                model: m @ Some(_),
+                dim,
+                stored_as,
+                ..
+            } => {
+                if m.as_deref() == Some(model) {
+                    return Err(EngineError::BadRequest(format!(
+                        "field {field:?} is computed by {model:?} already"
+                    )));
+                }
+                *m = Some(model.to_string());
+                *dim = new_dim;
+                *stored_as = None;
+            }
+            FieldSpec::Dense { .. } => {
+                return Err(EngineError::BadRequest(format!(
+                    "field {field:?} has no model (its vectors are supplied): there is no text \
+                     to compute a new model's vectors from"
+                )))
+            }
+            _ => {
+                return Err(EngineError::BadRequest(format!(
+                    "field {field:?} is not a dense field"
+                )))
+            }
+        }
+        self.check_computable(field, &spec)?;
+        Ok(self.storage().begin_switch(field, spec)?)
+    }
+
+    /// Switches every field whose successor's backfill is complete, and removes their
+    /// adapters (they map into the old vectors' space). Returns the fields switched.
+    pub(crate) fn finish_switches(&self) -> Result<Vec<String>> {
+        let schema = self.schema();
+        let mut done = Vec::new();
+        for (field, succ) in &schema.successors {
+            if schema.backfill.contains(succ) {
+                continue;
+            }
+            if self.storage().finish_switch(field)?.is_some() {
+                self.remove_adapter(field)?;
+                done.push(field.clone());
+            }
+        }
+        // Adapters fitted on vectors their field no longer holds (a crash came between a
+        // switch and its adapter's removal).
+        let schema = self.schema();
+        for a in self.adapters() {
+            if schema.dense(&a.field).is_some_and(|f| !a.fits(&f)) {
+                self.remove_adapter(&a.field)?;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Checks that field `name` as `spec` can be computed for every stored document: its
+    /// model loads and gives `spec`'s dimension, and each document has its text.
+    fn check_computable(&self, name: &str, spec: &FieldSpec) -> Result<()> {
         let only = Schema::single(name, spec.clone());
         let computed = match &spec {
             FieldSpec::Dense { .. } => only.dense(name).map(|f| (f.embedding, f.dim)),
@@ -134,7 +218,19 @@ impl Collection {
                 }
             }
         }
-        Ok(self.storage().add_field(name, spec)?)
+        Ok(())
+    }
+
+    #[cfg(feature = "embed")]
+    fn model_dim(&self, model: &str) -> Result<usize> {
+        Ok(self.pool().get(model)?.info().dim)
+    }
+
+    #[cfg(not(feature = "embed"))]
+    fn model_dim(&self, model: &str) -> Result<usize> {
+        Err(EngineError::BadRequest(format!(
+            "model {model:?} cannot run: this build has no embedding (feature `embed`)"
+        )))
     }
 
     #[cfg(feature = "embed")]
@@ -245,6 +341,9 @@ impl Collection {
         }
         progress.finish();
         report.completed = self.storage().finish_backfill()?;
+        if !report.stopped {
+            report.switched = self.finish_switches()?;
+        }
         report.seconds = t0.elapsed().as_secs_f64();
         Ok(report)
     }

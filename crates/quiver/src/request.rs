@@ -489,7 +489,7 @@ pub(crate) fn dense_field(
             .dense(n)
             .ok_or_else(|| EngineError::Query(QueryError::UnknownField(n.to_string())));
     }
-    let all = schema.dense_fields();
+    let all = schema.user_dense_fields();
     if let [one] = all.as_slice() {
         return Ok(one.clone());
     }

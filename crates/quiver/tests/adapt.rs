@@ -11,7 +11,7 @@
 
 mod common;
 
-use quiver::{AdaptOptions, Database, Document, Query, Schema};
+use quiver::{AdaptOptions, Document, Query, Schema};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
@@ -68,16 +68,7 @@ fn adapters_recover_planted_maps_and_serve_text_queries() {
     println!("seed {seed} (QUIVER_TEST_SEED={seed} repeats this run)");
     let dir = tempfile::tempdir().unwrap();
     let pool = common::pool(&[MODEL]);
-    let open = || {
-        Database::open_with(
-            dir.path(),
-            quiver::OpenOptions {
-                pool: Some(pool.clone()),
-                ..Default::default()
-            },
-        )
-        .unwrap()
-    };
+    let open = || common::open(dir.path(), &pool);
     let db = open();
     // potion's own vectors of the documents, as the ingest computes them.
     let spec = |dim: usize| {

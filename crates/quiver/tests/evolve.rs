@@ -92,16 +92,7 @@ impl Progress for StopAfter {
 fn added_fields_backfill_to_what_a_fresh_ingest_computes() {
     let dir = tempfile::tempdir().unwrap();
     let pool = pool();
-    let open = || {
-        Database::open_with(
-            dir.path(),
-            quiver::OpenOptions {
-                pool: Some(pool.clone()),
-                ..Default::default()
-            },
-        )
-        .unwrap()
-    };
+    let open = || common::open(dir.path(), &pool);
     let db = open();
     let base = r#"{"fields": {"year": {"type": "integer"}}, "mutable_max_rows": 60}"#;
     let a = db

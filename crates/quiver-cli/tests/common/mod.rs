@@ -4,7 +4,8 @@
 
 pub mod kill;
 
-use serde_json::Value;
+use serde_json::{json, Value};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -56,4 +57,25 @@ pub fn require_model(name: &str) -> PathBuf {
              test models"
         )
     })
+}
+
+/// Writes the first `n` SciFact documents as ingest JSONL (payload `n`, `title`, `text`);
+/// returns their ids. Needs ../shared/data beside the repository.
+pub fn write_scifact(path: &Path, n: usize) -> Vec<String> {
+    let p = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/data/scifact/corpus.jsonl"
+    );
+    let text = std::fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("{p}: {e} (../shared/data must lie beside the repository)"));
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    let mut ids = Vec::new();
+    for (i, l) in text.lines().take(n).enumerate() {
+        let v: Value = serde_json::from_str(l).expect("corpus line");
+        let id = v["_id"].as_str().expect("_id").to_string();
+        let line = json!({"id": id, "payload": {"n": i, "title": v["title"], "text": v["text"]}});
+        writeln!(f, "{line}").expect("write");
+        ids.push(id);
+    }
+    ids
 }

@@ -160,6 +160,99 @@ impl Collection {
     /// dense, multi or text field is listed for backfill when sealed segments hold documents;
     /// a dense or multi field needs a `model` then (its vectors come from the stored text).
     pub fn add_field(&self, name: &str, spec: FieldSpec) -> Result<AlterReport, StorageError> {
+        self.add_field_as(name, spec, None)
+    }
+
+    /// Starts switching dense field `field` to the vectors of `spec` (the same field computed
+    /// by a new model: `model`, `dim`, `embed`, ... as the field will be): adds its successor
+    /// `<field>~<n>` (n one more than any generation the field's files carried) and lists it
+    /// for backfill. Queries keep reading `field` until [`Collection::finish_switch`].
+    pub fn begin_switch(&self, field: &str, spec: FieldSpec) -> Result<AlterReport, StorageError> {
+        let schema = self.schema();
+        let Some(old @ FieldSpec::Dense { .. }) = schema.fields.get(field) else {
+            return Err(StorageError::Schema(format!(
+                "no dense field {field:?} to switch"
+            )));
+        };
+        if let Some(s) = schema.successors.get(field) {
+            return Err(StorageError::Schema(format!(
+                "field {field:?} is already switching (to {s:?}); finish its backfill, or drop \
+                 {s:?} to cancel"
+            )));
+        }
+        if !matches!(
+            spec,
+            FieldSpec::Dense {
+                model: Some(_),
+                stored_as: None,
+                ..
+            }
+        ) {
+            return Err(StorageError::Schema(format!(
+                "the successor of {field:?} must be a dense field with a model"
+            )));
+        }
+        let generations = schema
+            .dropping
+            .keys()
+            .map(String::as_str)
+            .chain([old.files_name(field)])
+            .filter_map(|n| crate::schema::generation(field, n));
+        let n = generations.max().unwrap_or(0) + 1;
+        self.add_field_as(&format!("{field}~{n}"), spec, Some(field))
+    }
+
+    /// Completes the switch of `field` to its successor once the successor's backfill is
+    /// done: in one schema write the field takes the successor's spec and files (its
+    /// `stored_as` names them) and the successor leaves the schema; then the field's old files
+    /// are dropped from every segment like a dropped field's. `None` when `field` has no
+    /// successor; an error while the successor's backfill is pending.
+    pub fn finish_switch(&self, field: &str) -> Result<Option<AlterReport>, StorageError> {
+        let switched = self.with_quiesced(|w| {
+            let schema = self.schema();
+            let Some(succ) = schema.successors.get(field).cloned() else {
+                return Ok(false);
+            };
+            if schema.backfill.contains(&succ) {
+                return Err(StorageError::Schema(format!(
+                    "field {field:?} cannot switch yet: its successor {succ:?} is still being \
+                     backfilled"
+                )));
+            }
+            let mut new = (*schema).clone();
+            let (Some(old), Some(mut next)) = (new.fields.remove(field), new.fields.remove(&succ))
+            else {
+                return Err(StorageError::Schema(format!(
+                    "successor {succ:?} of {field:?} is not in the schema"
+                )));
+            };
+            if let FieldSpec::Dense { stored_as, .. } = &mut next {
+                *stored_as = Some(succ.clone());
+            }
+            new.successors.remove(field);
+            new.dropping.insert(old.files_name(field).to_string(), old);
+            new.fields.insert(field.to_string(), next);
+            self.install_schema(w, new, true)?;
+            test_event("switch-written");
+            Ok(true)
+        })?;
+        if !switched {
+            return Ok(None);
+        }
+        let rewritten = self.finish_drops()?;
+        Ok(Some(AlterReport {
+            field: field.to_string(),
+            pending_documents: 0,
+            rewritten_segments: rewritten,
+        }))
+    }
+
+    fn add_field_as(
+        &self,
+        name: &str,
+        spec: FieldSpec,
+        successor_of: Option<&str>,
+    ) -> Result<AlterReport, StorageError> {
         let schema = self.schema();
         if schema.fields.contains_key(name) {
             return Err(StorageError::Schema(format!(
@@ -173,6 +266,9 @@ impl Collection {
         }
         let mut new = (*schema).clone();
         new.fields.insert(name.to_string(), spec.clone());
+        if let Some(base) = successor_of {
+            new.successors.insert(base.to_string(), name.to_string());
+        }
         new.validate()?;
         self.with_quiesced(|w| {
             let snap = self.snapshot();
@@ -222,12 +318,20 @@ impl Collection {
                 "field {name:?} is the schema's only field; drop the collection instead"
             )));
         }
+        if let Some(s) = schema.successors.get(name) {
+            return Err(StorageError::Schema(format!(
+                "field {name:?} is switching to {s:?}; drop {s:?} first to cancel the switch"
+            )));
+        }
         self.with_quiesced(|w| {
             let mut new = (*self.schema()).clone();
             new.fields.remove(name);
             new.backfill.remove(name);
+            // Dropping a successor cancels its field's switch.
+            new.successors.retain(|_, s| s != name);
             if Schema::has_segment_files(&spec) {
-                new.dropping.insert(name.to_string(), spec.clone());
+                new.dropping
+                    .insert(spec.files_name(name).to_string(), spec.clone());
             }
             self.install_schema(w, new, !Schema::has_segment_files(&spec))
         })?;
@@ -257,6 +361,7 @@ impl Collection {
             if seg.file_meta().keys().any(|f| is_dropped(f)) {
                 let name = self.rewrite_segment(seg, &is_dropped, |_, _| Ok(()))?;
                 self.install_rewritten(seg, &name)?;
+                test_event("drop-rewritten");
                 rewritten += 1;
             }
         }

@@ -2,9 +2,22 @@
 
 #![allow(dead_code)]
 
-use quiver::{DocId, Document, ModelPool, PoolOptions};
+use quiver::{Database, DocId, Document, ModelPool, PoolOptions};
 use serde_json::{json, Value};
+use std::path::Path;
 use std::sync::Arc;
+
+/// Opens (creating) the database in `dir`, writable, with `pool`.
+pub fn open(dir: &Path, pool: &Arc<ModelPool>) -> Database {
+    Database::open_with(
+        dir,
+        quiver::OpenOptions {
+            pool: Some(pool.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
 
 /// A model pool (2 threads, no pulls) after checking that every model of `models` is in the
 /// cache; panics naming `./x setup` when one is not.
