@@ -220,6 +220,7 @@ impl Database {
         self.writable()?;
         valid_name(name)?;
         schema.validate()?;
+        schema.check_user_written()?;
         let dest = self.cdir(name);
         if dest.exists() {
             return Err(StorageError::CollectionExists(name.to_string()));

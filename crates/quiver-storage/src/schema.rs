@@ -53,6 +53,15 @@ pub struct Schema {
     /// spec and files in one schema write (`Collection::finish_switch`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub successors: BTreeMap<String, String>,
+    /// Successors ever made in this collection: a new one is `<field>~<made + 1>`, so a
+    /// successor's name (and its files and partial backfill files) is never reused, even
+    /// after a switch was cancelled.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub successors_made: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn default_segment_rows() -> usize {
@@ -414,7 +423,27 @@ impl Schema {
             backfill: BTreeSet::new(),
             dropping: BTreeMap::new(),
             successors: BTreeMap::new(),
+            successors_made: 0,
         }
+    }
+
+    /// Refuses what only the engine writes into a schema (a dense field's `stored_as`, the
+    /// `successors` of fields switching models): a schema or field spec from a user must not
+    /// carry them.
+    pub fn check_user_written(&self) -> Result<(), StorageError> {
+        for (name, spec) in &self.fields {
+            if spec.files_name(name) != name {
+                return Err(StorageError::Schema(format!(
+                    "field {name:?}: `stored_as` is set by a model switch, not written"
+                )));
+            }
+        }
+        if !self.successors.is_empty() || self.successors_made != 0 {
+            return Err(StorageError::Schema(
+                "`successors` are made by a model switch (`begin_switch`), not written".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Dense fields a query, document or listing names by default: all but the successors

@@ -238,7 +238,8 @@ fn a_field_switches_models_when_its_backfill_completes() {
     assert!(a.verify().is_empty(), "{:?}", a.verify());
 }
 
-/// Dropping the successor cancels a switch: the field keeps its model and vectors.
+/// Dropping the successor cancels a switch: the field keeps its model and vectors; the next
+/// switch gets a new successor name; `stored_as` cannot be written by users.
 #[test]
 fn dropping_the_successor_cancels_a_switch() {
     let dir = tempfile::tempdir().unwrap();
@@ -249,10 +250,27 @@ fn dropping_the_successor_cancels_a_switch() {
     a.begin_switch("emb", MINILM).unwrap();
     let r = a.drop_field("emb~1").unwrap();
     assert_eq!(r.rewritten_segments, 0, "nothing was backfilled");
-    let after: Value = serde_json::from_str(&a.schema().to_json()).unwrap();
+    let mut after: Value = serde_json::from_str(&a.schema().to_json()).unwrap();
+    // Only the count of successors made remains (names are not reused).
+    assert_eq!(after["successors_made"], json!(1));
+    after.as_object_mut().unwrap().remove("successors_made");
     assert_eq!(after, before);
     let report = a.backfill(&BackfillOptions::default()).unwrap();
     assert!(report.switched.is_empty() && report.rows == 0, "{report:?}");
     let res = a.query(&Query::text("infants").with_limit(3)).unwrap();
     assert_eq!(res.hits.len(), 3);
+    // A successor's name is never reused, so nothing a cancelled switch left can be taken for
+    // the next one's.
+    let r = a.begin_switch("emb", MINILM).unwrap();
+    assert_eq!(r.field, "emb~2");
+    // What only a switch writes cannot come from a user.
+    let mut forged = serde_json::to_value(schema(POTION, 256)).unwrap();
+    forged["fields"]["emb"]["stored_as"] = json!("emb~1");
+    let forged: Schema = serde_json::from_value(forged).unwrap();
+    let e = db.create_collection("forged", &forged).unwrap_err();
+    assert!(e.to_string().contains("stored_as"), "{e}");
+    let spec = serde_json::from_value(json!({"type": "dense", "dim": 256, "model": POTION,
+        "embed": ["text"], "stored_as": "e9~1"}))
+    .unwrap();
+    assert!(a.add_field("e9", spec).is_err());
 }

@@ -160,6 +160,7 @@ impl Collection {
     /// dense, multi or text field is listed for backfill when sealed segments hold documents;
     /// a dense or multi field needs a `model` then (its vectors come from the stored text).
     pub fn add_field(&self, name: &str, spec: FieldSpec) -> Result<AlterReport, StorageError> {
+        Schema::single(name, spec.clone()).check_user_written()?;
         self.add_field_as(name, spec, None)
     }
 
@@ -180,6 +181,11 @@ impl Collection {
                  {s:?} to cancel"
             )));
         }
+        if schema.backfill.contains(field) {
+            return Err(StorageError::Schema(format!(
+                "field {field:?} is still being backfilled; switch it when that is done"
+            )));
+        }
         if !matches!(
             spec,
             FieldSpec::Dense {
@@ -198,7 +204,11 @@ impl Collection {
             .map(String::as_str)
             .chain([old.files_name(field)])
             .filter_map(|n| crate::schema::generation(field, n));
-        let n = generations.max().unwrap_or(0) + 1;
+        let n = generations
+            .chain([schema.successors_made])
+            .max()
+            .unwrap_or(0)
+            + 1;
         self.add_field_as(&format!("{field}~{n}"), spec, Some(field))
     }
 
@@ -268,6 +278,7 @@ impl Collection {
         new.fields.insert(name.to_string(), spec.clone());
         if let Some(base) = successor_of {
             new.successors.insert(base.to_string(), name.to_string());
+            new.successors_made = crate::schema::generation(base, name).unwrap_or(0);
         }
         new.validate()?;
         self.with_quiesced(|w| {
@@ -295,6 +306,8 @@ impl Collection {
                 new.backfill.insert(name.to_string());
                 pending = snap.count(None);
             }
+            // What a killed backfill of an earlier field of this name left.
+            self.remove_partials(name)?;
             let reopen = !Schema::has_segment_files(&spec);
             self.install_schema(w, new, reopen)?;
             Ok(AlterReport {
@@ -335,6 +348,7 @@ impl Collection {
             }
             self.install_schema(w, new, !Schema::has_segment_files(&spec))
         })?;
+        self.remove_partials(name)?;
         let rewritten = self.finish_drops()?;
         Ok(AlterReport {
             field: name.to_string(),
@@ -360,7 +374,7 @@ impl Collection {
         for seg in self.snapshot().version.segments.iter() {
             if seg.file_meta().keys().any(|f| is_dropped(f)) {
                 let name = self.rewrite_segment(seg, &is_dropped, |_, _| Ok(()))?;
-                self.install_rewritten(seg, &name)?;
+                self.install_rewritten(seg, &name, &|_| true)?;
                 test_event("drop-rewritten");
                 rewritten += 1;
             }
@@ -503,7 +517,7 @@ impl Collection {
         let Some(spec) = schema.fields.get(field).cloned() else {
             return Ok(false);
         };
-        let only = Schema::single(field, spec);
+        let only = Schema::single(field, spec.clone());
         let progress = self.progress.read().clone();
         test_event("install-start");
         let name = self.rewrite_segment(&old, &|_| false, |dir, files| match column {
@@ -573,7 +587,12 @@ impl Collection {
             }
         })?;
         test_event("install-written");
-        self.install_rewritten(&old, &name)?;
+        // A field dropped (or dropped and added again) while its column was computed is not
+        // installed: the copy stays unlisted and is collected.
+        let same = |s: &Schema| s.backfill.contains(field) && s.fields.get(field) == Some(&spec);
+        if !self.install_rewritten(&old, &name, &same)? {
+            return Ok(false);
+        }
         let _ = std::fs::remove_file(self.partial_path(field, segment));
         Ok(true)
     }
@@ -668,7 +687,15 @@ impl Collection {
 
     /// Replaces sealed segment `old` by its rewritten copy `name` (same rows, same order): the
     /// copy takes over its deletes, the manifest lists it in its place.
-    fn install_rewritten(&self, old: &Arc<Segment>, name: &str) -> Result<(), StorageError> {
+    /// Lists copy `name` in place of `old` when `old` is still listed and `still(schema)`
+    /// holds (checked under the writer lock, so no schema change comes in between); else the
+    /// copy stays unlisted and is collected. Returns whether it was listed.
+    fn install_rewritten(
+        &self,
+        old: &Arc<Segment>,
+        name: &str,
+        still: &dyn Fn(&Schema) -> bool,
+    ) -> Result<bool, StorageError> {
         let mut w = self.writer()?;
         w.writing.remove(name);
         let cur = self.snapshot();
@@ -678,16 +705,35 @@ impl Collection {
             .iter()
             .position(|s| Arc::ptr_eq(s, old))
         else {
-            // Merged away meanwhile: the copy stays unlisted and is collected.
-            return Ok(());
+            // Merged away meanwhile.
+            return Ok(false);
         };
+        if !still(&cur.schema) {
+            return Ok(false);
+        }
         let seg = Segment::open(&cur.schema, &self.dir.join("segments"), name)?;
         for r in old.deleted_rows() {
             seg.mark_deleted(r, old.deleted_at(r));
         }
         let mut segments = cur.version.segments.clone();
         segments[i] = Arc::new(seg);
-        self.install_segments(&mut w, &cur, segments, std::slice::from_ref(old))
+        self.install_segments(&mut w, &cur, segments, std::slice::from_ref(old))?;
+        Ok(true)
+    }
+
+    /// Removes the partial backfill files of `field` (`backfill/<field>@<segment>.f32`).
+    fn remove_partials(&self, field: &str) -> Result<(), StorageError> {
+        let dir = self.dir.join("backfill");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        let prefix = format!("{field}@");
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                std::fs::remove_file(e.path()).map_err(io_err(&e.path()))?;
+            }
+        }
+        Ok(())
     }
 }
 
