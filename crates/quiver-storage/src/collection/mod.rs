@@ -27,6 +27,7 @@
 //! A collection opened read-only (another process may be writing) replays the log as it is at
 //! open and never changes a file.
 
+mod backfill;
 mod bulk;
 mod evolve;
 mod info;
@@ -34,7 +35,8 @@ mod jobs;
 
 #[doc(hidden)]
 pub use self::test_event as emit_test_event;
-pub use evolve::{AlterReport, BackfillInfo, BackfillTask, FieldColumn};
+pub use backfill::{BackfillInfo, BackfillTask, FieldColumn};
+pub use evolve::AlterReport;
 
 use crate::db::Readers;
 use crate::doc::{DocId, Document, StoredDoc};
