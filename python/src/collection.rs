@@ -294,17 +294,8 @@ impl Collection {
     ) -> PyResult<Bound<'py, PyAny>> {
         let spec: quiver::FieldSpec = serde_json::from_value(to_json(spec, "spec")?)
             .map_err(|e| invalid(format!("field {name:?}: spec: {e}")))?;
-        let (alter, filled) = py
-            .detach(|| {
-                let r = self.c.add_field(name, spec)?;
-                let b = match backfill && r.pending_documents > 0 {
-                    true => Some(self.c.backfill(&backfill_options(batch, duty))?),
-                    false => None,
-                };
-                Ok::<_, quiver::EngineError>((r, b))
-            })
-            .map_err(to_py)?;
-        to_py_obj(py, &serde_json::json!({"alter": alter, "backfill": filled}))
+        let fill = backfill.then(|| backfill_options(batch, duty));
+        alter_then_backfill(py, &self.c, || self.c.add_field(name, spec), fill, false)
     }
 
     /// Starts switching dense field `field` to `model`: its documents are re-embedded by
@@ -322,17 +313,15 @@ impl Collection {
         batch: usize,
         duty: f64,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (alter, filled) = py
-            .detach(|| {
-                let r = self.c.begin_switch(field, model)?;
-                let b = match backfill {
-                    true => Some(self.c.backfill(&backfill_options(batch, duty))?),
-                    false => None,
-                };
-                Ok::<_, quiver::EngineError>((r, b))
-            })
-            .map_err(to_py)?;
-        to_py_obj(py, &serde_json::json!({"alter": alter, "backfill": filled}))
+        let fill = backfill.then(|| backfill_options(batch, duty));
+        // A switch needs its backfill even with nothing pending: the backfill switches.
+        alter_then_backfill(
+            py,
+            &self.c,
+            || self.c.begin_switch(field, model),
+            fill,
+            true,
+        )
     }
 
     /// Drops field `name` (its files are removed from the sealed segments).
@@ -425,6 +414,28 @@ impl Collection {
     fn __repr__(&self) -> String {
         format!("quiver.Collection({:?})", self.c.name())
     }
+}
+
+/// Runs schema change `alter`, then (with `fill`) the backfill to the end when documents are
+/// pending or `always`, without the GIL: `{"alter": {...}, "backfill": {...} | None}`.
+fn alter_then_backfill<'py>(
+    py: Python<'py>,
+    c: &quiver::Collection,
+    alter: impl FnOnce() -> quiver::Result<quiver::storage::AlterReport> + Send,
+    fill: Option<quiver::BackfillOptions>,
+    always: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (alter, filled) = py
+        .detach(|| {
+            let r = alter()?;
+            let b = match fill {
+                Some(o) if always || r.pending_documents > 0 => Some(c.backfill(&o)?),
+                _ => None,
+            };
+            Ok::<_, quiver::EngineError>((r, b))
+        })
+        .map_err(to_py)?;
+    to_py_obj(py, &serde_json::json!({"alter": alter, "backfill": filled}))
 }
 
 fn backfill_options(batch: usize, duty: f64) -> quiver::BackfillOptions {

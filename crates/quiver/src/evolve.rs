@@ -233,23 +233,14 @@ impl Collection {
         )))
     }
 
-    #[cfg(feature = "embed")]
     fn check_model(&self, field: &str, model: &str, dim: usize) -> Result<()> {
-        let m = self.pool().get(model)?;
-        let got = m.info().dim;
+        let got = self.model_dim(model)?;
         if got != dim {
             return Err(EngineError::BadRequest(format!(
                 "field {field:?} has dim {dim} but model {model:?} gives {got}-dimensional vectors"
             )));
         }
         Ok(())
-    }
-
-    #[cfg(not(feature = "embed"))]
-    fn check_model(&self, field: &str, _model: &str, _dim: usize) -> Result<()> {
-        Err(EngineError::BadRequest(format!(
-            "field {field:?} needs a model, and this build has no embedding (feature `embed`)"
-        )))
     }
 
     /// Drops field `name` (see `quiver_storage::Collection::drop_field`), and its query adapter
