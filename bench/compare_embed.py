@@ -2,8 +2,15 @@
 
 One invocation, same machine, same inputs, same model files, 2 threads each:
 
-  all-MiniLM-L6-v2  Quiver (candle, `quiver bench embed`)  vs  sentence-transformers (PyTorch CPU)
+  all-MiniLM-L6-v2  Quiver (`quiver bench embed`)          vs  sentence-transformers (PyTorch CPU)
+                    Quiver --precision f32, bf16, int8     vs  onnxruntime on the model's ONNX
+                                                               export, f32 and dynamic int8
   potion-base-8M    Quiver (static model)                  vs  model2vec
+
+Each reduced precision is reported with its cost in quality: the cosine of its vectors to
+Quiver f32's over the parity texts (onnxruntime int8: to onnxruntime f32's), min and mean.
+`vs_onnxruntime` compares each Quiver precision with its natural peer (int8 with onnxruntime
+int8, f32 and bf16 with onnxruntime f32).
 
 Inputs (identical for every engine; built here once and handed to the peers as a JSON file, and
 built the same way by `quiver bench embed`):
@@ -41,6 +48,8 @@ PEER_REQUIREMENTS = [
     "torch==2.15.0",
     "sentence-transformers==6.2.0",
     "model2vec==0.10.0",
+    "onnxruntime==1.32.0",
+    "onnx==1.23.2",
 ]
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 MODELS = [
@@ -131,11 +140,12 @@ def scifact_inputs(data, docs):
 def _peer(argv):
     """Runs under the venv python: time the reference library on the same inputs."""
     ap = argparse.ArgumentParser(prog="compare_embed.py _peer")
-    ap.add_argument("--peer", required=True, choices=["sentence-transformers", "model2vec"])
+    ap.add_argument("--peer", required=True, choices=["sentence-transformers", "model2vec", "onnxruntime"])
     ap.add_argument("--model-dir", required=True)
     ap.add_argument("--inputs", required=True)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--work", help="directory for the ONNX export (onnxruntime)")
     a = ap.parse_args(argv)
     import numpy as np
     import torch
@@ -143,6 +153,9 @@ def _peer(argv):
     torch.set_num_threads(a.threads)
     with open(a.inputs, encoding="utf-8") as f:
         inputs = json.load(f)
+    if a.peer == "onnxruntime":
+        print(json.dumps(_onnxruntime_peer(a, inputs)))
+        return 0
     if a.peer == "sentence-transformers":
         from sentence_transformers import SentenceTransformer
 
@@ -174,11 +187,103 @@ def _peer(argv):
     return 0
 
 
-def run_peer(py, peer, model_dir, inputs_path, threads, batch_size):
+def _onnx_export(model_dir, work):
+    """The model's ONNX export (torch.onnx, opset 17, dynamic batch and length), run through
+    onnxruntime's BERT optimizer (fused bias+GELU and skip+LayerNorm), and that model's dynamic
+    int8 quantisation (`quantize_dynamic`, QInt8 weights): the way onnxruntime serves BERT."""
+    import torch
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers import optimizer
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    base = AutoModel.from_pretrained(model_dir).eval()
+    cfg = AutoConfig.from_pretrained(model_dir)
+
+    class Body(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, ids, mask, types):
+            return self.m(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    enc = tok(["an export", "traced with two texts of unequal length"], padding=True, return_tensors="pt")
+    raw, opt, q8 = (os.path.join(work, f) for f in ("model.onnx", "model.opt.onnx", "model.opt.int8.onnx"))
+    t = time.perf_counter()
+    torch.onnx.export(Body(base), tuple(enc[n] for n in names), raw, input_names=names,
+                      output_names=["last_hidden_state"], opset_version=17, dynamo=False,
+                      dynamic_axes={n: {0: "batch", 1: "seq"} for n in names + ["last_hidden_state"]})
+    om = optimizer.optimize_model(raw, model_type="bert", num_heads=cfg.num_attention_heads,
+                                  hidden_size=cfg.hidden_size, opt_level=1)
+    om.save_model_to_file(opt)
+    # The fused operators (com.microsoft domain) defeat ONNX shape inference; their outputs are
+    # f32, which is what DefaultTensorType tells the quantizer.
+    quantize_dynamic(opt, q8, weight_type=QuantType.QInt8,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    fused = {k: v for k, v in om.get_fused_operator_statistics().items() if v}
+    return tok, {"f32": opt, "int8": q8}, {"export_s": time.perf_counter() - t, "fused_ops": fused}
+
+
+def _onnxruntime_peer(a, inputs):
+    """onnxruntime on the model's ONNX export, f32 and dynamic int8: sentence-transformers'
+    pipeline (length-sorted batches, padded per batch, mean pooling, normalise) around
+    `InferenceSession.run` with `a.threads` intra-op threads."""
+    import numpy as np
+    import onnxruntime as ort
+
+    with open(os.path.join(a.model_dir, "sentence_bert_config.json"), encoding="utf-8") as f:
+        max_len = json.load(f).get("max_seq_length", 256)
+    tok, paths, export = _onnx_export(a.model_dir, a.work)
+    result = {"engine": "onnxruntime", "version": ort.__version__, "threads": a.threads,
+              "batch_size": a.batch_size, "max_seq_length": max_len, **export}
+    for precision, path in paths.items():
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = a.threads
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        wanted = {i.name for i in sess.get_inputs()}
+
+        def encode(texts):
+            order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+            out = [None] * len(texts)
+            for s in range(0, len(texts), a.batch_size):
+                idx = order[s:s + a.batch_size]
+                enc = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=max_len,
+                          return_tensors="np")
+                feed = {k: v.astype(np.int64) for k, v in enc.items() if k in wanted}
+                hidden = sess.run(None, feed)[0]
+                mask = enc["attention_mask"][..., None].astype(np.float32)
+                v = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
+                v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+                for j, i in enumerate(idx):
+                    out[i] = v[j]
+            return np.stack(out)
+
+        encode(inputs["long"][: a.batch_size])  # warm-up
+        r = {}
+        for kind in ("long", "short"):
+            texts = inputs[kind]
+            t = time.perf_counter()
+            vecs = encode(texts)
+            secs = time.perf_counter() - t
+            assert len(vecs) == len(texts)
+            r[kind] = {"texts": len(texts), "seconds": secs, "sentences_per_s": len(texts) / secs}
+        r["parity_vectors"] = np.asarray(encode(inputs["parity"]), dtype=np.float64).tolist()
+        result[precision] = r
+    return result
+
+
+def run_peer(py, peer, model_dir, inputs_path, threads, batch_size, work=None):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                OPENBLAS_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false")
     cmd = [py, os.path.realpath(__file__), "_peer", "--peer", peer, "--model-dir", model_dir,
            "--inputs", inputs_path, "--threads", str(threads), "--batch-size", str(batch_size)]
+    if work:
+        cmd += ["--work", work]
     log(f"running {peer} ({threads} threads)")
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=sys.stderr, text=True, env=env)
     if r.returncode != 0:
@@ -209,6 +314,10 @@ def main(argv):
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--models", default=",".join(m for m, _ in MODELS),
                     help="comma-separated subset of: " + ", ".join(m for m, _ in MODELS))
+    ap.add_argument("--precisions", default="f32,bf16,int8",
+                    help="Quiver precisions of the transformer model, f32 first (default: f32,bf16,int8)")
+    ap.add_argument("--no-onnxruntime", dest="onnxruntime", action="store_false",
+                    help="skip the onnxruntime peer (its ONNX export takes ~10 s)")
     a = ap.parse_args(argv)
     try:
         result = compare(a)
@@ -227,9 +336,50 @@ def main(argv):
                 print(f"  {kind:<5}  quiver {q[kind]['sentences_per_s']:>9.1f}/s   "
                       f"{r['peer_name']} {p[kind]['sentences_per_s']:>9.1f}/s   "
                       f"ratio_{kind} {r['ratio_' + kind]:.2f}")
+            o = r.get("onnxruntime")
+            for prec, res in r.get("precisions", {}).items():
+                line = (f"  quiver {prec:<5} long {rate(res, 'long'):>7.1f}/s  short {rate(res, 'short'):>7.1f}/s"
+                        f"  cosine to f32 min {res['min_cosine']:.5f} mean {res['mean_cosine']:.5f}")
+                if o:
+                    v = r["vs_onnxruntime"][prec]
+                    line += f"  vs {v['vs']} {v['ratio_long']:.2f}x / {v['ratio_short']:.2f}x"
+                print(line)
+            if o:
+                for prec in ("f32", "int8"):
+                    res = o[prec]
+                    ref = "quiver f32" if prec == "f32" else "onnxruntime f32"
+                    print(f"  onnxruntime {prec:<5} long {rate(res, 'long'):>7.1f}/s  short {rate(res, 'short'):>7.1f}/s"
+                          f"  cosine to {ref} min {res['min_cosine']:.5f} mean {res['mean_cosine']:.5f}")
         print(f"\nratio_long {result['ratio_long']:.2f}  ratio_short {result['ratio_short']:.2f}  "
               f"(all-MiniLM-L6-v2 vs sentence-transformers; target >= 1.0)")
     return 0
+
+
+def quiver_run(qb, name, a, precision):
+    """`quiver bench embed` at one precision: {long, short} rates."""
+    q = last_json(run_stdout([qb, "bench", "embed", "--model", name, "--data", a.data, "--docs", str(a.docs),
+                              "--threads", str(a.threads), "--batch-size", str(a.batch_size),
+                              "--precision", precision, "--json"], "quiver bench embed"),
+                  "quiver bench embed")
+    return {k: q[k] for k in ("long", "short")}
+
+
+def quiver_vectors(qb, name, a, precision, texts):
+    qv = run_stdout([qb, "embed", "--model", name, "--allow-empty", "--threads", str(a.threads),
+                     "--precision", precision], "quiver embed", stdin_text="\n".join(texts) + "\n")
+    vecs = [json.loads(line)["vector"] for line in qv.splitlines() if line.strip()]
+    if len(vecs) != len(texts):
+        raise CompareError(f"quiver embed returned {len(vecs)} vectors for {len(texts)} texts")
+    return vecs
+
+
+def agreement(xs, ys):
+    cos = [cosine(x, y) for x, y in zip(xs, ys)]
+    return {"min_cosine": min(cos), "mean_cosine": sum(cos) / len(cos)}
+
+
+def rate(r, kind):
+    return r[kind]["sentences_per_s"]
 
 
 def compare(a):
@@ -239,6 +389,9 @@ def compare(a):
     unknown = [m for m in wanted if m not in dict(MODELS)]
     if unknown:
         raise CompareError(f"unknown model(s) {unknown}")
+    precisions = [p.strip() for p in a.precisions.split(",") if p.strip()]
+    if not precisions or precisions[0] != "f32" or any(p not in ("f32", "bf16", "int8") for p in precisions):
+        raise CompareError(f"--precisions must start with f32 and name only f32, bf16, int8: {a.precisions}")
     qb = quiver_bin(log)
     py = ensure_venv()
     long, short = scifact_inputs(a.data, a.docs)
@@ -256,28 +409,48 @@ def compare(a):
                 continue
             run_checked([qb, "models", "pull", name], f"quiver models pull {name}")
             model_dir = run_stdout([qb, "models", "path", name], "quiver models path").strip()
-            q = last_json(run_stdout([qb, "bench", "embed", "--model", name, "--data", a.data,
-                                      "--docs", str(a.docs), "--threads", str(a.threads),
-                                      "--batch-size", str(a.batch_size), "--json"], "quiver bench embed"),
-                          "quiver bench embed")
+            transformer = peer == "sentence-transformers"
+            q = quiver_run(qb, name, a, "f32")
             for kind, n in (("long", len(long)), ("short", len(short))):
                 if q[kind]["texts"] != n:
                     raise CompareError(f"quiver embedded {q[kind]['texts']} {kind} texts, the peer {n}")
             p = run_peer(py, peer, model_dir, inputs_path, a.threads, a.batch_size)
-            qv = run_stdout([qb, "embed", "--model", name, "--allow-empty", "--threads", str(a.threads)],
-                            "quiver embed", stdin_text="\n".join(parity) + "\n")
-            qvecs = [json.loads(l)["vector"] for l in qv.splitlines() if l.strip()]
-            if len(qvecs) != len(parity):
-                raise CompareError(f"quiver embed returned {len(qvecs)} vectors for {len(parity)} texts")
-            cos = [cosine(x, y) for x, y in zip(qvecs, p.pop("parity_vectors"))]
-            out["models"][name] = {
+            f32_vecs = quiver_vectors(qb, name, a, "f32", parity)
+            peer_vecs = p.pop("parity_vectors")
+            r = {
                 "peer_name": peer,
-                "quiver": {k: q[k] for k in ("long", "short")},
+                "quiver": q,
                 "peer": {k: p[k] for k in ("long", "short")},
-                "ratio_long": q["long"]["sentences_per_s"] / p["long"]["sentences_per_s"],
-                "ratio_short": q["short"]["sentences_per_s"] / p["short"]["sentences_per_s"],
-                "parity_min_cosine": min(cos),
+                "ratio_long": rate(q, "long") / rate(p, "long"),
+                "ratio_short": rate(q, "short") / rate(p, "short"),
+                "parity_min_cosine": agreement(f32_vecs, peer_vecs)["min_cosine"],
             }
+            if transformer and a.onnxruntime:
+                work = os.path.join(tmp, "onnx")
+                os.makedirs(work, exist_ok=True)
+                o = run_peer(py, "onnxruntime", model_dir, inputs_path, a.threads, a.batch_size, work=work)
+                ort_f32 = o["f32"].pop("parity_vectors")
+                ort_int8 = o["int8"].pop("parity_vectors")
+                o["f32"].update(agreement(ort_f32, f32_vecs))
+                o["int8"].update(agreement(ort_int8, ort_f32))
+                o["int8"]["vs_quiver_f32"] = agreement(ort_int8, f32_vecs)
+                r["onnxruntime"] = o
+            if transformer:
+                r["precisions"] = {"f32": dict(q, min_cosine=1.0, mean_cosine=1.0)}
+                for prec in precisions[1:]:
+                    qp = quiver_run(qb, name, a, prec)
+                    qp.update(agreement(quiver_vectors(qb, name, a, prec, parity), f32_vecs))
+                    r["precisions"][prec] = qp
+                if "onnxruntime" in r:
+                    ratios = {}
+                    for prec, res in r["precisions"].items():
+                        natural = "int8" if prec == "int8" else "f32"
+                        peer_r = r["onnxruntime"][natural]
+                        ratios[prec] = {"vs": f"onnxruntime-{natural}",
+                                        "ratio_long": rate(res, "long") / rate(peer_r, "long"),
+                                        "ratio_short": rate(res, "short") / rate(peer_r, "short")}
+                    r["vs_onnxruntime"] = ratios
+            out["models"][name] = r
     head = out["models"].get("all-MiniLM-L6-v2") or next(iter(out["models"].values()))
     out["ratio_long"], out["ratio_short"] = head["ratio_long"], head["ratio_short"]
     return out

@@ -4,7 +4,7 @@
 
 use crate::error::{data_err, Result};
 use clap::Args;
-use quiver_embed::{EmbedOptions, Embedder};
+use quiver_embed::{EmbedOptions, Embedder, Precision};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -27,6 +27,9 @@ pub struct EmbedBenchOptions {
     /// Texts per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
+    /// Precision of the linear layers (f32, bf16, int8).
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
 }
 
 /// One kind of text's rate.
@@ -47,6 +50,8 @@ pub struct EmbedReport {
     pub engine: &'static str,
     /// The model's name.
     pub model: String,
+    /// Precision of its linear layers.
+    pub precision: Precision,
     /// CPU threads.
     pub threads: usize,
     /// Texts per forward pass.
@@ -75,7 +80,8 @@ fn rate(model: &dyn Embedder, texts: &[String], opts: &EmbedOptions) -> Result<R
 /// Measures the model on the SciFact texts (after a warm-up batch).
 pub fn measure(a: &EmbedBenchOptions) -> Result<EmbedReport> {
     let (long, short) = crate::data::scifact_inputs(&a.data, a.docs)?;
-    let model = crate::data::load_model(&a.model, Some(a.threads))?;
+    let reference = crate::data::model_reference(&a.model, a.precision)?;
+    let model = crate::data::load_model(&reference, Some(a.threads))?;
     let opts = EmbedOptions {
         batch_size: a.batch_size,
         allow_empty: true,
@@ -89,6 +95,7 @@ pub fn measure(a: &EmbedBenchOptions) -> Result<EmbedReport> {
     Ok(EmbedReport {
         engine: "quiver",
         model: model.info().name.clone(),
+        precision: model.info().precision,
         threads: a.threads,
         batch_size: a.batch_size,
         long,
@@ -104,8 +111,8 @@ pub fn run(as_json: bool, a: EmbedBenchOptions) -> Result<()> {
         return Ok(());
     }
     println!(
-        "model {} ({} threads, batch {})",
-        r.model, r.threads, r.batch_size
+        "model {} ({}, {} threads, batch {})",
+        r.model, r.precision, r.threads, r.batch_size
     );
     println!(
         "long  (SciFact docs, n={:>5}): {:>9.1} sentences/s  ({:.2}s)",

@@ -76,6 +76,10 @@ pub struct EvalOptions {
     /// Embedding model (registry name or model directory) for dense modes.
     #[arg(long, default_value = "all-MiniLM-L6-v2")]
     pub model: String,
+    /// Precision of the model's linear layers: f32 (exact), bf16 or int8 (the field's model
+    /// becomes `MODEL:PRECISION`).
+    #[arg(long, default_value = "f32")]
+    pub precision: quiver_embed::Precision,
     /// Qrels split (`qrels/<split>.tsv`).
     #[arg(long, default_value = "test")]
     pub split: String,
@@ -321,11 +325,12 @@ pub fn run(db: &Path, as_json: bool, a: EvalOptions) -> Result<()> {
 
     let needs_dense = modes.iter().any(|m| m.needs_dense());
     let pool = crate::data::model_pool(None);
+    let model = crate::data::model_reference(&a.model, a.precision)?;
     let dim = match needs_dense {
-        true => Some(pool.get(&a.model)?.info().dim),
+        true => Some(pool.get(&model)?.info().dim),
         false => None,
     };
-    let schema = eval_schema(dim.map(|d| (a.model.as_str(), d)), text_mode)?;
+    let schema = eval_schema(dim.map(|d| (model.as_str(), d)), text_mode)?;
 
     // The collection: temporary, or named in --db and reused when it matches.
     let tmp;
@@ -402,7 +407,7 @@ pub fn run(db: &Path, as_json: bool, a: EvalOptions) -> Result<()> {
     }
     let head = Header {
         ds: &ds,
-        model: needs_dense.then_some(a.model.as_str()),
+        model: needs_dense.then_some(model.as_str()),
         depth,
         setup: &setup,
         rss_peak_bytes: report::peak_rss_bytes(),

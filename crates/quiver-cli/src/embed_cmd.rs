@@ -10,14 +10,18 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use quiver_embed::fetch::{self, PullOptions, Source};
 use quiver_embed::registry::Registry;
-use quiver_embed::{load_model, EmbedOptions, Embedder, LoadOptions};
+use quiver_embed::{load_model, EmbedOptions, Embedder, LoadOptions, Precision};
 
 /// Arguments of `quiver embed`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct EmbedArgs {
-    /// Registry model name (pulled on first use) or a path to a model directory.
+    /// Registry model name (pulled on first use) or a path to a model directory, optionally
+    /// with a precision suffix (`all-MiniLM-L6-v2:int8`).
     #[arg(long, short)]
     pub model: String,
+    /// Precision of the linear layers: f32 (default, exact), bf16 or int8 (reduced, faster).
+    #[arg(long)]
+    pub precision: Option<Precision>,
     /// Texts to embed; without any, one text per line is read from --input or stdin.
     pub texts: Vec<String>,
     /// Read texts from this file, one per line (must be UTF-8).
@@ -100,13 +104,29 @@ fn model_path(model: &str) -> anyhow::Result<(PathBuf, String)> {
     Ok((dir, name))
 }
 
-fn load(model: &str, threads: Option<usize>) -> anyhow::Result<Box<dyn Embedder>> {
+fn load(
+    reference: &str,
+    precision: Option<Precision>,
+    threads: Option<usize>,
+) -> anyhow::Result<Box<dyn Embedder>> {
+    let (model, suffix) = Precision::split_reference(reference);
+    let precision = match precision {
+        Some(p) if p != suffix && suffix != Precision::F32 => {
+            anyhow::bail!("--precision {p} contradicts the model reference {reference}")
+        }
+        Some(p) => p,
+        None => suffix,
+    };
     let (dir, name) = model_path(model)?;
     load_model(
         &dir,
         &LoadOptions {
             threads,
-            name: Some(name),
+            name: Some(match precision {
+                Precision::F32 => name,
+                p => format!("{name}:{p}"),
+            }),
+            precision,
             ..Default::default()
         },
     )
@@ -124,7 +144,7 @@ pub fn run_embed(args: EmbedArgs) -> anyhow::Result<()> {
     } else {
         quiver_embed::input::read_lines(std::io::stdin().lock()).context("reading stdin")?
     };
-    let model = load(&args.model, args.threads)?;
+    let model = load(&args.model, args.precision, args.threads)?;
     let opts = EmbedOptions {
         dims: args.dims,
         layers: args.layers,

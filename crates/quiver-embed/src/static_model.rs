@@ -16,7 +16,7 @@ use candle_core::{DType, Device};
 use crate::config::{require, ModelLayout};
 use crate::embedder::{
     default_name, make_pool, validate, EmbedOptions, EmbedStats, Embedder, Embeddings, LoadOptions,
-    ModelInfo, StatsCounter, TokenEmbeddings,
+    ModelInfo, Precision, StatsCounter, TokenEmbeddings,
 };
 use crate::error::{EmbedError, Result};
 use crate::pooling::{normalize, truncate_dims, Pooling};
@@ -40,6 +40,14 @@ pub struct StaticEmbedder {
 impl StaticEmbedder {
     pub(crate) fn load(layout: &ModelLayout, options: &LoadOptions) -> Result<Self> {
         let dir = &layout.dir;
+        if options.precision != Precision::F32 {
+            return Err(EmbedError::InvalidOption(format!(
+                "precision {}: {} is a static model (a table lookup, no matrix multiplies); \
+                 it loads at f32 only",
+                options.precision,
+                default_name(dir, options)
+            )));
+        }
         let weights = require(dir.join("model.safetensors"))?;
         let tensors = candle_core::safetensors::load(&weights, &Device::Cpu).map_err(|e| {
             EmbedError::Config {
@@ -97,6 +105,7 @@ impl StaticEmbedder {
             pooling: Pooling::Mean,
             normalize: layout.normalize,
             dir: dir.clone(),
+            precision: Precision::F32,
         };
         Ok(StaticEmbedder {
             info,

@@ -1,5 +1,5 @@
-//! The pipeline shared by transformer families: tokenize, bucket by length, pad per batch,
-//! encode, cut padding off, pool, normalise, truncate. A new family implements [`Encoder`] in one
+//! The pipeline shared by transformer families: tokenize, sort by length, pack each batch's
+//! tokens (no padding), encode, pool, normalise, truncate. A new family implements [`Encoder`] in one
 //! file and adds one arm to `load`.
 
 use candle_core::Device;
@@ -12,44 +12,67 @@ use crate::embedder::{
     ModelInfo, StatsCounter, TokenEmbeddings,
 };
 use crate::error::{EmbedError, Result};
+use crate::lowp::Activations;
 use crate::pooling::{normalize, truncate_dims, Pooling};
 use crate::tokenize::{TextTokenizer, TokenizedText};
 
-/// A right-padded batch of token ids.
+/// A packed batch: the real tokens of every sequence back to back, no padding.
 #[derive(Debug, Clone)]
-pub(crate) struct PaddedBatch {
-    /// Number of sequences.
-    pub batch: usize,
-    /// Padded length (longest sequence in this batch).
-    pub seq_len: usize,
-    /// `batch x seq_len` token ids.
+pub(crate) struct PackedBatch {
+    /// Token ids of all sequences, concatenated (`Σ lengths` of them).
     pub ids: Vec<u32>,
-    /// `batch x seq_len` token type ids.
+    /// Token type ids, aligned with `ids`.
     pub type_ids: Vec<u32>,
-    /// Real length of each sequence.
+    /// Token count of each sequence, in order.
     pub lengths: Vec<usize>,
 }
 
-impl PaddedBatch {
-    fn new(items: &[&TokenizedText], pad_id: u32) -> Self {
-        let seq_len = items.iter().map(|t| t.len()).max().unwrap_or(0).max(1);
-        let batch = items.len();
-        let mut ids = vec![pad_id; batch * seq_len];
-        let mut type_ids = vec![0u32; batch * seq_len];
-        let mut lengths = Vec::with_capacity(batch);
-        for (i, t) in items.iter().enumerate() {
-            ids[i * seq_len..i * seq_len + t.len()].copy_from_slice(&t.ids);
-            type_ids[i * seq_len..i * seq_len + t.len()].copy_from_slice(&t.type_ids);
+impl PackedBatch {
+    fn new(items: &[&TokenizedText]) -> Self {
+        let total = items.iter().map(|t| t.len()).sum();
+        let mut ids = Vec::with_capacity(total);
+        let mut type_ids = Vec::with_capacity(total);
+        let mut lengths = Vec::with_capacity(items.len());
+        for t in items {
+            ids.extend_from_slice(&t.ids);
+            type_ids.extend_from_slice(&t.type_ids);
             lengths.push(t.len());
         }
-        PaddedBatch {
-            batch,
-            seq_len,
+        PackedBatch {
             ids,
             type_ids,
             lengths,
         }
     }
+
+    /// Tokens in the batch.
+    pub fn tokens(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+/// Buffers a forward pass writes into, kept across the batches of one call so that each batch
+/// reuses the memory of the one before (batches come longest first, so they rarely grow).
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    /// Hidden states `[T, h]`: the input of a layer, then its output.
+    pub x: Vec<f32>,
+    /// `[T, h]`: attention's head-major scratch, then the attention block's output.
+    pub attn: Vec<f32>,
+    /// `[T, h]`: attention context, then the feed-forward output.
+    pub ctx: Vec<f32>,
+    /// `[T, max(3h, intermediate)]`: the fused QKV projection, then the feed-forward middle.
+    pub wide: Vec<f32>,
+    /// A reduced-precision layer's converted input.
+    pub act: Activations,
+}
+
+/// The first `n` values of `v`, grown (never shrunk) to hold them.
+pub(crate) fn sized(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+    &mut v[..n]
 }
 
 /// Receives `(input index, its tokens, its real-token hidden states)` from the pipeline.
@@ -63,8 +86,14 @@ pub(crate) trait Encoder: Send + Sync {
     fn num_layers(&self) -> usize;
     /// Longest sequence the position embeddings allow.
     fn max_positions(&self) -> usize;
-    /// Hidden states after the first `layers` layers, row-major `[batch, seq_len, hidden]`.
-    fn forward(&self, batch: &PaddedBatch, layers: usize) -> Result<Vec<f32>>;
+    /// Hidden states after the first `layers` layers, row-major `[tokens, hidden]` in the
+    /// batch's packed order, written into (and borrowed from) `scratch`.
+    fn forward<'s>(
+        &self,
+        batch: &PackedBatch,
+        layers: usize,
+        scratch: &'s mut Scratch,
+    ) -> Result<&'s [f32]>;
 }
 
 /// A transformer model with its tokenizer and pooling.
@@ -72,7 +101,6 @@ pub(crate) struct TransformerEmbedder {
     info: ModelInfo,
     tokenizer: TextTokenizer,
     encoder: Box<dyn Encoder>,
-    pad_id: u32,
     pool: rayon::ThreadPool,
     stats: StatsCounter,
 }
@@ -81,7 +109,7 @@ impl TransformerEmbedder {
     pub(crate) fn load(layout: &ModelLayout, options: &LoadOptions) -> Result<Self> {
         let dir = &layout.dir;
         let config_path = dir.join("config.json");
-        let (encoder, pad_id, vocab): (Box<dyn Encoder>, u32, usize) = match layout.family {
+        let (encoder, vocab): (Box<dyn Encoder>, usize) = match layout.family {
             Family::Bert => {
                 let cfg: BertConfig =
                     serde_json::from_value(layout.config.clone()).map_err(|e| {
@@ -99,8 +127,7 @@ impl TransformerEmbedder {
                         }
                     })?;
                 (
-                    Box::new(BertEncoder::load(&cfg, tensors)?),
-                    cfg.pad_token_id,
+                    Box::new(BertEncoder::load(&cfg, tensors, options.precision)?),
                     cfg.vocab_size,
                 )
             }
@@ -137,19 +164,19 @@ impl TransformerEmbedder {
             pooling: layout.pooling,
             normalize: layout.normalize,
             dir: dir.clone(),
+            precision: options.precision,
         };
         Ok(TransformerEmbedder {
             info,
             tokenizer,
             encoder,
-            pad_id,
             pool: make_pool(options.threads)?,
             stats: StatsCounter::default(),
         })
     }
 
-    /// Run the encoder over `texts` in length buckets and hand each text's real-token hidden
-    /// states (`len x hidden`, padding already cut off) to `sink` with its input index.
+    /// Run the encoder over `texts` in length-sorted packed batches and hand each text's
+    /// hidden states (`len x hidden`) to `sink` with its input index.
     fn run(&self, texts: &[&str], options: &EmbedOptions, sink: &mut Sink<'_>) -> Result<()> {
         validate(&self.info, texts, options)?;
         let layers = options.layers.unwrap_or(self.info.num_layers);
@@ -158,15 +185,20 @@ impl TransformerEmbedder {
         let done = self.pool.install(|| {
             let tokens = self.tokenizer.encode_batch(texts)?;
             let lengths: Vec<usize> = tokens.iter().map(TokenizedText::len).collect();
+            let mut scratch = Scratch::default();
             for bucket in length_buckets(&lengths, options.batch_size) {
                 let items: Vec<&TokenizedText> = bucket.iter().map(|i| &tokens[*i]).collect();
-                let batch = PaddedBatch::new(&items, self.pad_id);
-                let out = self.encoder.forward(&batch, layers)?;
+                let batch = PackedBatch::new(&items);
+                let out = self.encoder.forward(&batch, layers, &mut scratch)?;
                 self.stats.add(items.len(), 1);
-                for (row, idx) in bucket.iter().enumerate() {
-                    let start = row * batch.seq_len * hidden;
-                    let n = batch.lengths[row];
-                    sink(*idx, &tokens[*idx], &out[start..start + n * hidden])?;
+                let mut start = 0;
+                for (idx, &n) in bucket.iter().zip(&batch.lengths) {
+                    sink(
+                        *idx,
+                        &tokens[*idx],
+                        &out[start * hidden..(start + n) * hidden],
+                    )?;
+                    start += n;
                 }
             }
             Ok(())

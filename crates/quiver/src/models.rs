@@ -2,12 +2,14 @@
 //!
 //! A model is named by its registry name (`all-MiniLM-L6-v2`, pulled into the cache and verified by
 //! sha256 on first use when [`PoolOptions::auto_pull`] is on) or by a local directory in the
-//! sentence-transformers layout. The pool is `Send + Sync`: a server's request threads and a
+//! sentence-transformers layout, optionally followed by a precision for its linear layers
+//! (`all-MiniLM-L6-v2:int8`, `:bf16`; see [`quiver_embed::Precision`]): each reference is its own
+//! model, so a schema can hold one field at f32 and another at int8. The pool is `Send + Sync`: a server's request threads and a
 //! Python process's threads share one copy of each model's weights.
 
 use crate::error::{EngineError, Result};
 use parking_lot::Mutex;
-use quiver_embed::{load_model, Embedder, LoadOptions};
+use quiver_embed::{load_model, Embedder, LoadOptions, Precision};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -92,7 +94,8 @@ impl ModelPool {
         &self.options
     }
 
-    /// The model called `name`, loaded on first use.
+    /// The model called `name` (a reference: a model with an optional `:bf16` / `:int8`
+    /// precision), loaded on first use.
     pub fn get(&self, name: &str) -> Result<Arc<dyn Embedder>> {
         if let Some(m) = self.loaded.lock().get(name) {
             return Ok(m.clone());
@@ -101,10 +104,12 @@ impl ModelPool {
         if let Some(m) = self.loaded.lock().get(name) {
             return Ok(m.clone());
         }
-        let dir = self.locate(name)?;
+        let (model, precision) = Precision::split_reference(name);
+        let dir = self.locate(model)?;
         let opts = LoadOptions {
             name: Some(name.to_string()),
             threads: self.options.threads,
+            precision,
             ..Default::default()
         };
         let m: Arc<dyn Embedder> =

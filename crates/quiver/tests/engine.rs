@@ -471,3 +471,45 @@ fn results_do_not_depend_on_segmentation() {
         }
     }
 }
+
+/// A precision suffix on a field's model (`all-MiniLM-L6-v2:int8`) loads that model at that
+/// precision beside the f32 one, each field embedded by its own; the int8 vectors stay close
+/// to the f32 ones (cosine >= 0.99, the tolerance quiver-embed's precision tests hold int8 to)
+/// and a text query on the int8 field finds what its own vectors rank first.
+#[test]
+fn precision_suffix_gives_a_model_of_its_own() {
+    let pool = pool();
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open_with(
+        dir.path(),
+        quiver::OpenOptions {
+            pool: Some(pool.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let schema = Schema::parse(
+        r#"{"fields": {
+      "exact": {"type": "dense", "dim": 384, "model": "all-MiniLM-L6-v2", "embed": ["title", "text"]},
+      "quant": {"type": "dense", "dim": 384, "model": "all-MiniLM-L6-v2:int8", "embed": ["title", "text"]}
+    }}"#,
+    )
+    .unwrap();
+    let c = db.create_collection("p", &schema).unwrap();
+    let docs = common::scifact_docs(30);
+    c.upsert(docs).unwrap();
+    let loaded: Vec<String> = pool.loaded().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(loaded, ["all-MiniLM-L6-v2", "all-MiniLM-L6-v2:int8"]);
+    let int8 = pool.get("all-MiniLM-L6-v2:int8").unwrap();
+    assert_eq!(int8.info().precision, quiver::embed::Precision::Int8);
+    let probe = c
+        .get(&DocId::Str("4983".into()))
+        .unwrap()
+        .expect("doc 4983");
+    let cos = dot(&probe.vectors["exact"], &probe.vectors["quant"]);
+    assert!(cos >= 0.99, "int8 vs f32 cosine {cos}");
+    let mut q = Query::text(probe.payload["title"].as_str().unwrap()).with_mode(Mode::Dense);
+    q.field = Some("quant".into());
+    let hits = c.query(&q).unwrap().hits;
+    assert_eq!(hits[0].id, DocId::Str("4983".into()), "{hits:?}");
+}

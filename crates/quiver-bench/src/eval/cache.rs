@@ -45,6 +45,7 @@ pub(crate) fn key(model: &dyn Embedder, ids: &[&str], texts: &[String]) -> Strin
     };
     put(b"quiver-eval-embeddings-v2");
     put(info.name.as_bytes());
+    put(info.precision.as_str().as_bytes());
     put(format!("{:?}", info.family).as_bytes());
     put(&(info.dim as u64).to_le_bytes());
     put(&(info.max_seq_length as u64).to_le_bytes());

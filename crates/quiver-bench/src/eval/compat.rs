@@ -66,7 +66,8 @@ pub(super) fn run(as_json: bool, a: &EvalOptions, new_model: &str) -> Result<()>
     let mut setup = Setup::default();
     let ds = load_dataset(a, text_mode, &mut setup)?;
     let texts: Vec<String> = ds.corpus.iter().map(|d| d.joined(text_mode)).collect();
-    let old = embed_space(&a.model, &ds, &texts, !a.no_cache)?;
+    let old_model = crate::data::model_reference(&a.model, a.precision)?;
+    let old = embed_space(&old_model, &ds, &texts, !a.no_cache)?;
     let new = embed_space(new_model, &ds, &texts, !a.no_cache)?;
     let evaluator = Evaluator::new(vec![NDCG10, RECALL100]);
     let t = Instant::now();

@@ -7,6 +7,7 @@
 mod bad_input;
 mod fetch;
 mod parity;
+mod precision;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};

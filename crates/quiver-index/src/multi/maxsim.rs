@@ -5,10 +5,12 @@
 //! ```
 //!
 //! The brute-force oracle for multi-vector search and the rescore stage after MUVERA candidates.
-//! Inner products run on [`quiver_linalg::dot4`] (AVX-512 / AVX2+FMA / scalar, chosen at run
-//! time): a query vector is compared against four document vectors per step, each chunk of it
-//! loaded once for the four (on AVX-512), and the four dot products overlap (see `benches` in the CLI's `quiver bench multivector` for the
-//! measured figures against the one-pair-at-a-time loop).
+//! The blocked kernel takes four query vectors against four document vectors per step
+//! ([`quiver_linalg::dot_4x4_block`]: sixteen accumulators in registers, each 16-float chunk
+//! of the eight vectors loaded once and used in four FMAs, the sixteen sums reduced together), so
+//! it is bound by FMAs rather than loads; leftover query vectors go one against four documents
+//! ([`quiver_linalg::dot4`]), leftover documents one pair at a time. `quiver bench multivector`
+//! times it against [`maxsim_naive`].
 
 use super::MultiVectors;
 use crate::heap::TopK;
@@ -19,11 +21,41 @@ pub fn maxsim(query: Vectors<'_>, doc: Vectors<'_>) -> f32 {
     if doc.is_empty() {
         return 0.0;
     }
+    let (dim, q) = (query.dim(), query.as_slice());
     let mut total = 0.0f32;
-    for qi in 0..query.len() as u32 {
-        total += max_dot(query.row(qi), doc);
+    let mut blocks = q.chunks_exact(4 * dim);
+    for block in &mut blocks {
+        let rows: [&[f32]; 4] = std::array::from_fn(|a| &block[a * dim..(a + 1) * dim]);
+        total += max_dot_4(rows, doc).iter().sum::<f32>();
+    }
+    for row in blocks.remainder().chunks_exact(dim.max(1)) {
+        total += max_dot(row, doc);
     }
     total
+}
+
+/// `max_d ⟨q_a, d⟩` for four query vectors over the rows of `doc` (non-empty).
+#[inline]
+fn max_dot_4(q: [&[f32]; 4], doc: Vectors<'_>) -> [f32; 4] {
+    let dim = doc.dim();
+    let mut best = [f32::NEG_INFINITY; 4];
+    let mut blocks = doc.as_slice().chunks_exact(4 * dim);
+    for block in &mut blocks {
+        let s = quiver_linalg::dot_4x4_block(q, block);
+        for (a, b) in best.iter_mut().enumerate() {
+            *b = b.max(
+                s[4 * a]
+                    .max(s[4 * a + 1])
+                    .max(s[4 * a + 2].max(s[4 * a + 3])),
+            );
+        }
+    }
+    for r in blocks.remainder().chunks_exact(dim) {
+        for (b, qa) in best.iter_mut().zip(q) {
+            *b = b.max(quiver_linalg::dot(qa, r));
+        }
+    }
+    best
 }
 
 /// The same as [`maxsim`], one inner product at a time (the naive baseline the blocked kernel is
