@@ -45,7 +45,7 @@ pub struct MultivectorOptions {
     #[arg(long, default_value_t = 20)]
     pub latency_queries: usize,
     /// MUVERA candidates reranked exactly (a sweep; HNSW ef = candidates).
-    #[arg(long, value_delimiter = ',', default_value = "100,200,400,800")]
+    #[arg(long, value_delimiter = ',', default_value = "100,200,300,400,800")]
     pub candidates: Vec<usize>,
     /// MUVERA SimHash bits.
     #[arg(long, default_value_t = 5)]
