@@ -227,19 +227,12 @@ pub fn model_pool(threads: Option<usize>) -> Arc<quiver::ModelPool> {
     }))
 }
 
-/// The reference of `model` at `precision` (`all-MiniLM-L6-v2:int8`): `model` as given at f32
-/// or when it names that precision already; a reference naming another precision is an error.
-pub fn model_reference(model: &str, precision: quiver_embed::Precision) -> Result<String> {
-    let (base, named) = quiver_embed::Precision::split_reference(model);
-    if named == precision || precision == quiver_embed::Precision::F32 {
-        return Ok(model.to_string());
-    }
-    if named != quiver_embed::Precision::F32 {
-        return Err(crate::error::data_err!(
-            "--precision {precision} contradicts the model reference {model}"
-        ));
-    }
-    Ok(format!("{base}:{precision}"))
+/// The canonical reference of `model` with an optional `--precision` (`all-MiniLM-L6-v2:int8`);
+/// a precision that contradicts the one the reference names is an error.
+pub fn model_reference(model: &str, precision: Option<quiver_embed::Precision>) -> Result<String> {
+    let (base, p) = quiver_embed::Precision::resolve(model, precision)
+        .map_err(|e| crate::error::data_err!("{e}"))?;
+    Ok(p.reference(base))
 }
 
 /// The model `name` (registry name or model folder), loaded with `threads` threads.

@@ -27,9 +27,9 @@ pub struct EmbedBenchOptions {
     /// Texts per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// Precision of the linear layers (f32, bf16, int8).
-    #[arg(long, default_value = "f32")]
-    pub precision: Precision,
+    /// Precision of the linear layers: f32 (default), bf16 or int8.
+    #[arg(long)]
+    pub precision: Option<Precision>,
 }
 
 /// One kind of text's rate.

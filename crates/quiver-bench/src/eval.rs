@@ -76,10 +76,10 @@ pub struct EvalOptions {
     /// Embedding model (registry name or model directory) for dense modes.
     #[arg(long, default_value = "all-MiniLM-L6-v2")]
     pub model: String,
-    /// Precision of the model's linear layers: f32 (exact), bf16 or int8 (the field's model
-    /// becomes `MODEL:PRECISION`).
-    #[arg(long, default_value = "f32")]
-    pub precision: quiver_embed::Precision,
+    /// Precision of the model's linear layers: f32 (exact, the default), bf16 or int8 (the
+    /// field's model becomes `MODEL:PRECISION`).
+    #[arg(long)]
+    pub precision: Option<quiver_embed::Precision>,
     /// Qrels split (`qrels/<split>.tsv`).
     #[arg(long, default_value = "test")]
     pub split: String,

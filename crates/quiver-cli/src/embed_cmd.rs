@@ -109,23 +109,13 @@ fn load(
     precision: Option<Precision>,
     threads: Option<usize>,
 ) -> anyhow::Result<Box<dyn Embedder>> {
-    let (model, suffix) = Precision::split_reference(reference);
-    let precision = match precision {
-        Some(p) if p != suffix && suffix != Precision::F32 => {
-            anyhow::bail!("--precision {p} contradicts the model reference {reference}")
-        }
-        Some(p) => p,
-        None => suffix,
-    };
+    let (model, precision) = Precision::resolve(reference, precision)?;
     let (dir, name) = model_path(model)?;
     load_model(
         &dir,
         &LoadOptions {
             threads,
-            name: Some(match precision {
-                Precision::F32 => name,
-                p => format!("{name}:{p}"),
-            }),
+            name: Some(precision.reference(&name)),
             precision,
             ..Default::default()
         },

@@ -58,19 +58,57 @@ impl Precision {
     /// Every precision, exact first.
     pub const ALL: [Precision; 3] = [Precision::F32, Precision::Bf16, Precision::Int8];
 
-    /// A model reference split into the model and its precision: `all-MiniLM-L6-v2:int8` is
-    /// `(all-MiniLM-L6-v2, Int8)`; a reference without one of the suffixes `:f32`, `:bf16`,
-    /// `:int8` is the whole model at f32. This is how a schema, a request or a command line
-    /// asks for a reduced precision (`"model": "all-MiniLM-L6-v2:int8"`).
-    pub fn split_reference(reference: &str) -> (&str, Precision) {
-        for p in Precision::ALL {
-            if let Some(model) = reference.strip_suffix(p.as_str()) {
-                if let Some(model) = model.strip_suffix(':').filter(|m| !m.is_empty()) {
-                    return (model, p);
-                }
-            }
+    /// A model reference split into the model and the precision it names, if any:
+    /// `all-MiniLM-L6-v2:int8` is `(all-MiniLM-L6-v2, Some(Int8))`, `all-MiniLM-L6-v2` is
+    /// `(all-MiniLM-L6-v2, None)`. This is how a schema, a request or a command line asks for a
+    /// reduced precision (`"model": "all-MiniLM-L6-v2:int8"`).
+    ///
+    /// A reference that is itself a model directory (its `config.json` exists) is taken whole,
+    /// whatever it ends with. A suffix that spells a precision in another case (`:INT8`) is an
+    /// error rather than part of a model name.
+    pub fn split_reference(reference: &str) -> Result<(&str, Option<Precision>)> {
+        if Path::new(reference).join("config.json").exists() {
+            return Ok((reference, None));
         }
-        (reference, Precision::F32)
+        let Some((model, suffix)) = reference.rsplit_once(':') else {
+            return Ok((reference, None));
+        };
+        if model.is_empty() {
+            return Ok((reference, None));
+        }
+        if let Some(p) = Precision::ALL.into_iter().find(|p| p.as_str() == suffix) {
+            return Ok((model, Some(p)));
+        }
+        if Precision::ALL
+            .iter()
+            .any(|p| p.as_str().eq_ignore_ascii_case(suffix))
+        {
+            return Err(EmbedError::InvalidOption(format!(
+                "model reference {reference}: precision '{suffix}' is written f32, bf16 or int8"
+            )));
+        }
+        Ok((reference, None))
+    }
+
+    /// The model and precision of `reference` with an optional precision asked for apart from
+    /// it (a `--precision` flag): the two must agree when both are given; neither is f32.
+    pub fn resolve(reference: &str, asked: Option<Precision>) -> Result<(&str, Precision)> {
+        let (model, named) = Precision::split_reference(reference)?;
+        match (named, asked) {
+            (Some(n), Some(a)) if n != a => Err(EmbedError::InvalidOption(format!(
+                "precision {a} contradicts the model reference {reference}"
+            ))),
+            (n, a) => Ok((model, n.or(a).unwrap_or_default())),
+        }
+    }
+
+    /// The canonical reference of `model` at this precision: the model alone at f32 (so
+    /// `m` and `m:f32` name one model), `model:precision` otherwise.
+    pub fn reference(self, model: &str) -> String {
+        match self {
+            Precision::F32 => model.to_string(),
+            p => format!("{model}:{p}"),
+        }
     }
 
     /// The name used in schemas and on the command line.

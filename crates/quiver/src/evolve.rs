@@ -138,7 +138,7 @@ impl Collection {
                 stored_as,
                 ..
             } => {
-                if m.as_deref() == Some(model) {
+                if m.as_deref().is_some_and(|m| same_model(m, model)) {
                     return Err(EngineError::BadRequest(format!(
                         "field {field:?} is computed by {model:?} already"
                     )));
@@ -473,4 +473,21 @@ fn throttle(busy: Duration, duty: f64, report: &mut BackfillReport) {
             busy.as_secs_f64() * (1.0 - duty) / duty,
         ));
     }
+}
+
+/// Whether two model references name one model (`m` and `m:f32` do).
+#[cfg(feature = "embed")]
+fn same_model(a: &str, b: &str) -> bool {
+    let canonical = |r: &str| {
+        quiver_embed::Precision::resolve(r, None)
+            .map(|(m, p)| p.reference(m))
+            .unwrap_or_else(|_| r.to_string())
+    };
+    canonical(a) == canonical(b)
+}
+
+/// Whether two model references name one model.
+#[cfg(not(feature = "embed"))]
+fn same_model(a: &str, b: &str) -> bool {
+    a == b
 }

@@ -100,14 +100,20 @@ impl ModelPool {
         if let Some(m) = self.loaded.lock().get(name) {
             return Ok(m.clone());
         }
+        let bad = |e: quiver_embed::EmbedError| EngineError::Model {
+            name: name.to_string(),
+            message: e.to_string(),
+        };
+        let (model, precision) = Precision::resolve(name, None).map_err(bad)?;
+        // `m` and `m:f32` are one model: one copy of its weights, one thread pool.
+        let key = precision.reference(model);
         let _one_loader = self.loading.lock();
-        if let Some(m) = self.loaded.lock().get(name) {
+        if let Some(m) = self.loaded.lock().get(&key) {
             return Ok(m.clone());
         }
-        let (model, precision) = Precision::split_reference(name);
         let dir = self.locate(model)?;
         let opts = LoadOptions {
-            name: Some(name.to_string()),
+            name: Some(key.clone()),
             threads: self.options.threads,
             precision,
             ..Default::default()
@@ -117,7 +123,7 @@ impl ModelPool {
                 name: name.to_string(),
                 message: format!("loading from {}: {e}", dir.display()),
             })?);
-        self.loaded.lock().insert(name.to_string(), m.clone());
+        self.loaded.lock().insert(key, m.clone());
         Ok(m)
     }
 

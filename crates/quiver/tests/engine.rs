@@ -502,6 +502,10 @@ fn precision_suffix_gives_a_model_of_its_own() {
     assert_eq!(loaded, ["all-MiniLM-L6-v2", "all-MiniLM-L6-v2:int8"]);
     let int8 = pool.get("all-MiniLM-L6-v2:int8").unwrap();
     assert_eq!(int8.info().precision, quiver::embed::Precision::Int8);
+    // `m:f32` is `m`: one copy of the weights, not a second model.
+    let f32_named = pool.get("all-MiniLM-L6-v2:f32").unwrap();
+    assert!(Arc::ptr_eq(&f32_named, &pool.get(MODEL).unwrap()));
+    assert_eq!(pool.loaded().len(), 2);
     let probe = c
         .get(&DocId::Str("4983".into()))
         .unwrap()

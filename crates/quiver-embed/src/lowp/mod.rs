@@ -345,8 +345,13 @@ fn bf16_value(bits: u32) -> f32 {
 /// of 255 keep `round(x / scale) + zero` inside `[0, 255]` without clamping, so each value is
 /// off by at most `scale / 2`. Returns `(scale, 1 / scale, zero)`.
 fn grid(lo: f32, hi: f32) -> (f32, f32, i32) {
-    let range = hi - lo;
-    let scale = if range > 0.0 { range / 254.0 } else { 1.0 };
+    // Divided before subtracting, so values near f32::MAX do not overflow the range; at least
+    // the smallest normal float, so 1 / scale stays finite for rows of tiny values.
+    let scale = if hi > lo {
+        (hi / 254.0 - lo / 254.0).max(f32::MIN_POSITIVE)
+    } else {
+        1.0
+    };
     let inv = 1.0 / scale;
     let zero = (-lo * inv).round_ties_even().clamp(0.0, 254.0) as i32;
     (scale, inv, zero)
@@ -590,6 +595,39 @@ mod tests {
         assert_eq!(bf16_bits(1.0 + 3.0 * 2f32.powi(-8)), 0x3f82);
         assert_eq!(bf16_bits(-2.5), 0xc020);
         assert!(bf16_value(u32::from(bf16_bits(f32::NAN))).is_nan());
+    }
+
+    /// Rows of subnormal values and of values near f32::MAX get a finite grid, and both
+    /// kernels still agree.
+    #[test]
+    fn extreme_rows_quantise_to_finite_outputs() {
+        let (k, n) = (48, 16);
+        let w = random(9, n * k, 0.2);
+        let b = vec![0.0; n];
+        let tiny: Vec<f32> = (0..k).map(|i| (i as f32 - 20.0) * 1e-40).collect();
+        let huge: Vec<f32> = (0..k)
+            .map(|i| if i % 2 == 0 { 3e38 } else { -3e38 })
+            .collect();
+        let x = [tiny, huge].concat();
+        let portable = product(
+            &Packed::with_kernel(LowKind::Int8, &w, &b, k, false),
+            &x,
+            2,
+            1,
+        );
+        assert!(portable.iter().all(|v| v.is_finite()), "{portable:?}");
+        if LowKind::Int8.simd_available() {
+            let fast = product(
+                &Packed::with_kernel(LowKind::Int8, &w, &b, k, true),
+                &x,
+                2,
+                1,
+            );
+            assert!(fast
+                .iter()
+                .zip(&portable)
+                .all(|(a, c)| a.to_bits() == c.to_bits()));
+        }
     }
 
     #[test]

@@ -100,16 +100,51 @@ fn precision_names_and_static_models() {
     for (reference, want) in [
         (
             "all-MiniLM-L6-v2:int8",
-            ("all-MiniLM-L6-v2", Precision::Int8),
+            ("all-MiniLM-L6-v2", Some(Precision::Int8)),
         ),
-        ("/models/mini:bf16", ("/models/mini", Precision::Bf16)),
-        ("all-MiniLM-L6-v2:f32", ("all-MiniLM-L6-v2", Precision::F32)),
-        ("all-MiniLM-L6-v2", ("all-MiniLM-L6-v2", Precision::F32)),
-        (":int8", (":int8", Precision::F32)),
-        ("c:/models/int8", ("c:/models/int8", Precision::F32)),
+        ("/models/mini:bf16", ("/models/mini", Some(Precision::Bf16))),
+        (
+            "all-MiniLM-L6-v2:f32",
+            ("all-MiniLM-L6-v2", Some(Precision::F32)),
+        ),
+        ("all-MiniLM-L6-v2", ("all-MiniLM-L6-v2", None)),
+        (":int8", (":int8", None)),
+        ("c:/models/int8", ("c:/models/int8", None)),
     ] {
-        assert_eq!(Precision::split_reference(reference), want, "{reference}");
+        assert_eq!(
+            Precision::split_reference(reference).unwrap(),
+            want,
+            "{reference}"
+        );
     }
+    let err = Precision::split_reference("m:INT8")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("f32, bf16 or int8"), "{err}");
+    // A model directory whose name ends like a precision is taken whole.
+    let dir = tempfile::tempdir().unwrap();
+    let odd = dir.path().join("mini:int8");
+    std::fs::create_dir(&odd).unwrap();
+    std::fs::write(odd.join("config.json"), "{}").unwrap();
+    let odd = odd.to_str().unwrap();
+    assert_eq!(Precision::split_reference(odd).unwrap(), (odd, None));
+    // An explicit precision beside the reference must agree with it; f32 is the default.
+    assert_eq!(
+        Precision::resolve("m", None).unwrap(),
+        ("m", Precision::F32)
+    );
+    assert_eq!(
+        Precision::resolve("m", Some(Precision::Int8)).unwrap(),
+        ("m", Precision::Int8)
+    );
+    assert_eq!(
+        Precision::resolve("m:bf16", Some(Precision::Bf16)).unwrap(),
+        ("m", Precision::Bf16)
+    );
+    assert!(Precision::resolve("m:f32", Some(Precision::Int8)).is_err());
+    assert!(Precision::resolve("m:int8", Some(Precision::F32)).is_err());
+    assert_eq!(Precision::Int8.reference("m"), "m:int8");
+    assert_eq!(Precision::F32.reference("m"), "m");
     let err = "fp16".parse::<Precision>().unwrap_err().to_string();
     assert!(err.contains("f32, bf16 or int8"), "{err}");
     let opts = LoadOptions {
