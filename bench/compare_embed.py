@@ -147,7 +147,6 @@ def _peer(argv):
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--work", help="directory for the ONNX export (onnxruntime)")
     a = ap.parse_args(argv)
-    import numpy as np
     import torch
 
     torch.set_num_threads(a.threads)
@@ -171,20 +170,28 @@ def _peer(argv):
         def encode(texts):
             return model.encode(texts, batch_size=a.batch_size, show_progress_bar=False, use_multiprocessing=False)
 
-    encode(inputs["long"][: a.batch_size])  # warm-up
     result = {"engine": a.peer, "threads": a.threads, "batch_size": a.batch_size}
     with torch.inference_mode():
-        for kind in ("long", "short"):
-            texts = inputs[kind]
-            t = time.perf_counter()
-            out = encode(texts)
-            secs = time.perf_counter() - t
-            assert len(out) == len(texts)
-            result[kind] = {"texts": len(texts), "seconds": secs, "sentences_per_s": len(texts) / secs}
-        parity = inputs["parity"]
-        result["parity_vectors"] = np.asarray(encode(parity), dtype=np.float64).tolist()
+        result.update(_timed(encode, inputs, a.batch_size))
     print(json.dumps(result))
     return 0
+
+
+def _timed(encode, inputs, batch_size):
+    """A warm-up batch, then the long and short rates of `encode`, and its parity vectors."""
+    import numpy as np
+
+    encode(inputs["long"][:batch_size])
+    r = {}
+    for kind in ("long", "short"):
+        texts = inputs[kind]
+        t = time.perf_counter()
+        out = encode(texts)
+        secs = time.perf_counter() - t
+        assert len(out) == len(texts)
+        r[kind] = {"texts": len(texts), "seconds": secs, "sentences_per_s": len(texts) / secs}
+    r["parity_vectors"] = np.asarray(encode(inputs["parity"]), dtype=np.float64).tolist()
+    return r
 
 
 def _onnx_export(model_dir, work):
@@ -263,17 +270,7 @@ def _onnxruntime_peer(a, inputs):
                     out[i] = v[j]
             return np.stack(out)
 
-        encode(inputs["long"][: a.batch_size])  # warm-up
-        r = {}
-        for kind in ("long", "short"):
-            texts = inputs[kind]
-            t = time.perf_counter()
-            vecs = encode(texts)
-            secs = time.perf_counter() - t
-            assert len(vecs) == len(texts)
-            r[kind] = {"texts": len(texts), "seconds": secs, "sentences_per_s": len(texts) / secs}
-        r["parity_vectors"] = np.asarray(encode(inputs["parity"]), dtype=np.float64).tolist()
-        result[precision] = r
+        result[precision] = _timed(encode, inputs, a.batch_size)
     return result
 
 

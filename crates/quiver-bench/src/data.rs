@@ -230,9 +230,7 @@ pub fn model_pool(threads: Option<usize>) -> Arc<quiver::ModelPool> {
 /// The canonical reference of `model` with an optional `--precision` (`all-MiniLM-L6-v2:int8`);
 /// a precision that contradicts the one the reference names is an error.
 pub fn model_reference(model: &str, precision: Option<quiver_embed::Precision>) -> Result<String> {
-    let (base, p) = quiver_embed::Precision::resolve(model, precision)
-        .map_err(|e| crate::error::data_err!("{e}"))?;
-    Ok(p.reference(base))
+    quiver_embed::Precision::canonical(model, precision).map_err(|e| crate::error::data_err!("{e}"))
 }
 
 /// The model `name` (registry name or model folder), loaded with `threads` threads.

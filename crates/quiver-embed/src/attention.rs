@@ -12,6 +12,7 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use crate::kernels::softmax_rows;
+use crate::linear::gemm_strided;
 
 thread_local! {
     /// Per-thread score matrix, reused across pairs and batches (`len x len` floats).
@@ -70,16 +71,27 @@ pub(crate) fn attention(
             scores.clear();
             scores.resize(len * len, 0.0);
             // scores[len x len] = Q · Kᵀ; Q(i, p) = q[i*3h + p], Kᵀ(p, j) = k[j*3h + p].
+            let one = gemm::Parallelism::None;
             gemm_strided(
                 &mut scores,
                 len,
                 (q, 3 * h, 1),
                 (k, 1, 3 * h),
                 (len, len, hd),
+                false,
+                one,
             );
             softmax_rows(&mut scores, len, shape.scale);
             // out[len x hd] = P · V; V(j, d) = v[j*3h + d].
-            gemm_strided(out, hd, (&scores, len, 1), (v, 3 * h, 1), (len, hd, len));
+            gemm_strided(
+                out,
+                hd,
+                (&scores, len, 1),
+                (v, 3 * h, 1),
+                (len, hd, len),
+                false,
+                one,
+            );
         });
     });
     let by_head = &*by_head;
@@ -94,72 +106,6 @@ pub(crate) fn attention(
                 }
             }
         });
-}
-
-/// `C[m x n] = A[m x k] · B[k x n]` on one thread; `C` is row-major with row stride `c_rs`,
-/// `A` and `B` are `(data, row stride, column stride)`. Bounds are checked before the call.
-fn gemm_strided(
-    c: &mut [f32],
-    c_rs: usize,
-    a: (&[f32], usize, usize),
-    b: (&[f32], usize, usize),
-    mnk: (usize, usize, usize),
-) {
-    let (m, n, k) = mnk;
-    let (a, a_rs, a_cs) = a;
-    let (bm, b_rs, b_cs) = b;
-    if m == 0 || n == 0 {
-        return;
-    }
-    let last = |rows: usize, cols: usize, rs: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs;
-    let in_bounds = k > 0
-        && c_rs >= n
-        && last(m, n, c_rs, 1) < c.len()
-        && last(m, k, a_rs, a_cs) < a.len()
-        && last(k, n, b_rs, b_cs) < bm.len();
-    if !in_bounds {
-        // Not reachable from this crate's callers; a slow but safe path rather than UB.
-        for i in 0..m {
-            for j in 0..n {
-                let mut acc = 0.0f32;
-                for p in 0..k {
-                    acc += a.get(i * a_rs + p * a_cs).copied().unwrap_or(0.0)
-                        * bm.get(p * b_rs + j * b_cs).copied().unwrap_or(0.0);
-                }
-                if let Some(x) = c.get_mut(i * c_rs + j) {
-                    *x = acc;
-                }
-            }
-        }
-        return;
-    }
-    // SAFETY: every index gemm touches, (i, j) -> i*c_rs + j, (i, p) -> i*a_rs + p*a_cs and
-    // (p, j) -> p*b_rs + j*b_cs for i < m, j < n, p < k, was checked to lie inside the slices;
-    // `c` is borrowed mutably and cannot alias `a` or `b`; read_dst = false so `c` need not be
-    // initialised for gemm.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            c_rs as isize,
-            false,
-            a.as_ptr(),
-            a_cs as isize,
-            a_rs as isize,
-            bm.as_ptr(),
-            b_cs as isize,
-            b_rs as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
 }
 
 #[cfg(test)]

@@ -53,9 +53,6 @@ pub struct BertConfig {
     /// LayerNorm epsilon.
     #[serde(default = "default_eps")]
     pub layer_norm_eps: f64,
-    /// Padding token id.
-    #[serde(default)]
-    pub pad_token_id: u32,
     /// Only `absolute` is supported.
     #[serde(default = "default_pos")]
     pub position_embedding_type: String,

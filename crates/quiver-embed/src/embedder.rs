@@ -102,6 +102,13 @@ impl Precision {
         }
     }
 
+    /// The canonical reference `reference` names with `asked` ([`Precision::resolve`], then
+    /// [`Precision::reference`]): `m` and `m:f32` are both `m`.
+    pub fn canonical(reference: &str, asked: Option<Precision>) -> Result<String> {
+        let (model, p) = Precision::resolve(reference, asked)?;
+        Ok(p.reference(model))
+    }
+
     /// The canonical reference of `model` at this precision: the model alone at f32 (so
     /// `m` and `m:f32` name one model), `model:precision` otherwise.
     pub fn reference(self, model: &str) -> String {

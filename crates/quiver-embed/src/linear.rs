@@ -13,13 +13,13 @@ use crate::lowp::{Activations, LowKind, Packed};
 /// A dense layer.
 pub(crate) struct Linear {
     weights: Weights,
-    bias: Vec<f32>,
     inputs: usize,
+    outputs: usize,
 }
 
 enum Weights {
-    /// `[out, in]` row-major, as PyTorch stores it.
-    F32(Vec<f32>),
+    /// `weight` `[out, in]` row-major, as PyTorch stores it, and `bias` `[out]`.
+    F32 { weight: Vec<f32>, bias: Vec<f32> },
     /// Packed bf16 or int8 (bias inside).
     Low(Packed),
 }
@@ -32,28 +32,28 @@ impl Linear {
         inputs: usize,
         precision: Precision,
     ) -> Result<Self> {
-        if inputs == 0 || weight.len() != bias.len() * inputs {
+        let outputs = bias.len();
+        if inputs == 0 || weight.len() != outputs * inputs {
             return Err(EmbedError::InvalidOption(format!(
-                "linear layer: weight of {} values does not match {} outputs x {inputs} inputs",
+                "linear layer: weight of {} values does not match {outputs} outputs x {inputs} inputs",
                 weight.len(),
-                bias.len()
             )));
         }
         let weights = match precision {
-            Precision::F32 => Weights::F32(weight),
+            Precision::F32 => Weights::F32 { weight, bias },
             Precision::Bf16 => Weights::Low(Packed::new(LowKind::Bf16, &weight, &bias, inputs)),
             Precision::Int8 => Weights::Low(Packed::new(LowKind::Int8, &weight, &bias, inputs)),
         };
         Ok(Linear {
             weights,
-            bias,
             inputs,
+            outputs,
         })
     }
 
     /// Output width.
     pub(crate) fn outputs(&self) -> usize {
-        self.bias.len()
+        self.outputs
     }
 
     /// `out[rows, outputs] = x[rows, inputs] · Wᵀ + b`; `act` is scratch for reduced precisions'
@@ -68,7 +68,7 @@ impl Linear {
         out: &mut [f32],
         act: &mut Activations,
     ) -> Result<()> {
-        let (k, n) = (self.inputs, self.outputs());
+        let (k, n) = (self.inputs, self.outputs);
         if x.len() < rows * k || out.len() < rows * n {
             return Err(EmbedError::InvalidOption(format!(
                 "linear layer: {rows} rows need {} inputs and {} outputs, got {} and {}",
@@ -81,52 +81,102 @@ impl Linear {
         if rows == 0 {
             return Ok(());
         }
-        let weight = match &self.weights {
-            Weights::F32(w) => w,
-            Weights::Low(packed) => {
-                packed.apply(x, rows, out, act);
-                return Ok(());
+        match &self.weights {
+            Weights::Low(packed) => packed.apply(x, rows, out, act),
+            Weights::F32 { weight, bias } => {
+                let out = &mut out[..rows * n];
+                for row in out.chunks_exact_mut(n) {
+                    row.copy_from_slice(bias);
+                }
+                let threads = rayon::current_num_threads();
+                let parallelism = if threads > 1 && rows * n * k >= 1 << 16 {
+                    gemm::Parallelism::Rayon(threads)
+                } else {
+                    gemm::Parallelism::None
+                };
+                // out += x · Wᵀ: x(i, p) = x[i*k + p], Wᵀ(p, j) = W[j*k + p].
+                gemm_strided(
+                    out,
+                    n,
+                    (x, k, 1),
+                    (weight, 1, k),
+                    (rows, n, k),
+                    true,
+                    parallelism,
+                );
             }
-        };
-        let out = &mut out[..rows * n];
-        for row in out.chunks_exact_mut(n) {
-            row.copy_from_slice(&self.bias);
-        }
-        let threads = rayon::current_num_threads();
-        let parallelism = if threads > 1 && rows * n * k >= 1 << 16 {
-            gemm::Parallelism::Rayon(threads)
-        } else {
-            gemm::Parallelism::None
-        };
-        // SAFETY: dst is `rows x n` row-major (row stride n, column stride 1) inside `out`;
-        // lhs is `rows x k` row-major inside `x` (checked above); rhs(p, j) = W[j][p] at
-        // `j * k + p` for p < k, j < n, inside `weight` (its length is n * k, checked in `new`).
-        // `out` is borrowed mutably, so it aliases neither input. read_dst = true reads the
-        // bias just written: dst = 1·dst + 1·(x · Wᵀ).
-        unsafe {
-            gemm::gemm(
-                rows,
-                n,
-                k,
-                out.as_mut_ptr(),
-                1,
-                n as isize,
-                true,
-                x.as_ptr(),
-                1,
-                k as isize,
-                weight.as_ptr(),
-                k as isize,
-                1,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism,
-            );
         }
         Ok(())
+    }
+}
+
+/// `C[m x n] = A[m x k] · B[k x n]`, or `C += A · B` with `add`; `C` is row-major with row
+/// stride `c_rs`, `A` and `B` are `(data, row stride, column stride)`. The one call into the
+/// `gemm` crate (AVX-512 / AVX2 micro-kernels picked at run time), for the linear layers and
+/// attention's two products. Bounds are checked before the call.
+pub(crate) fn gemm_strided(
+    c: &mut [f32],
+    c_rs: usize,
+    a: (&[f32], usize, usize),
+    b: (&[f32], usize, usize),
+    mnk: (usize, usize, usize),
+    add: bool,
+    parallelism: gemm::Parallelism,
+) {
+    let (m, n, k) = mnk;
+    let (a, a_rs, a_cs) = a;
+    let (bm, b_rs, b_cs) = b;
+    if m == 0 || n == 0 {
+        return;
+    }
+    let last = |rows: usize, cols: usize, rs: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs;
+    let in_bounds = k > 0
+        && c_rs >= n
+        && last(m, n, c_rs, 1) < c.len()
+        && last(m, k, a_rs, a_cs) < a.len()
+        && last(k, n, b_rs, b_cs) < bm.len();
+    if !in_bounds {
+        // Not reachable from this crate's callers; a slow but safe path rather than UB.
+        for i in 0..m {
+            for j in 0..n {
+                let mut acc = 0.0f32;
+                for p in 0..k {
+                    acc += a.get(i * a_rs + p * a_cs).copied().unwrap_or(0.0)
+                        * bm.get(p * b_rs + j * b_cs).copied().unwrap_or(0.0);
+                }
+                if let Some(x) = c.get_mut(i * c_rs + j) {
+                    *x = if add { *x + acc } else { acc };
+                }
+            }
+        }
+        return;
+    }
+    // SAFETY: every index gemm touches, (i, j) -> i*c_rs + j, (i, p) -> i*a_rs + p*a_cs and
+    // (p, j) -> p*b_rs + j*b_cs for i < m, j < n, p < k, was checked to lie inside the slices;
+    // `c` is borrowed mutably and cannot alias `a` or `b`. With `add`, read_dst = true and
+    // dst = 1·dst + 1·(A·B); without, read_dst = false and `c` need not be initialised.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            c_rs as isize,
+            add,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            bm.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            if add { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
     }
 }
 

@@ -478,11 +478,8 @@ fn throttle(busy: Duration, duty: f64, report: &mut BackfillReport) {
 /// Whether two model references name one model (`m` and `m:f32` do).
 #[cfg(feature = "embed")]
 fn same_model(a: &str, b: &str) -> bool {
-    let canonical = |r: &str| {
-        quiver_embed::Precision::resolve(r, None)
-            .map(|(m, p)| p.reference(m))
-            .unwrap_or_else(|_| r.to_string())
-    };
+    let canonical =
+        |r: &str| quiver_embed::Precision::canonical(r, None).unwrap_or_else(|_| r.to_string());
     canonical(a) == canonical(b)
 }
 

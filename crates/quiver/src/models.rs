@@ -3,8 +3,8 @@
 //! A model is named by its registry name (`all-MiniLM-L6-v2`, pulled into the cache and verified by
 //! sha256 on first use when [`PoolOptions::auto_pull`] is on) or by a local directory in the
 //! sentence-transformers layout, optionally followed by a precision for its linear layers
-//! (`all-MiniLM-L6-v2:int8`, `:bf16`; see [`quiver_embed::Precision`]): each reference is its own
-//! model, so a schema can hold one field at f32 and another at int8. The pool is `Send + Sync`: a server's request threads and a
+//! (`all-MiniLM-L6-v2:int8`, `:bf16`; see [`quiver_embed::Precision`]): each precision is a model
+//! of its own (`m` and `m:f32` are one), so a schema can hold one field at f32 and another at int8. The pool is `Send + Sync`: a server's request threads and a
 //! Python process's threads share one copy of each model's weights.
 
 use crate::error::{EngineError, Result};

@@ -94,14 +94,14 @@ pub(crate) struct Packed {
     simd: bool,
 }
 
-/// Per-row quantisation of one call's activations (int8 only).
+/// One call's activations converted for the kernels (buffers reused across calls).
 #[derive(Debug, Default)]
 pub(crate) struct Activations {
     /// `padded rows * words` words.
     words: Vec<u32>,
-    /// int8: `s_x` per row.
+    /// int8: `s_x` per row (unused at bf16).
     scale: Vec<f32>,
-    /// int8: `z` per row.
+    /// int8: `z` per row (unused at bf16).
     zero: Vec<i32>,
 }
 
@@ -133,18 +133,12 @@ impl Packed {
                     col_scale[j] = scale;
                     col_sum[j] = q.iter().map(|&v| i32::from(v)).sum();
                     for (w, quad) in q.chunks(4).enumerate() {
-                        let mut b = [0u8; 4];
-                        for (dst, &v) in b.iter_mut().zip(quad) {
-                            *dst = v as u8;
-                        }
-                        data[at(w)] = u32::from_le_bytes(b);
+                        data[at(w)] = word4(quad.iter().map(|&v| v as u8));
                     }
                 }
                 LowKind::Bf16 => {
                     for (w, pair) in row.chunks(2).enumerate() {
-                        let lo = u32::from(bf16_bits(pair[0]));
-                        let hi = pair.get(1).map_or(0, |&v| u32::from(bf16_bits(v)));
-                        data[at(w)] = lo | (hi << 16);
+                        data[at(w)] = bf16_word(pair);
                     }
                 }
             }
@@ -171,20 +165,15 @@ impl Packed {
         let n = self.n;
         let parallel =
             rayon::current_num_threads() > 1 && rows > MR && rows * n * self.k >= 1 << 18;
-        self.convert(x, rows, act, parallel);
+        // One task (run on this thread) unless the multiply is worth splitting.
+        let min_len = if parallel { 1 } else { usize::MAX };
+        self.convert(x, rows, act, min_len);
         let act = &*act;
-        let out = &mut out[..rows * n];
-        let task = |(t, chunk): (usize, &mut [f32])| {
-            let first = t * ROWS_PER_TASK;
-            self.rows(act, first, chunk.len() / n, chunk);
-        };
-        if parallel {
-            out.par_chunks_mut(ROWS_PER_TASK * n)
-                .enumerate()
-                .for_each(task);
-        } else {
-            out.chunks_mut(ROWS_PER_TASK * n).enumerate().for_each(task);
-        }
+        out[..rows * n]
+            .par_chunks_mut(ROWS_PER_TASK * n)
+            .enumerate()
+            .with_min_len(min_len)
+            .for_each(|(t, chunk)| self.rows(act, t * ROWS_PER_TASK, chunk.len() / n, chunk));
     }
 
     /// Rows `first..first + count` of the product into `out` (`count * n` values).
@@ -283,47 +272,40 @@ impl Packed {
     }
 
     /// Convert `rows` rows of `x` into kernel words (rows padded with zeros to a multiple of
-    /// `MR`), with int8's per-row scales and zero points; split over the pool's threads when
-    /// the multiply is.
-    fn convert(&self, x: &[f32], rows: usize, act: &mut Activations, parallel: bool) {
+    /// `MR`), with int8's per-row scales and zero points; in tasks of at least `min_len` rows.
+    fn convert(&self, x: &[f32], rows: usize, act: &mut Activations, min_len: usize) {
         let (k, words, kind, simd) = (self.k, self.words, self.kind, self.simd);
-        let padded = rows.div_ceil(MR) * MR;
         act.words.clear();
-        act.words.resize(padded * words, 0);
-        let per_row = if kind == LowKind::Int8 { rows } else { 0 };
-        act.scale.resize(per_row, 0.0);
-        act.zero.resize(per_row, 0);
-        let one = |(row, dst): (&[f32], &mut [u32]), grid: Option<(&mut f32, &mut i32)>| match grid
-        {
-            Some((scale, zero)) => (*scale, *zero) = quantize_row(row, dst, simd),
-            None => bf16_row(row, dst, simd),
-        };
-        let rows_in = x[..rows * k].par_chunks_exact(k);
-        let rows_out = act.words.par_chunks_mut(words);
-        match (kind, parallel) {
-            (LowKind::Int8, true) => {
-                let grid = act.scale.par_iter_mut().zip(act.zero.par_iter_mut());
-                rows_in
-                    .zip(rows_out)
-                    .zip(grid)
-                    .for_each(|(r, g)| one(r, Some(g)));
-            }
-            (LowKind::Int8, false) => {
-                let grid = act.scale.iter_mut().zip(act.zero.iter_mut());
-                let pairs = x[..rows * k]
-                    .chunks_exact(k)
-                    .zip(act.words.chunks_mut(words));
-                pairs.zip(grid).for_each(|(r, g)| one(r, Some(g)));
-            }
-            (LowKind::Bf16, true) => rows_in.zip(rows_out).for_each(|r| one(r, None)),
-            (LowKind::Bf16, false) => {
-                let pairs = x[..rows * k]
-                    .chunks_exact(k)
-                    .zip(act.words.chunks_mut(words));
-                pairs.for_each(|r| one(r, None));
-            }
-        }
+        act.words.resize(rows.div_ceil(MR) * MR * words, 0);
+        act.scale.resize(rows, 1.0);
+        act.zero.resize(rows, 0);
+        x[..rows * k]
+            .par_chunks_exact(k)
+            .zip(act.words.par_chunks_mut(words))
+            .zip(act.scale.par_iter_mut().zip(act.zero.par_iter_mut()))
+            .with_min_len(min_len)
+            .for_each(|((row, dst), (scale, zero))| match kind {
+                LowKind::Int8 => (*scale, *zero) = quantize_row(row, dst, simd),
+                LowKind::Bf16 => bf16_row(row, dst, simd),
+            });
     }
+}
+
+/// Up to four bytes as one kernel word, the first in the low bits (inner-dimension order).
+fn word4(bytes: impl IntoIterator<Item = u8>) -> u32 {
+    let mut b = [0u8; 4];
+    for (dst, v) in b.iter_mut().zip(bytes) {
+        *dst = v;
+    }
+    u32::from_le_bytes(b)
+}
+
+/// One or two values as one bf16 word: the first in the low half, the second (0 if absent) in
+/// the high half.
+fn bf16_word(pair: &[f32]) -> u32 {
+    let lo = pair.first().map_or(0, |&v| u32::from(bf16_bits(v)));
+    let hi = pair.get(1).map_or(0, |&v| u32::from(bf16_bits(v)));
+    lo | (hi << 16)
 }
 
 /// Round-to-nearest-even bf16 of `v` (the conversion `vcvtne2ps2bf16` does for normal numbers).
@@ -382,11 +364,7 @@ fn quantize_row(row: &[f32], dst: &mut [u32], simd: bool) -> (f32, i32) {
         done = unsafe { x86::quantize(row, dst, inv, zero) };
     }
     for (w, quad) in row.chunks(4).enumerate().skip(done / 4) {
-        let mut b = [0u8; 4];
-        for (d, &v) in b.iter_mut().zip(quad) {
-            *d = q(v);
-        }
-        dst[w] = u32::from_le_bytes(b);
+        dst[w] = word4(quad.iter().map(|&v| q(v)));
     }
     (scale, zero)
 }
@@ -401,9 +379,7 @@ fn bf16_row(row: &[f32], dst: &mut [u32], simd: bool) {
         done = unsafe { x86::bf16_row(row, dst) };
     }
     for (w, pair) in row.chunks(2).enumerate().skip(done / 2) {
-        let lo = u32::from(bf16_bits(pair[0]));
-        let hi = pair.get(1).map_or(0, |&v| u32::from(bf16_bits(v)));
-        dst[w] = lo | (hi << 16);
+        dst[w] = bf16_word(pair);
     }
 }
 
@@ -465,6 +441,13 @@ mod tests {
         out
     }
 
+    /// `(b + Σ x·w, Σ |x·w|)` in f64: the exact output and its magnitude.
+    fn exact(x: &[f32], w: &[f32], b: f32) -> (f64, f64) {
+        let terms = x.iter().zip(w).map(|(a, c)| f64::from(*a) * f64::from(*c));
+        let sum: f64 = terms.clone().sum();
+        (f64::from(b) + sum, terms.map(f64::abs).sum())
+    }
+
     /// Shapes with ragged rows, columns and inner dimensions, and BERT's own.
     const SHAPES: [(usize, usize, usize); 5] = [
         (1, 3, 2),
@@ -502,18 +485,9 @@ mod tests {
                 for j in 0..n {
                     let wr = &w[j * k..(j + 1) * k];
                     let sw = portable.col_scale[j];
-                    let exact: f64 = f64::from(b[j])
-                        + xr.iter()
-                            .zip(wr)
-                            .map(|(a, c)| f64::from(*a) * f64::from(*c))
-                            .sum::<f64>();
+                    let (exact, mag) = exact(xr, wr, b[j]);
                     let sum_w: f64 = wr.iter().map(|v| f64::from(v.abs())).sum();
                     let sum_x: f64 = xr.iter().map(|v| f64::from(v.abs()) + f64::from(sx)).sum();
-                    let mag: f64 = xr
-                        .iter()
-                        .zip(wr)
-                        .map(|(a, c)| f64::from((a * c).abs()))
-                        .sum();
                     let bound = f64::from(sx) / 2.0 * sum_w
                         + f64::from(sw) / 2.0 * sum_x
                         + 1e-5 * (mag + f64::from(b[j].abs()));
@@ -559,16 +533,7 @@ mod tests {
                 let xr = &x[r * k..(r + 1) * k];
                 for j in 0..n {
                     let wr = &w[j * k..(j + 1) * k];
-                    let exact: f64 = f64::from(b[j])
-                        + xr.iter()
-                            .zip(wr)
-                            .map(|(a, c)| f64::from(*a) * f64::from(*c))
-                            .sum::<f64>();
-                    let mag: f64 = xr
-                        .iter()
-                        .zip(wr)
-                        .map(|(a, c)| f64::from((a * c).abs()))
-                        .sum();
+                    let (exact, mag) = exact(xr, wr, b[j]);
                     let unit = (mag + f64::from(b[j].abs())) * ((k + 2) as f64) * 2f64.powi(-24);
                     let bound = mag * (2f64.powi(-8) + 2f64.powi(-17)) + unit;
                     for out in &outs {
