@@ -32,18 +32,6 @@ const SCHEMA: &str = r#"{"fields": {
   "year": {"type": "integer"}
 }}"#;
 
-/// A database at `dir` embedding with `pool`.
-fn open(dir: &std::path::Path, pool: &Arc<ModelPool>) -> Database {
-    Database::open_with(
-        dir,
-        quiver::OpenOptions {
-            pool: Some(pool.clone()),
-            ..Default::default()
-        },
-    )
-    .unwrap()
-}
-
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
@@ -79,7 +67,7 @@ fn same_ranking(got: &[(DocId, f32)], want: &[(DocId, f32)], tol: f32, what: &st
 fn engine_api_embeds_once_and_answers_every_mode() {
     let pool = pool();
     let dir = tempfile::tempdir().unwrap();
-    let db = open(dir.path(), &pool);
+    let db = common::open(dir.path(), &pool);
     let c = db
         .create_collection("scifact", &Schema::parse(SCHEMA).unwrap())
         .unwrap();
@@ -485,7 +473,7 @@ fn results_do_not_depend_on_segmentation() {
 fn precision_suffix_gives_a_model_of_its_own() {
     let pool = pool();
     let dir = tempfile::tempdir().unwrap();
-    let db = open(dir.path(), &pool);
+    let db = common::open(dir.path(), &pool);
     let schema = Schema::parse(
         r#"{"fields": {
       "exact": {"type": "dense", "dim": 384, "model": "all-MiniLM-L6-v2", "embed": ["title", "text"]},
